@@ -1,0 +1,1 @@
+"""Southbound protocol plugins behind one interface (connectors.base)."""

@@ -1,0 +1,1 @@
+"""shangyun edge core: vocabulary, pipeline, embedded store, rollups. Imports nothing of ours."""

@@ -1,0 +1,1 @@
+"""The application: config, wiring, CLI, API and dashboard."""

@@ -1,0 +1,1 @@
+"""The verifier: distinct active devices, OEE, energy and voucher policy, from rollups."""
