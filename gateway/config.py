@@ -1,0 +1,215 @@
+"""The gateway's YAML configuration: models, loading, and conversion to edge DeviceSpecs.
+
+A config file has two sections:
+
+    gateway:                 # all optional, defaults shown in GatewaySettings
+      store: {path: shangyun.db, retention_days: 30}
+    devices:
+      - id: press-01         # letters, digits, '-', '_', '.'
+        type: modbus         # a connector name: see `shangyun run --help` / connectors.registry
+        profile: sim-modbus  # optional template from gateway/templates/ supplying `signals`
+        connection: {...}    # validated by the connector's own model
+        signals: [...]       # name (a role or any name), address, scale, offset, states
+
+Validation happens in two passes: the common shape here, then each device's `connection` and
+signal `address` against its connector's models, so every error carries the file and line.
+"""
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+
+from connectors import registry
+from edge.errors import ConfigError
+from edge.model import DeviceSpec, IdentityEvidence, SignalSpec, State
+
+from .yamlconfig import LocatedYaml, format_loc, load_yaml, validate
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StoreSettings(_Strict):
+    path: str = "shangyun.db"
+    retention_days: PositiveInt = 30
+
+
+class GatewaySettings(_Strict):
+    name: str = "gateway"
+    store: StoreSettings = StoreSettings()
+    queue_size: PositiveInt = 10_000
+    batch_size: PositiveInt = 500
+    flush_interval_s: PositiveFloat = 0.5
+    rollup_interval_s: PositiveFloat = 30.0
+    # Minutes are rolled up only once this old, so samples still in flight land first.
+    rollup_lag_s: float = Field(90.0, ge=0)
+    prune_interval_s: PositiveFloat = 3600.0
+
+
+class SignalConfig(_Strict):
+    name: str
+    address: Any = None
+    scale: float = 1.0
+    offset: float = 0.0
+    states: dict[str, str] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", v):
+            raise ValueError("signal names are identifiers: letters, digits, '_' and '.'")
+        return v
+
+    @field_validator("states", mode="before")
+    @classmethod
+    def _states(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        out = {}
+        for code, state in v.items():
+            out[str(code)] = State.parse(state).value
+        return out
+
+
+class IdentityConfig(_Strict):
+    """Identity captured at onboarding; a device presenting another one raises an event."""
+
+    application_uri: str = ""
+    serial_number: str = ""
+    certificate_sha256: str = ""
+    client_id: str = ""
+
+
+class DeviceConfig(_Strict):
+    id: str
+    type: str
+    name: str = ""
+    profile: str = ""
+    line: str = ""
+    location: str = ""
+    ideal_cycle_s: PositiveFloat | None = None
+    enabled: bool = True
+    connection: dict[str, Any]
+    signals: list[SignalConfig] = []
+    vars: dict[str, str] = {}
+    identity: IdentityConfig | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not _ID.match(v):
+            raise ValueError("device ids are 1-64 letters, digits, '_', '-' or '.', starting "
+                             "with a letter or digit")
+        return v
+
+
+class GatewayConfig(_Strict):
+    gateway: GatewaySettings = GatewaySettings()
+    devices: list[DeviceConfig] = []
+
+
+class LoadedConfig:
+    """A validated config: settings, device specs, and where it came from."""
+
+    def __init__(self, path: str, settings: GatewaySettings, devices: list[DeviceSpec]):
+        self.path = path
+        self.settings = settings
+        self.devices = devices
+
+    @property
+    def store_path(self) -> str:
+        p = Path(self.settings.store.path)
+        if not p.is_absolute():
+            p = Path(self.path).resolve().parent / p
+        return str(p)
+
+
+def load_config(path: str | Path, text: str | None = None) -> LoadedConfig:
+    """Load and fully validate a gateway config; raises ConfigError naming file and line."""
+    doc = load_yaml(path, text)
+    if doc.data is None or doc.data == {}:
+        raise ConfigError("the file is empty; it needs at least a `devices:` list", path=doc.path)
+    if not isinstance(doc.data, dict):
+        raise ConfigError("the top level must be a mapping with `gateway:` and `devices:`",
+                          path=doc.path, line=1)
+    cfg: GatewayConfig = validate(doc, GatewayConfig)
+    seen: dict[str, int] = {}
+    specs = []
+    for i, dev in enumerate(cfg.devices):
+        loc = ("devices", i)
+        if dev.id in seen:
+            raise ConfigError(f"devices[{i}].id: duplicate device id {dev.id!r} "
+                              f"(first defined at line {seen[dev.id]})",
+                              path=doc.path, line=doc.line_of(loc + ("id",)))
+        seen[dev.id] = doc.line_of(loc + ("id",)) or 0
+        if dev.enabled:
+            specs.append(_device_spec(doc, dev, loc))
+    return LoadedConfig(doc.path, cfg.gateway, specs)
+
+
+def _device_spec(doc: LocatedYaml, dev: DeviceConfig, loc: tuple) -> DeviceSpec:
+    try:
+        connector = registry.get(dev.type)
+    except KeyError:
+        valid = ", ".join(registry.names())
+        raise ConfigError(f"{format_loc(loc + ('type',))}: unknown connector type {dev.type!r}; "
+                          f"valid: {valid}", path=doc.path, line=doc.line_of(loc + ("type",))) from None
+    connection = validate(doc, connector.connection_model, dev.connection, loc + ("connection",))
+    signal_loc = loc + ("signals",)
+    signals = dev.signals
+    if not signals and dev.profile:
+        signals = template_signals(dev.profile, {"id": dev.id, "machine": dev.id, **dev.vars},
+                                   where=(doc.path, doc.line_of(loc + ("profile",))))
+        signal_loc = loc + ("profile",)
+    if not signals:
+        raise ConfigError(f"{format_loc(loc)}: device {dev.id!r} has no signals; give `signals:` "
+                          "or a `profile:` template", path=doc.path, line=doc.line_of(loc))
+    names = [s.name for s in signals]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{format_loc(signal_loc)}: duplicate signal names {dupes}",
+                          path=doc.path, line=doc.line_of(signal_loc))
+    specs = []
+    for j, sig in enumerate(signals):
+        address = sig.address
+        if connector.address_model is not None:
+            address = validate(doc, connector.address_model, sig.address,
+                               signal_loc + ((j, "address") if signal_loc[-1] == "signals" else ()))
+        specs.append(SignalSpec(name=sig.name, address=address, scale=sig.scale,
+                                offset=sig.offset, states=dict(sig.states)))
+    expected = None
+    if dev.identity is not None:
+        expected = IdentityEvidence(protocol=dev.type, **dev.identity.model_dump())
+    return DeviceSpec(
+        id=dev.id, name=dev.name or dev.id, protocol=dev.type,
+        connection=connection.model_dump(), signals=tuple(specs), profile=dev.profile,
+        line=dev.line, location=dev.location, ideal_cycle_s=dev.ideal_cycle_s,
+        expected_identity=expected,
+    )
+
+
+def template_names() -> list[str]:
+    root = resources.files("gateway") / "templates"
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def template_signals(profile: str, variables: dict[str, str],
+                     where: tuple[str, int | None] = ("", None)) -> list[SignalConfig]:
+    """Signals of a device template, with `{var}` placeholders filled from the device."""
+    path = resources.files("gateway") / "templates" / f"{profile}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown profile {profile!r}; available: {', '.join(template_names())}",
+                          path=where[0], line=where[1])
+    text = path.read_text(encoding="utf-8")
+    for key, value in variables.items():
+        text = text.replace("{" + key + "}", value)
+    tdoc = load_yaml(f"gateway/templates/{profile}.yaml", text)
+    return [validate(tdoc, SignalConfig, s, ("signals", i))
+            for i, s in enumerate((tdoc.data or {}).get("signals", []))]

@@ -1,0 +1,168 @@
+"""Wiring: config → connectors (one supervisor per device) → pipeline → store, plus the periodic
+jobs a long-running gateway needs (minute rollups, raw-sample retention).
+
+The gateway owns no protocol and no storage logic of its own; it only connects the pieces and
+keeps their life cycles in order: the store opens first and closes last, the pipeline drains
+before the store closes, supervisors stop before the pipeline.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from connectors import registry
+from connectors.supervisor import DeviceSupervisor
+from edge.model import NS_PER_S, DeviceSpec, IdentityEvidence, Sample, now_ns
+from edge.pipeline import Pipeline
+from edge.store import Store
+from edge.store_sink import StoreSink
+
+from .config import GatewaySettings, LoadedConfig
+
+log = logging.getLogger("shangyun.gateway")
+
+
+class StoreObserver:
+    """Records what supervisors see (online/offline, identity, events) in the store's registry.
+
+    Calls are rare (connects, disconnects, identity checks), so writing synchronously from the
+    event loop is cheaper than a thread hop and keeps the order of events.
+    """
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def on_online(self, device_id: str, identity: IdentityEvidence, ts_ns: int) -> None:
+        self.store.set_identity(device_id, identity, ts_ns)
+        self.store.set_status(device_id, online=True, ts_ns=ts_ns)
+        self.store.add_event("online", ts_ns, device_id, {"identity": identity.to_dict()})
+
+    def on_offline(self, device_id: str, error: str, ts_ns: int) -> None:
+        self.store.set_status(device_id, online=False, ts_ns=ts_ns, error=error)
+        self.store.add_event("offline", ts_ns, device_id, {"error": error})
+
+    def on_event(self, device_id: str, kind: str, data: dict, ts_ns: int) -> None:
+        self.store.add_event(kind, ts_ns, device_id, data)
+
+
+@dataclass
+class GatewayStats:
+    started_ns: int = field(default_factory=now_ns)
+    rollups_written: int = 0
+    pruned: int = 0
+
+
+class Gateway:
+    """One running gateway. `await Gateway(config).run(stop_event)`."""
+
+    def __init__(self, config: LoadedConfig, *, store: Store | None = None):
+        self.config = config
+        self.settings: GatewaySettings = config.settings
+        self._own_store = store is None
+        self.store = store or Store.open(config.store_path,
+                                         retention_days=self.settings.store.retention_days)
+        self.pipeline = Pipeline(
+            [StoreSink(self.store)],
+            queue_size=self.settings.queue_size,
+            batch_size=self.settings.batch_size,
+            flush_interval_s=self.settings.flush_interval_s,
+        )
+        self.observer = StoreObserver(self.store)
+        self.supervisors: dict[str, DeviceSupervisor] = {}
+        self.stats = GatewayStats()
+        self._tasks: list[asyncio.Task] = []
+
+    @property
+    def devices(self) -> list[DeviceSpec]:
+        return self.config.devices
+
+    async def start(self) -> None:
+        for spec in self.devices:
+            self.store.upsert_device(spec)
+        await self.pipeline.start()
+        for spec in self.devices:
+            source = registry.get(spec.protocol).make_source(spec)
+            sup = DeviceSupervisor(source, self.pipeline.put_many, self.observer)
+            self.supervisors[spec.id] = sup
+            self._tasks.append(asyncio.create_task(sup.run(), name=f"device:{spec.id}"))
+        self._tasks.append(asyncio.create_task(self._every(self.settings.rollup_interval_s,
+                                                           self._roll_up), name="rollup"))
+        self._tasks.append(asyncio.create_task(self._every(self.settings.prune_interval_s,
+                                                           self._prune), name="prune"))
+        self.store.add_event("gateway_started", now_ns(), None,
+                             {"config": self.config.path, "devices": len(self.devices)})
+        log.info("gateway started: %d devices, store %s", len(self.devices),
+                 self.config.store_path)
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks.clear()
+        await self.pipeline.stop()
+        # Roll up everything received, including the last partial minute's predecessors.
+        await self._roll_up(lag_s=0.0)
+        self.store.add_event("gateway_stopped", now_ns(), None, self.summary())
+        if self._own_store:
+            self.store.close()
+        log.info("gateway stopped")
+
+    async def run(self, stop: asyncio.Event | None = None, *,
+                  on_tick: Callable[["Gateway"], Any] | None = None, tick_s: float = 5.0) -> None:
+        """Run until `stop` is set (or forever); `on_tick` is called every `tick_s` for progress."""
+        stop = stop or asyncio.Event()
+        await self.start()
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=tick_s)
+                if on_tick is not None:
+                    on_tick(self)
+        finally:
+            await self.stop()
+
+    async def _every(self, interval_s: float, job: Callable[[], Any]) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await job()
+            except Exception:  # a failing job must not end the gateway; it retries next round
+                log.exception("periodic job %s failed", getattr(job, "__name__", job))
+
+    async def _roll_up(self, lag_s: float | None = None) -> None:
+        lag = self.settings.rollup_lag_s if lag_s is None else lag_s
+        until = now_ns() - int(lag * NS_PER_S)
+        self.stats.rollups_written += await asyncio.to_thread(self.store.roll_up, until)
+
+    async def _prune(self) -> None:
+        self.stats.pruned += await asyncio.to_thread(self.store.prune, now_ns())
+
+    def summary(self) -> dict[str, Any]:
+        online = sum(1 for s in self.supervisors.values() if _is_online(s))
+        p = self.pipeline.stats()
+        return {
+            "devices": len(self.devices),
+            "online": online,
+            "samples_received": _get(p, "received"),
+            "samples_written": _get(p, "written"),
+            "samples_per_s": round(float(_get(p, "samples_per_s")), 1),
+            "queue_depth": _get(p, "queue_depth"),
+            "uptime_s": round((now_ns() - self.stats.started_ns) / NS_PER_S, 1),
+        }
+
+
+def _is_online(sup: DeviceSupervisor) -> bool:
+    state = getattr(sup, "state", "")
+    return str(getattr(state, "value", state)) == "online"
+
+
+def _get(stats: Any, key: str) -> Any:
+    if isinstance(stats, dict):
+        return stats.get(key, 0)
+    return getattr(stats, key, 0)
