@@ -1,0 +1,229 @@
+"""Where the verifier's data comes from, kept apart from what it does with it.
+
+Every analysis consumes `RollupCube` chunks and small event lists through the `Reader`
+protocol. Today there are two readers: `StoreReader` over one or more embedded stores (an
+enterprise may run several gateways) and `MemoryReader` for tests and benchmarks. Signed
+export bundles will come later as a third reader with the same surface.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterator, Protocol, Sequence
+
+import numpy as np
+
+from edge.errors import StoreError, VerificationInputError
+from edge.rollup_layout import FIELDS, MINUTES_PER_DAY
+
+from .cube import DeviceInfo, RollupCube
+from .window import Window
+
+DEFAULT_CHUNK_DEVICES = 128
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One stored event (identity change, connect, simulated history...), with its source."""
+
+    ts_ns: int
+    device_id: str | None
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+
+class Reader(Protocol):
+    """What analysis needs from a data source. Device ids are unique across the reader."""
+
+    def devices(self) -> list[DeviceInfo]: ...
+
+    def iter_cubes(self, window: Window,
+                   chunk_devices: int = DEFAULT_CHUNK_DEVICES) -> Iterator[RollupCube]:
+        """Cubes over the window's days for consecutive groups of at most `chunk_devices`
+        devices, in `devices()` order."""
+        ...
+
+    def events(self, kind: str | None = None) -> list[EventRecord]: ...
+
+    def raw_timestamps(self, device_id: str, start_ns: int, end_ns: int,
+                       limit: int = 10_000) -> np.ndarray:
+        """Sorted int64 UTC-ns timestamps of retained raw samples (may be empty: retention)."""
+        ...
+
+
+def _check_chunk(chunk_devices: int) -> None:
+    if chunk_devices < 1:
+        raise VerificationInputError(f"chunk_devices must be at least 1, got {chunk_devices}")
+
+
+class MemoryReader:
+    """A reader over a cube already in memory (tests, benchmarks, later: decoded bundles)."""
+
+    def __init__(self, devices: Sequence[DeviceInfo], cube: RollupCube, *,
+                 events: Sequence[EventRecord] = (),
+                 timestamps: dict[str, np.ndarray] | None = None):
+        ids = [d.id for d in devices]
+        if len(set(ids)) != len(ids):
+            raise VerificationInputError("MemoryReader: device ids must be unique")
+        index = {d.id: i for i, d in enumerate(cube.devices)}
+        missing = [i for i in ids if i not in index]
+        if missing:
+            raise VerificationInputError(f"MemoryReader: devices not in the cube: {missing[:5]}")
+        self._devices = list(devices)
+        self._rows = np.array([index[i] for i in ids], dtype=np.intp)
+        self._cube = cube
+        self._events = list(events)
+        self._timestamps = timestamps or {}
+
+    def devices(self) -> list[DeviceInfo]:
+        return list(self._devices)
+
+    def iter_cubes(self, window: Window,
+                   chunk_devices: int = DEFAULT_CHUNK_DEVICES) -> Iterator[RollupCube]:
+        _check_chunk(chunk_devices)
+        # Map the window's days onto the cube's; days outside the cube stay absent.
+        offsets = (window.days - self._cube.days[0]).astype(np.int64) if len(self._cube.days) \
+            else np.full(window.n_days, -1, dtype=np.int64)
+        inside = (offsets >= 0) & (offsets < len(self._cube.days))
+        for lo in range(0, len(self._devices), chunk_devices):
+            rows = self._rows[lo:lo + chunk_devices]
+            n = len(rows)
+            data = np.zeros((n, window.n_days, len(FIELDS), MINUTES_PER_DAY), dtype=np.float32)
+            present = np.zeros((n, window.n_days), dtype=bool)
+            if inside.any():
+                src = offsets[inside]
+                data[:, inside] = self._cube.data[rows][:, src]
+                present[:, inside] = self._cube.present[rows][:, src]
+            yield RollupCube(self._devices[lo:lo + chunk_devices], window.days, data, present)
+
+    def events(self, kind: str | None = None) -> list[EventRecord]:
+        return [e for e in self._events if kind is None or e.kind == kind]
+
+    def raw_timestamps(self, device_id: str, start_ns: int, end_ns: int,
+                       limit: int = 10_000) -> np.ndarray:
+        ts = np.asarray(self._timestamps.get(device_id, ()), dtype=np.int64)
+        ts = np.sort(ts[(ts >= start_ns) & (ts < end_ns)])
+        return ts[:limit]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    info: DeviceInfo       # id possibly qualified with the source
+    store_index: int
+    store_id: str          # the id inside its own store
+
+
+class StoreReader:
+    """Reads one or more embedded stores, read-only.
+
+    The same device id in two stores is kept twice (two gateways may well name a machine
+    alike); both are renamed `<id>@<source>` so reports and flags stay unambiguous, and
+    `DeviceInfo.source` names the store. Whether they are one machine is for the
+    distinctness checks to say, from their identity evidence and signals.
+    """
+
+    def __init__(self, paths: Sequence[str | os.PathLike[str]]):
+        if not paths:
+            raise VerificationInputError("no store given")
+        try:
+            from edge.store import Store  # imported late: readers of bundles do not need it
+        except ImportError as e:  # pragma: no cover - only while edge.store is being written
+            raise VerificationInputError(f"the embedded store is not available: {e}") from None
+        self._stores = []
+        self._sources: list[str] = []
+        for p in paths:
+            path = os.fspath(p)
+            if not os.path.exists(path):
+                raise VerificationInputError(f"store {path!r} does not exist")
+            try:
+                self._stores.append(Store.open(path, readonly=True))
+            except StoreError as e:
+                raise VerificationInputError(f"cannot open store {path!r}: {e}") from None
+            self._sources.append(path)
+        self._entries = self._load_devices()
+        self._by_id = {e.info.id: e for e in self._entries}
+
+    def close(self) -> None:
+        for s in self._stores:
+            s.close()
+
+    def __enter__(self) -> "StoreReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _load_devices(self) -> list[_Entry]:
+        raw: list[tuple[int, Any]] = []
+        for i, store in enumerate(self._stores):
+            raw.extend((i, rec) for rec in store.devices())
+        seen = Counter(rec.id for _, rec in raw)
+        entries = []
+        for i, rec in raw:
+            source = self._sources[i]
+            vid = rec.id if seen[rec.id] == 1 else f"{rec.id}@{source}"
+            info = DeviceInfo(id=vid, name=rec.name, protocol=rec.protocol, profile=rec.profile,
+                              line=rec.line, location=rec.location,
+                              ideal_cycle_s=rec.ideal_cycle_s, identity=rec.identity,
+                              source=source)
+            entries.append(_Entry(info, i, rec.id))
+        return entries
+
+    def _verifier_id(self, store_index: int, store_id: str | None) -> str | None:
+        if store_id is None:
+            return None
+        if store_id in self._by_id and self._by_id[store_id].store_index == store_index:
+            return store_id
+        qualified = f"{store_id}@{self._sources[store_index]}"
+        return qualified if qualified in self._by_id else store_id
+
+    def devices(self) -> list[DeviceInfo]:
+        return [e.info for e in self._entries]
+
+    def iter_cubes(self, window: Window,
+                   chunk_devices: int = DEFAULT_CHUNK_DEVICES) -> Iterator[RollupCube]:
+        _check_chunk(chunk_devices)
+        first = np.datetime64(window.start, "D")
+        for lo in range(0, len(self._entries), chunk_devices):
+            chunk = self._entries[lo:lo + chunk_devices]
+            data = np.zeros((len(chunk), window.n_days, len(FIELDS), MINUTES_PER_DAY),
+                            dtype=np.float32)
+            present = np.zeros((len(chunk), window.n_days), dtype=bool)
+            for store_index, store in enumerate(self._stores):
+                rows = {e.store_id: r for r, e in enumerate(chunk) if e.store_index == store_index}
+                if not rows:
+                    continue
+                for dev_id, day, arr in store.rollup_days(list(rows), window.start, window.end):
+                    k = int((np.datetime64(day, "D") - first).astype(np.int64))
+                    if dev_id not in rows or not 0 <= k < window.n_days:
+                        continue
+                    data[rows[dev_id], k] = arr
+                    present[rows[dev_id], k] = True
+            yield RollupCube([e.info for e in chunk], window.days, data, present)
+
+    def events(self, kind: str | None = None) -> list[EventRecord]:
+        out: list[EventRecord] = []
+        for i, store in enumerate(self._stores):
+            # The store pages events; identity changes are rare, so a generous limit is safe.
+            for ev in store.events(kind=kind, limit=1_000_000):
+                out.append(EventRecord(ev.ts_ns, self._verifier_id(i, ev.device_id), ev.kind,
+                                       dict(ev.data or {}), self._sources[i]))
+        out.sort(key=lambda e: e.ts_ns)
+        return out
+
+    def raw_timestamps(self, device_id: str, start_ns: int, end_ns: int,
+                       limit: int = 10_000) -> np.ndarray:
+        entry = self._by_id.get(device_id)
+        if entry is None:
+            raise VerificationInputError(f"unknown device {device_id!r}")
+        samples = self._stores[entry.store_index].samples(
+            entry.store_id, start_ns=start_ns, end_ns=end_ns)
+        ts = np.fromiter((s.ts_ns for s in samples[:limit]), dtype=np.int64)
+        return np.sort(ts)
+
+
+def date_of(day: np.datetime64) -> dt.date:
+    return day.astype("datetime64[D]").astype(dt.date)

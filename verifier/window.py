@@ -1,0 +1,69 @@
+"""The review window: a run of whole UTC days, both ends included.
+
+Rollups are stored per UTC day, so the window is expressed in UTC dates; local-time rules
+(shift calendars, tariff periods) are mapped onto UTC minutes by the modules that need them.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.errors import VerificationInputError
+
+DEFAULT_WINDOW_DAYS = 90
+
+
+@dataclass(frozen=True)
+class Window:
+    start: dt.date
+    end: dt.date  # included
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise VerificationInputError(
+                f"review window ends ({self.end}) before it starts ({self.start})")
+
+    @classmethod
+    def last_days(cls, n_days: int = DEFAULT_WINDOW_DAYS, *,
+                  today: dt.date | None = None) -> "Window":
+        """The `n_days` whole days before `today` (today itself is incomplete, so excluded)."""
+        if n_days < 1:
+            raise VerificationInputError(f"window must span at least one day, got {n_days}")
+        today = today or dt.datetime.now(dt.timezone.utc).date()
+        return cls(today - dt.timedelta(days=n_days), today - dt.timedelta(days=1))
+
+    @property
+    def n_days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    @property
+    def days(self) -> np.ndarray:
+        """The window's days as datetime64[D], consecutive."""
+        return np.arange(np.datetime64(self.start, "D"), np.datetime64(self.end, "D") + 1)
+
+    @property
+    def start_ns(self) -> int:
+        return _date_ns(self.start)
+
+    @property
+    def end_ns(self) -> int:
+        """Exclusive: midnight UTC after the last day."""
+        return _date_ns(self.end + dt.timedelta(days=1))
+
+    def to_dict(self) -> dict[str, object]:
+        return {"from": self.start.isoformat(), "to": self.end.isoformat(), "days": self.n_days,
+                "timezone": "UTC"}
+
+
+def _date_ns(day: dt.date) -> int:
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp()) \
+        * 1_000_000_000
+
+
+def parse_date(text: str, what: str = "date") -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise VerificationInputError(f"{what} {text!r} is not a date like 2024-03-01") from None
