@@ -44,8 +44,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         stop = asyncio.Event()
         _on_signals(stop.set)
         gw = Gateway(config)
-        await gw.run(stop, on_tick=lambda g: log.info("status %s", g.summary()),
-                     tick_s=args.status_interval)
+        http = None
+        if args.http:
+            from . import api
+
+            host, port = api.parse_listen(args.http)
+            http = await api.serve(api.create_app(config.store_path), host, port)
+            log.info("dashboard on http://%s:%d/", host, api.bound_port(http))
+        try:
+            await gw.run(stop, on_tick=lambda g: log.info("status %s", g.summary()),
+                         tick_s=args.status_interval)
+        finally:
+            if http is not None:
+                await api.stop(http)
 
     asyncio.run(main())
     return 0
@@ -109,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", required=True, help="gateway YAML file")
     p.add_argument("--status-interval", type=float, default=30.0, metavar="S",
                    help="log a status line every S seconds (default 30)")
+    p.add_argument("--http", metavar="HOST:PORT", default=None,
+                   help="serve the live dashboard and JSON API, e.g. 127.0.0.1:8080")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("check", help="validate a config file and list its devices")

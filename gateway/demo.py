@@ -47,6 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", default="demo-out",
                    help="where the store, the generated config and logs go (default ./demo-out)")
     p.add_argument("--seed", type=int, default=1, help="factory seed (default 1)")
+    p.add_argument("--http", default="127.0.0.1:8080", metavar="HOST:PORT",
+                   help="where the live dashboard listens (default 127.0.0.1:8080; "
+                        "a busy port falls back to a free one)")
+    p.add_argument("--no-dashboard", action="store_true", help="do not serve the dashboard")
     p.add_argument("--keep", action="store_true",
                    help="keep an existing store in --dir instead of starting fresh")
 
@@ -120,7 +124,14 @@ async def _demo(args: argparse.Namespace) -> dict[str, Any]:
         _say("gateway running" + (f" for {args.duration:.0f} s" if args.duration else
                                   " (Ctrl-C to stop)") + f"; status: shangyun status --store {store_path}")
         gateway = Gateway(config)
-        await gateway.run(stop, on_tick=lambda g: _progress(g, started), tick_s=5.0)
+        http = None if args.no_dashboard else await _start_dashboard(args.http, str(store_path))
+        try:
+            await gateway.run(stop, on_tick=lambda g: _progress(g, started), tick_s=5.0)
+        finally:
+            if http is not None:
+                from . import api
+
+                await api.stop(http)
         live_s = time.monotonic() - started
     finally:
         if factory is not None:
@@ -134,6 +145,20 @@ async def _demo(args: argparse.Namespace) -> dict[str, Any]:
         summary["verification"] = verify_demo(store_path, days=args.history_days,
                                               machines=len(manifest["machines"]))
     return summary
+
+
+async def _start_dashboard(listen: str, store_path: str):
+    from . import api
+
+    host, port = api.parse_listen(listen)
+    app = api.create_app(store_path, title="shangyun demo")
+    try:
+        server = await api.serve(app, host, port)
+    except (OSError, SystemExit):
+        # uvicorn exits on a busy port; a demo should still show its dashboard somewhere.
+        server = await api.serve(app, host, 0)
+    _say(f"dashboard: http://{host}:{api.bound_port(server)}/")
+    return server
 
 
 def _start_factory(args: argparse.Namespace, host: str, port: int, manifest: Path,
