@@ -1,0 +1,148 @@
+"""Shift calendars: which UTC minutes of the window were planned for production.
+
+Shifts and breaks are written in local time (China Standard Time by default; China keeps no
+daylight saving, so a fixed offset is exact). An empty calendar means 24/7 production, the
+default. Breaks are planned non-production time inside a shift and leave planned busy time.
+
+```yaml
+utc_offset_h: 8
+holidays: [2024-02-10, 2024-02-11]
+shifts:
+  - {name: day, start: "08:00", end: "20:00", days: [mon, tue, wed, thu, fri, sat],
+     breaks: [["12:00", "13:00"]]}
+  - {name: night, start: "20:00", end: "08:00", days: [mon, tue, wed, thu, fri]}
+```
+A shift ending before it starts runs past midnight and belongs to the day it started on.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import yaml
+
+from edge.errors import VerificationInputError
+from edge.rollup_layout import MINUTES_PER_DAY
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def parse_hhmm(text: str, where: str) -> int:
+    try:
+        h, m = str(text).split(":")
+        minute = int(h) * 60 + int(m)
+    except ValueError:
+        raise VerificationInputError(f"{where}: time {text!r} is not HH:MM") from None
+    if not 0 <= minute <= MINUTES_PER_DAY or int(m) >= 60:
+        raise VerificationInputError(f"{where}: time {text!r} out of range 00:00–24:00")
+    return minute
+
+
+@dataclass(frozen=True)
+class Shift:
+    name: str
+    start_min: int
+    end_min: int                          # == start_min is rejected; < start_min wraps midnight
+    weekdays: frozenset[int] = frozenset(range(7))
+    breaks: tuple[tuple[int, int], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        hm = lambda m: f"{m // 60:02d}:{m % 60:02d}"  # noqa: E731
+        return {"name": self.name, "start": hm(self.start_min), "end": hm(self.end_min),
+                "days": [WEEKDAYS[d] for d in sorted(self.weekdays)],
+                "breaks": [[hm(a), hm(b)] for a, b in self.breaks]}
+
+
+@dataclass(frozen=True)
+class ShiftCalendar:
+    shifts: tuple[Shift, ...] = ()
+    utc_offset_h: float = 8.0
+    holidays: frozenset[dt.date] = field(default_factory=frozenset)
+
+    @property
+    def is_24_7(self) -> bool:
+        return not self.shifts and not self.holidays
+
+    def planned_mask(self, days: np.ndarray) -> np.ndarray:
+        """(len(days), 1440) bool: UTC minute planned for production."""
+        n = len(days)
+        utc_min = np.arange(n * MINUTES_PER_DAY, dtype=np.int64)
+        offset = int(round(self.utc_offset_h * 60))
+        day0 = days[0].astype("datetime64[D]").astype(np.int64) if n else 0
+        local_abs = utc_min + day0 * MINUTES_PER_DAY + offset
+        local_day = local_abs // MINUTES_PER_DAY           # days since 1970-01-01, local
+        minute = local_abs % MINUTES_PER_DAY
+        if not self.shifts:
+            planned = np.ones(n * MINUTES_PER_DAY, dtype=bool)
+            planned &= ~self._holiday(local_day)
+            return planned.reshape(n, MINUTES_PER_DAY)
+        planned = np.zeros(n * MINUTES_PER_DAY, dtype=bool)
+        for s in self.shifts:
+            on = self._within(s.start_min, s.end_min, minute, local_day, s.weekdays)
+            for a, b in s.breaks:
+                on &= ~self._within(a, b, minute, local_day, None)
+            planned |= on
+        return planned.reshape(n, MINUTES_PER_DAY)
+
+    def _within(self, a: int, b: int, minute: np.ndarray, local_day: np.ndarray,
+                weekdays: frozenset[int] | None) -> np.ndarray:
+        def starts_ok(day: np.ndarray) -> np.ndarray:
+            ok = ~self._holiday(day)
+            if weekdays is not None:
+                ok &= np.isin((day + 3) % 7, list(weekdays))  # 1970-01-01 was a Thursday
+            return ok
+        if a < b:
+            return (minute >= a) & (minute < b) & starts_ok(local_day)
+        return (((minute >= a) & starts_ok(local_day))
+                | ((minute < b) & starts_ok(local_day - 1)))
+
+    def _holiday(self, local_day: np.ndarray) -> np.ndarray:
+        if not self.holidays:
+            return np.zeros(local_day.shape, dtype=bool)
+        hol = np.array([np.datetime64(h, "D").astype(np.int64) for h in self.holidays])
+        return np.isin(local_day, hol)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"utc_offset_h": self.utc_offset_h,
+                "shifts": [s.to_dict() for s in self.shifts] or "24/7",
+                "holidays": sorted(h.isoformat() for h in self.holidays)}
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any], where: str = "calendar") -> "ShiftCalendar":
+        if not isinstance(raw, Mapping):
+            raise VerificationInputError(f"{where}: expected a mapping with shifts")
+        shifts = []
+        for i, s in enumerate(raw.get("shifts") or ()):
+            w = f"{where}: shifts[{i}]"
+            try:
+                start, end = parse_hhmm(s["start"], w), parse_hhmm(s["end"], w)
+            except (KeyError, TypeError):
+                raise VerificationInputError(f"{w}: needs start and end (HH:MM)") from None
+            if start == end:
+                raise VerificationInputError(f"{w}: start equals end")
+            days = s.get("days", WEEKDAYS)
+            bad = [d for d in days if str(d).lower()[:3] not in WEEKDAYS]
+            if bad:
+                raise VerificationInputError(f"{w}: unknown days {bad}; use {', '.join(WEEKDAYS)}")
+            breaks = tuple((parse_hhmm(a, w), parse_hhmm(b, w)) for a, b in s.get("breaks") or ())
+            shifts.append(Shift(str(s.get("name", f"shift{i + 1}")), start, end,
+                                frozenset(WEEKDAYS.index(str(d).lower()[:3]) for d in days),
+                                breaks))
+        try:
+            holidays = frozenset(h if isinstance(h, dt.date) else dt.date.fromisoformat(str(h))
+                                 for h in raw.get("holidays") or ())
+        except ValueError as e:
+            raise VerificationInputError(f"{where}: holidays: {e}") from None
+        return cls(tuple(shifts), float(raw.get("utc_offset_h", 8.0)), holidays)
+
+    @classmethod
+    def load(cls, path: str) -> "ShiftCalendar":
+        try:
+            with open(path, encoding="utf-8") as f:
+                return cls.from_mapping(yaml.safe_load(f), path)
+        except OSError as e:
+            raise VerificationInputError(f"cannot read calendar {path!r}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise VerificationInputError(f"{path}: not valid YAML: {e}") from None
