@@ -178,7 +178,7 @@ def analyse_oee(cube: RollupCube, config: OeeConfig = OeeConfig(),
     planned_stop = sum((planned_sum(secs[:, :, i]) for i in planned_ids), np.zeros(n_dev))
     run = planned_sum(secs[:, :, RUNNING])
     overtime = np.where(pl, 0, secs[:, :, RUNNING]).sum(axis=(1, 2), dtype=np.float64)
-    total_m, good_m, has_quality = _quantities(cube)
+    total_m, good_m, has_quality = quantities(cube)
     total = planned_sum(total_m)
     good = planned_sum(good_m)
 
@@ -215,7 +215,7 @@ def analyse_oee(cube: RollupCube, config: OeeConfig = OeeConfig(),
     return out
 
 
-def _quantities(cube: RollupCube) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def quantities(cube: RollupCube) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Produced and good quantity per minute, and which devices report quality at all. Rollups already add across counter wraps and
     resets; negative increases (never valid) are clipped so they cannot cancel output."""
     total = np.maximum(cube.field("count_total"), 0)
