@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .ports import free_port
+
 __all__ = ["MosquittoBroker", "BrokerError", "find_mosquitto", "free_port"]
 
 
@@ -30,13 +32,6 @@ def find_mosquitto() -> str:
         if os.access(candidate, os.X_OK):
             return candidate
     raise BrokerError("mosquitto not found on PATH or in /usr/sbin; install it: apt-get install mosquitto")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free at this instant (another process may take it before we bind it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def _accepts(host: str, port: int) -> bool:

@@ -298,7 +298,7 @@ class Machine:
         if state == RUNNING:
             jitter = max(1.0 + rng.gauss(0.0, persona.cycle_cv), 0.9)
             slowdown = (1.0 + persona.microstop * rng.uniform(0.5, 1.5)) / persona.speed
-            cycle_s = max(p.ideal_cycle_s * jitter * slowdown, p.ideal_cycle_s)
+            cycle_s = max(p.machine_cycle_s * jitter * slowdown, p.machine_cycle_s)
             reject_rate = min(p.reject_rate * persona.scrap_scale * rng.lognormvariate(0.0, 0.3), 0.5)
             base_kw = p.run_kw
         elif state == IDLE:
