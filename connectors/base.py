@@ -11,7 +11,8 @@ A `Source` is one connection to one device. The supervisor (connectors.superviso
 certificate, Modbus 43/14 objects and serial registers, MQTT birth message). A source never
 knows about stores or pipelines; it only turns its device's protocol into Samples.
 
-Optional capabilities are separate protocols, checked where used (`Discoverer`).
+Optional capabilities are separate protocols, checked where used (`Discoverer`,
+`ReportsEvents`).
 """
 from __future__ import annotations
 
@@ -51,3 +52,16 @@ class Connector(Protocol):
 
 
 SourceFactory = Callable[[DeviceSpec], Source]
+
+
+EventCallback = Callable[[str, Mapping[str, Any]], None]
+"""`(kind, data)`: something noteworthy that is not a sample and not a broken link, e.g.
+`payload_error` (a message or register could not be decoded; the source goes on)."""
+
+
+@runtime_checkable
+class ReportsEvents(Protocol):
+    """A source that can report events sets them through `on_event` (wired by the supervisor;
+    None means nobody listens). Sources call it from the event loop thread only."""
+
+    on_event: EventCallback | None

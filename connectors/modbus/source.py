@@ -1,0 +1,217 @@
+"""Modbus TCP source: polls a device's planned reads every `poll_interval_s`.
+
+The only module importing pymodbus. pymodbus reports failure two ways, exceptions and
+responses whose `isError()` is true; `_read` folds both into our errors: a broken or silent
+link is a SourceError (the supervisor reconnects), an exception response (illegal address,
+device busy) is a PayloadError for the points of that read only.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, AsyncIterator
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+
+from connectors.base import EventCallback
+from connectors.modbus.config import ModbusAddress, ModbusConnection
+from connectors.modbus.decode import decode
+from connectors.modbus.planner import Field, Request, plan
+from connectors.reporting import PayloadErrorReporter
+from connectors.validation import address_of, connection_of
+from edge.errors import PayloadError, SourceError
+from edge.model import DeviceSpec, IdentityEvidence, Quality, Sample, now_ns
+
+log = logging.getLogger("shangyun.connectors.modbus")
+
+BAD_VALUE = ""  # value of a BAD sample: there is no reading, and "" cannot pass for one
+
+# 43/14 object ids named by the standard (Modbus application protocol 6.21).
+_OBJECT_NAMES = {
+    0x00: "VendorName", 0x01: "ProductCode", 0x02: "MajorMinorRevision", 0x03: "VendorUrl",
+    0x04: "ProductName", 0x05: "ModelName", 0x06: "UserApplicationName",
+}
+_READ_CODE_EXTENDED, _READ_CODE_BASIC = 0x03, 0x01
+
+
+class ModbusSource:
+    def __init__(self, device: DeviceSpec):
+        self.device = device
+        self.config = connection_of(ModbusConnection, device)
+        fields = [Field(s.name, address_of(ModbusAddress, device, s)) for s in device.signals]
+        self._requests: list[Request] = plan(
+            fields, max_gap=self.config.max_gap_registers, max_registers=self.config.max_registers_per_read)
+        self._signals = {s.name: s for s in device.signals}
+        self._client: AsyncModbusTcpClient | None = None
+        self._errors = PayloadErrorReporter(log, device.id)
+
+    @property
+    def on_event(self) -> EventCallback | None:
+        return self._errors.on_event
+
+    @on_event.setter
+    def on_event(self, callback: EventCallback | None) -> None:
+        self._errors.on_event = callback
+
+    @property
+    def payload_errors(self) -> int:
+        return self._errors.count
+
+    @property
+    def requests(self) -> list[Request]:
+        """The planned reads of one poll (for diagnostics and tests)."""
+        return list(self._requests)
+
+    @property
+    def endpoint(self) -> str:
+        return f"modbus://{self.config.host}:{self.config.port}/{self.config.device_id}"
+
+    async def connect(self) -> IdentityEvidence:
+        await self.close()
+        # reconnect_delay=0: the supervisor owns retrying, pymodbus must not reconnect behind it.
+        client = AsyncModbusTcpClient(
+            self.config.host, port=self.config.port, timeout=self.config.timeout_s,
+            retries=0, reconnect_delay=0)
+        self._client = client
+        try:
+            connected = await asyncio.wait_for(client.connect(), self.config.timeout_s * 2)
+        except (OSError, asyncio.TimeoutError, ModbusException) as err:
+            await self.close()
+            raise SourceError(f"{self.endpoint}: cannot connect: {err or type(err).__name__}") from err
+        if not connected:
+            await self.close()
+            raise SourceError(f"{self.endpoint}: cannot connect")
+        try:
+            return await self._identity()
+        except SourceError:
+            await self.close()
+            raise
+
+    async def samples(self) -> AsyncIterator[list[Sample]]:
+        if self._client is None:
+            raise SourceError(f"{self.endpoint}: samples() before connect()")
+        interval = self.config.poll_interval_s
+        next_poll = time.monotonic()
+        while True:
+            yield await self.poll()
+            next_poll += interval
+            now = time.monotonic()
+            if next_poll < now:
+                # An overrun (slow device, blocked consumer) skips missed polls instead of
+                # firing them back to back.
+                next_poll = now + interval - (now - next_poll) % interval
+            await asyncio.sleep(next_poll - now)
+
+    async def poll(self) -> list[Sample]:
+        """One round of reads: a sample per signal, BAD where its read or decoding failed."""
+        batch: list[Sample] = []
+        for req in self._requests:
+            try:
+                values, ts_ns = await self._read(req.table, req.start, req.count)
+            except PayloadError as err:
+                ts_ns = now_ns()
+                for f in req.fields:
+                    self._errors.report(err, signal=f.key, table=req.table, start=req.start, count=req.count)
+                    batch.append(Sample(self.device.id, str(f.key), ts_ns, BAD_VALUE, Quality.BAD))
+                continue
+            for f in req.fields:
+                batch.append(self._sample(f, req.slice_for(f, values), ts_ns))
+        return batch
+
+    def _sample(self, f: Field, registers: list[int], ts_ns: int) -> Sample:
+        name = str(f.key)
+        try:
+            raw = decode(registers, f.address)
+        except PayloadError as err:
+            self._errors.report(err, signal=name, registers=registers)
+            return Sample(self.device.id, name, ts_ns, BAD_VALUE, Quality.BAD)
+        value, quality = self._signals[name].convert(raw)
+        return Sample(self.device.id, name, ts_ns, value, quality)
+
+    async def _read(self, table: str, start: int, count: int) -> tuple[list[int], int]:
+        """Registers (bits as 0/1) and the receive time; SourceError when the link fails,
+        PayloadError when the device answers with an exception response."""
+        client = self._client
+        if client is None or not client.connected:
+            raise SourceError(f"{self.endpoint}: not connected")
+        unit = self.config.device_id
+        call = {
+            "holding": client.read_holding_registers,
+            "input": client.read_input_registers,
+            "coil": client.read_coils,
+            "discrete": client.read_discrete_inputs,
+        }[table]
+        try:
+            rr = await asyncio.wait_for(call(start, count=count, device_id=unit), self.config.timeout_s * 2)
+        except (OSError, asyncio.TimeoutError, ModbusException) as err:
+            raise SourceError(f"{self.endpoint}: read {table} {start}+{count} failed: "
+                              f"{err or type(err).__name__}") from err
+        ts_ns = now_ns()
+        if rr.isError():
+            raise PayloadError(f"{self.endpoint}: read {table} {start}+{count}: "
+                               f"exception code {getattr(rr, 'exception_code', '?')}")
+        if table in ("coil", "discrete"):
+            return [int(b) for b in rr.bits[:count]], ts_ns
+        if len(rr.registers) < count:
+            raise PayloadError(f"{self.endpoint}: read {table} {start}+{count}: "
+                               f"short response of {len(rr.registers)} registers")
+        return list(rr.registers), ts_ns
+
+    async def _identity(self) -> IdentityEvidence:
+        objects = await self._device_identification() if self.config.device_identification else {}
+        details = {_OBJECT_NAMES.get(k, f"object_{k:#04x}"): v for k, v in sorted(objects.items())}
+        serial = ""
+        if self.config.serial_object is not None:
+            serial = objects.get(self.config.serial_object, "")
+        if self.config.serial_registers is not None:
+            addr = self.config.serial_registers
+            try:
+                regs, _ = await self._read(addr.table, addr.offset, addr.count)
+                serial = str(decode(regs, addr)).strip()
+            except PayloadError as err:
+                self._errors.report(err, what="serial registers")
+            details["serial_registers"] = serial
+        return IdentityEvidence(protocol="modbus", endpoint=self.endpoint, serial_number=serial,
+                                details=details)
+
+    async def _device_identification(self) -> dict[int, str]:
+        """43/14 objects, following `more_follows`; {} when the device does not implement it.
+        Extended (private objects) first, then basic, since many devices only know basic."""
+        assert self._client is not None
+        for read_code in (_READ_CODE_EXTENDED, _READ_CODE_BASIC):
+            objects: dict[int, str] = {}
+            object_id = 0
+            for _ in range(256):  # bounded: a device repeating next_object_id must not hang us
+                try:
+                    rr: Any = await asyncio.wait_for(
+                        self._client.read_device_information(
+                            read_code=read_code, object_id=object_id, device_id=self.config.device_id),
+                        self.config.timeout_s * 2)
+                except (OSError, asyncio.TimeoutError, ModbusException) as err:
+                    raise SourceError(f"{self.endpoint}: device identification failed: "
+                                      f"{err or type(err).__name__}") from err
+                if rr.isError():
+                    break
+                for k, v in rr.information.items():
+                    objects[int(k)] = _text(v)
+                if not rr.more_follows or rr.next_object_id <= object_id:
+                    return objects
+                object_id = rr.next_object_id
+            if objects:
+                return objects
+        return {}
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+def _text(raw: Any) -> str:
+    if isinstance(raw, list):  # pymodbus gives a list when an object id repeats
+        return ",".join(_text(r) for r in raw)
+    if isinstance(raw, (bytes, bytearray)):
+        return raw.decode("utf-8", errors="replace").strip("\x00 ")
+    return str(raw)

@@ -1,0 +1,130 @@
+"""Pure decoding of JSON telemetry: values by field path and the message timestamp.
+
+Timestamp forms accepted in the payload's timestamp field:
+- a number of epoch seconds (int or float);
+- a larger number, told apart by magnitude: >= 1e11 is epoch milliseconds (1e11 s would be the
+  year 5138, 1e11 ms is 1973), >= 1e14 microseconds, >= 1e17 nanoseconds;
+- a numeric string, read the same way;
+- an ISO 8601 string with an offset or Z; without one it is taken as UTC (devices that log
+  local time without saying so are misconfigured, and guessing the gateway's zone would hide it).
+A missing timestamp field means receive time; a present but unreadable one is an error
+(the values are still used, at receive time).
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Mapping, Sequence
+
+from connectors.timeconv import datetime_to_ns
+from edge.errors import PayloadError
+from edge.model import NS_PER_S, Value
+
+_MS, _US, _NS = 1e11, 1e14, 1e17
+_EXCESS_FRACTION = re.compile(r"(\.\d{6})\d+")  # datetime keeps microseconds only
+
+
+@dataclass
+class Decoded:
+    ts_ns: int
+    ts_from_payload: bool
+    values: dict[str, Value] = field(default_factory=dict)
+    errors: dict[str, PayloadError] = field(default_factory=dict)  # signal (or "ts") -> what was wrong
+
+
+_MISSING = object()
+
+
+def parse_json(raw: bytes) -> Mapping[str, Any]:
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise PayloadError(f"not JSON: {err}") from None
+    if not isinstance(doc, dict):
+        raise PayloadError(f"expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def lookup(doc: Any, parts: Sequence[str]) -> Any:
+    """The value at `parts`, or _MISSING when the path is absent."""
+    node = doc
+    for p in parts:
+        if isinstance(node, dict):
+            node = node.get(p, _MISSING)
+        elif isinstance(node, list) and p.isdigit():
+            node = node[int(p)] if int(p) < len(node) else _MISSING
+        else:
+            return _MISSING
+        if node is _MISSING:
+            return _MISSING
+    return node
+
+
+def as_value(raw: Any, path: str) -> Value:
+    if isinstance(raw, bool) or isinstance(raw, int) or isinstance(raw, str):
+        return raw
+    if isinstance(raw, float):
+        if not math.isfinite(raw):
+            raise PayloadError(f"{path}: {raw} is not a finite number")
+        return raw
+    kind = "null" if raw is None else type(raw).__name__
+    raise PayloadError(f"{path}: expected a number, bool or string, got {kind}")
+
+
+def parse_timestamp(raw: Any) -> int:
+    """UTC nanoseconds from any accepted form (module docstring)."""
+    if isinstance(raw, bool):
+        raise PayloadError(f"timestamp {raw!r} is a bool")
+    if isinstance(raw, str):
+        text = raw.strip()
+        try:
+            return _epoch_to_ns(float(text), exact=int(text) if text.lstrip("-").isdigit() else None)
+        except ValueError:
+            pass
+        try:
+            return datetime_to_ns(datetime.fromisoformat(_EXCESS_FRACTION.sub(r"\1", text)))
+        except ValueError:
+            raise PayloadError(f"timestamp {raw!r} is neither epoch time nor ISO 8601") from None
+    if isinstance(raw, (int, float)):
+        return _epoch_to_ns(float(raw), exact=raw if isinstance(raw, int) else None)
+    raise PayloadError(f"timestamp {raw!r} is a {type(raw).__name__}, not a number or string")
+
+
+def _epoch_to_ns(x: float, *, exact: int | None) -> int:
+    if not math.isfinite(x) or x < 0:
+        raise PayloadError(f"timestamp {x} is not a time after 1970")
+    for bound, per_unit in ((_NS, 1), (_US, 1_000), (_MS, 1_000_000)):
+        if x >= bound:
+            return exact * per_unit if exact is not None else round(x * per_unit)
+    if exact is not None:
+        return exact * NS_PER_S
+    # Round to microseconds first: a float of epoch seconds carries no more than that.
+    return round(x * 1_000_000) * 1000
+
+
+def decode_message(
+    raw: bytes, fields: Mapping[str, Sequence[str]], *, ts_path: Sequence[str] | None, receive_ns: int,
+) -> Decoded:
+    """Values of `fields` (signal -> path parts) in one message. A malformed message raises
+    PayloadError; a bad single field lands in `errors` and the other fields still count."""
+    doc = parse_json(raw)
+    out = Decoded(ts_ns=receive_ns, ts_from_payload=False)
+    if ts_path:
+        ts_raw = lookup(doc, ts_path)
+        if ts_raw is not _MISSING:
+            try:
+                out.ts_ns, out.ts_from_payload = parse_timestamp(ts_raw), True
+            except PayloadError as err:
+                out.errors["ts"] = err
+    for name, parts in fields.items():
+        value = lookup(doc, parts)
+        if value is _MISSING:
+            continue  # partial messages are normal: a device reports what changed
+        try:
+            out.values[name] = as_value(value, ".".join(parts))
+        except PayloadError as err:
+            out.errors[name] = err
+    return out

@@ -1,0 +1,96 @@
+"""OPC UA settings and node addresses (validation only, no I/O)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
+
+_NODE_ID = re.compile(r"^(?:(?P<ns>ns=\d+|nsu=[^;]+);)?(?P<kind>[isgb])=(?P<ident>.+)$", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedNodeId:
+    """A node id split into its parts; `namespace_uri` is set for `nsu=` ids and must be
+    resolved against the server's namespace array (indexes differ between servers)."""
+
+    namespace_index: int | None
+    namespace_uri: str | None
+    kind: str        # i numeric, s string, g guid, b opaque (base64)
+    identifier: str
+
+    def with_index(self, index: int) -> str:
+        return f"ns={index};{self.kind}={self.identifier}"
+
+
+def parse_node_id(text: str) -> ParsedNodeId:
+    m = _NODE_ID.match(text.strip())
+    if m is None:
+        raise ValueError(f"{text!r} is not a node id: expected ns=<index>;s=<name>, "
+                         f"nsu=<namespace uri>;s=<name>, or i=/g=/b= identifiers")
+    ns, kind, ident = m.group("ns"), m.group("kind"), m.group("ident")
+    if kind == "i" and not ident.isdigit():
+        raise ValueError(f"{text!r}: numeric identifier i= must be digits")
+    if ns is None:
+        return ParsedNodeId(0, None, kind, ident)
+    if ns.startswith("nsu="):
+        return ParsedNodeId(None, ns[4:], kind, ident)
+    return ParsedNodeId(int(ns[3:]), None, kind, ident)
+
+
+class NodeAddress(RootModel[str]):
+    """A signal's address: a node id string, `ns=2;s=Press.State` or
+    `nsu=urn:shangyun:sim;s=Press.State`."""
+
+    @field_validator("root")
+    @classmethod
+    def _valid(cls, v: str) -> str:
+        parse_node_id(v)
+        return v.strip()
+
+    @property
+    def parsed(self) -> ParsedNodeId:
+        return parse_node_id(self.root)
+
+
+SecurityPolicy = Literal["None", "Basic256Sha256"]
+SecurityMode = Literal["None", "Sign", "SignAndEncrypt"]
+
+
+class OpcUaConnection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint: str = Field(pattern=r"^opc\.tcp://", description="opc.tcp://host:port/path")
+    publishing_interval_ms: float = Field(default=500, gt=0)
+    timeout_s: float = Field(default=4.0, gt=0)
+    watchdog_interval_s: float = Field(
+        default=1.0, gt=0, description="how often the link is probed; a dead link is noticed within ~2x")
+    security_policy: SecurityPolicy = "None"
+    security_mode: SecurityMode = "None"
+    certificate_path: str | None = None
+    private_key_path: str | None = None
+    server_certificate_path: str | None = None
+    username: str | None = None
+    password: str | None = None
+    serial_node: str | None = Field(default=None, description="node id of a serial number variable")
+    max_items_per_call: int = Field(
+        default=500, ge=1, description="monitored items per CreateMonitoredItems call (server limit)")
+
+    @field_validator("serial_node")
+    @classmethod
+    def _node(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_node_id(v)
+        return v
+
+    @model_validator(mode="after")
+    def _security(self) -> "OpcUaConnection":
+        secure = self.security_policy != "None"
+        if secure != (self.security_mode != "None"):
+            raise ValueError("security_policy and security_mode must both be None or both be set")
+        if secure and not (self.certificate_path and self.private_key_path):
+            raise ValueError(f"security_policy {self.security_policy} needs certificate_path and private_key_path")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        return self

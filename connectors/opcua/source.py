@@ -1,0 +1,245 @@
+"""OPC UA source: one asyncua session, one subscription over all signal nodes.
+
+The only module importing asyncua. Notifications are read in the subscription's iterator
+mode with the DISCONNECT overflow policy: if we fall so far behind that asyncua's queue fills,
+the link is dropped and samples() raises SourceError, so nothing is discarded silently.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from typing import Any, AsyncIterator
+
+from asyncua import Client, Node, ua
+from asyncua.common.subscription import (
+    DataChangeEvent, OverflowPolicy, StatusChangeEvent, Subscription)
+from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+
+from connectors.base import EventCallback
+from connectors.opcua.config import NodeAddress, OpcUaConnection, ParsedNodeId, parse_node_id
+from connectors.opcua.planner import batches
+from connectors.reporting import PayloadErrorReporter
+from connectors.timeconv import datetime_to_ns
+from connectors.validation import address_of, connection_of
+from edge.errors import SourceError
+from edge.model import DeviceSpec, IdentityEvidence, Quality, Sample, now_ns
+
+log = logging.getLogger("shangyun.connectors.opcua")
+
+BAD_VALUE = ""  # value of a BAD sample: there is no reading, and "" cannot pass for one
+QUEUE_MAX = 10_000
+MAX_BATCH = 1_000
+_DRAIN_WAIT_S = 0.0005  # notifications of one publish response arrive together: wait no longer
+
+_LINK_ERRORS = (OSError, asyncio.TimeoutError, ConnectionError, ua.UaError)
+
+_BUILD_INFO = {
+    "product_name": ua.ObjectIds.Server_ServerStatus_BuildInfo_ProductName,
+    "manufacturer_name": ua.ObjectIds.Server_ServerStatus_BuildInfo_ManufacturerName,
+    "software_version": ua.ObjectIds.Server_ServerStatus_BuildInfo_SoftwareVersion,
+    "product_uri": ua.ObjectIds.Server_ServerStatus_BuildInfo_ProductUri,
+    "build_number": ua.ObjectIds.Server_ServerStatus_BuildInfo_BuildNumber,
+}
+
+
+def quality_of(status: ua.StatusCode | None) -> Quality:
+    """The two top bits of an OPC UA status code: 00 good, 01 uncertain, 10/11 bad."""
+    if status is None:
+        return Quality.GOOD
+    severity = (status.value >> 30) & 0b11
+    return Quality.GOOD if severity == 0 else Quality.UNCERTAIN if severity == 1 else Quality.BAD
+
+
+class OpcUaSource:
+    def __init__(self, device: DeviceSpec):
+        self.device = device
+        self.config = connection_of(OpcUaConnection, device)
+        self._addresses = {s.name: address_of(NodeAddress, device, s).parsed for s in device.signals}
+        self._signals = {s.name: s for s in device.signals}
+        self._client: Client | None = None
+        self._sub: Subscription | None = None
+        self._names: dict[ua.NodeId, list[str]] = {}
+        self._lost: Exception | None = None
+        self._errors = PayloadErrorReporter(log, device.id)
+
+    @property
+    def on_event(self) -> EventCallback | None:
+        return self._errors.on_event
+
+    @on_event.setter
+    def on_event(self, callback: EventCallback | None) -> None:
+        self._errors.on_event = callback
+
+    @property
+    def payload_errors(self) -> int:
+        return self._errors.count
+
+    async def connect(self) -> IdentityEvidence:
+        await self.close()
+        cfg = self.config
+        client = Client(cfg.endpoint, timeout=cfg.timeout_s, watchdog_intervall=cfg.watchdog_interval_s)
+        client.connection_lost_callback = self._on_connection_lost
+        self._client, self._lost = client, None
+        try:
+            if cfg.username is not None:
+                client.set_user(cfg.username)
+                client.set_password(cfg.password or "")
+            if cfg.security_policy != "None":
+                await client.set_security(
+                    SecurityPolicyBasic256Sha256, cfg.certificate_path, cfg.private_key_path,
+                    server_certificate=cfg.server_certificate_path,
+                    mode=getattr(ua.MessageSecurityMode, cfg.security_mode))
+            await asyncio.wait_for(client.connect(), cfg.timeout_s * 2)
+            namespaces = await client.get_namespace_array()
+            identity = await self._identity(client, namespaces)
+            await self._subscribe(client, namespaces)
+            return identity
+        except SourceError:
+            await self.close()
+            raise
+        except (*_LINK_ERRORS, ValueError) as err:
+            await self.close()
+            raise SourceError(f"{cfg.endpoint}: {err or type(err).__name__}") from err
+
+    async def samples(self) -> AsyncIterator[list[Sample]]:
+        sub = self._sub
+        if sub is None:
+            raise SourceError(f"{self.config.endpoint}: samples() before connect()")
+        while True:
+            self._raise_if_lost()
+            event = await sub.next_event(timeout=self.config.watchdog_interval_s)
+            if event is None:
+                continue
+            batch: list[Sample] = []
+            count = 0
+            while event is not None and count < MAX_BATCH:
+                batch.extend(self._handle(event))
+                count += 1
+                event = await sub.next_event(timeout=_DRAIN_WAIT_S)
+            if event is not None:
+                batch.extend(self._handle(event))
+            if batch:
+                yield batch
+
+    async def close(self) -> None:
+        client, self._client, self._sub = self._client, None, None
+        if client is not None:
+            try:
+                await asyncio.wait_for(client.disconnect(), self.config.timeout_s)
+            except Exception:  # the link may already be dead; closing must not fail
+                log.debug("device %s: disconnect failed", self.device.id, exc_info=True)
+
+    def _raise_if_lost(self) -> None:
+        if self._lost is not None:
+            raise SourceError(f"{self.config.endpoint}: connection lost: {self._lost or type(self._lost).__name__}")
+
+    async def _on_connection_lost(self, exc: Exception) -> None:
+        self._lost = exc
+
+    def _handle(self, event: Any) -> list[Sample]:
+        if isinstance(event, StatusChangeEvent):
+            status = event.notification.Status
+            if quality_of(status) is Quality.BAD:
+                self._lost = ConnectionError(f"subscription status {status.name}")
+                self._raise_if_lost()
+            return []
+        if not isinstance(event, DataChangeEvent):
+            return []
+        dv = event.data.monitored_item.Value
+        ts_ns = _timestamp_ns(dv)
+        status_q = quality_of(dv.StatusCode if dv is not None else None)
+        out = []
+        for name in self._names.get(event.node.nodeid, ()):
+            if event.value is None or status_q is Quality.BAD:
+                out.append(Sample(self.device.id, name, ts_ns, BAD_VALUE, Quality.BAD))
+                continue
+            raw = event.value
+            if not isinstance(raw, (bool, int, float, str)):
+                raw = str(raw)  # LocalizedText, enums...: keep what the server said, as text
+            value, conv_q = self._signals[name].convert(raw)
+            out.append(Sample(self.device.id, name, ts_ns, value, max(status_q, conv_q)))
+        return out
+
+    def _resolve(self, parsed: ParsedNodeId, namespaces: list[str]) -> str:
+        if parsed.namespace_uri is None:
+            return parsed.with_index(parsed.namespace_index or 0)
+        try:
+            return parsed.with_index(namespaces.index(parsed.namespace_uri))
+        except ValueError:
+            raise SourceError(f"{self.config.endpoint}: server has no namespace {parsed.namespace_uri!r} "
+                              f"(it has {namespaces})") from None
+
+    async def _subscribe(self, client: Client, namespaces: list[str]) -> None:
+        names: dict[ua.NodeId, list[str]] = {}
+        for name, parsed in self._addresses.items():
+            node_id = ua.NodeId.from_string(self._resolve(parsed, namespaces))
+            names.setdefault(node_id, []).append(name)
+        self._names = names
+        if not names:
+            raise SourceError(f"device {self.device.id}: no signals to subscribe to")
+        sub = await client.create_subscription(
+            self.config.publishing_interval_ms, handler=None,
+            queue_maxsize=QUEUE_MAX, overflow=OverflowPolicy.DISCONNECT)
+        self._sub = sub
+        failed: list[str] = []
+        for chunk in batches(list(names), self.config.max_items_per_call):
+            results = await sub.subscribe_data_change([client.get_node(n) for n in chunk], queuesize=10)
+            for node_id, result in zip(chunk, results):
+                if isinstance(result, ua.StatusCode):
+                    failed.append(f"{node_id.to_string()} ({result.name})")
+                    del names[node_id]
+        if failed:
+            # A missing node is a template/device mismatch: say so, and keep the good ones.
+            self._errors.report(SourceError(f"cannot subscribe to {', '.join(failed)}"), what="subscribe")
+        if not names:
+            raise SourceError(f"{self.config.endpoint}: none of the signal nodes could be subscribed: "
+                              f"{', '.join(failed)}")
+
+    async def _identity(self, client: Client, namespaces: list[str]) -> IdentityEvidence:
+        app_uri, cert = "", client.security_policy.peer_certificate or b""
+        try:
+            for ep in await client.get_endpoints():
+                app_uri = app_uri or (ep.Server.ApplicationUri or "")
+                cert = cert or (ep.ServerCertificate or b"")
+        except ua.UaStatusCodeError as err:
+            log.info("device %s: GetEndpoints refused (%s); identity without it", self.device.id, err)
+        details = await self._read_strings(client, {k: ua.NodeId(v) for k, v in _BUILD_INFO.items()})
+        serial = ""
+        if self.config.serial_node:
+            node = ua.NodeId.from_string(self._resolve(parse_node_id(self.config.serial_node), namespaces))
+            serial = (await self._read_strings(client, {"serial": node})).get("serial", "")
+        return IdentityEvidence(
+            protocol="opcua", endpoint=self.config.endpoint, application_uri=app_uri,
+            serial_number=serial,
+            certificate_sha256=hashlib.sha256(_first_certificate(cert)).hexdigest() if cert else "",
+            details={k: v for k, v in details.items() if v})
+
+    async def _read_strings(self, client: Client, nodes: dict[str, ua.NodeId]) -> dict[str, str]:
+        """Values as text; a node the server lacks is left out rather than failing identity."""
+        out: dict[str, str] = {}
+        for key, node_id in nodes.items():
+            try:
+                value = await client.get_node(node_id).read_value()
+            except ua.UaStatusCodeError as err:
+                log.info("device %s: cannot read %s: %s", self.device.id, node_id.to_string(), err)
+                continue
+            out[key] = "" if value is None else str(getattr(value, "Text", value))
+        return out
+
+
+def _timestamp_ns(dv: ua.DataValue | None) -> int:
+    for ts in (dv.SourceTimestamp, dv.ServerTimestamp) if dv is not None else ():
+        if ts is not None:
+            return datetime_to_ns(ts)
+    return now_ns()
+
+
+def _first_certificate(der: bytes) -> bytes:
+    """The leading certificate of a DER chain (servers may send theirs with its issuers)."""
+    if len(der) < 2 or der[0] != 0x30:
+        return der
+    if der[1] < 0x80:
+        return der[: 2 + der[1]]
+    n = der[1] & 0x7F
+    return der[: 2 + n + int.from_bytes(der[2:2 + n], "big")]

@@ -1,0 +1,61 @@
+"""Counting bad input without flooding the log or the event table.
+
+The first payload error of a source is logged (and reported as an event) with its full
+context; after that only a summary count every `summary_interval_s`, so a device that sends
+garbage every second costs one log line a minute, not sixty.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Mapping
+
+from connectors.base import EventCallback
+
+PAYLOAD_ERROR = "payload_error"
+
+
+class PayloadErrorReporter:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        device_id: str,
+        *,
+        summary_interval_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.count = 0
+        self.on_event: EventCallback | None = None
+        self._log = logger
+        self._device_id = device_id
+        self._interval_s = summary_interval_s
+        self._clock = clock
+        self._last_report: float | None = None
+        self._unreported = 0
+
+    def report(self, error: Exception, **context: Any) -> None:
+        """Count one bad message/register; `context` says where (topic, first bytes, signal...)."""
+        self.count += 1
+        self._unreported += 1
+        now = self._clock()
+        if self._last_report is None:
+            self._log.warning("device %s: bad payload (%s) %s", self._device_id, error, _fmt(context))
+            self._emit({"error": str(error), "count": self.count, **{k: str(v) for k, v in context.items()}})
+        elif now - self._last_report >= self._interval_s:
+            self._log.warning(
+                "device %s: %d more bad payloads (total %d); latest: %s",
+                self._device_id, self._unreported, self.count, error,
+            )
+            self._emit({"error": str(error), "count": self.count, "since_last_report": self._unreported})
+        else:
+            return
+        self._last_report = now
+        self._unreported = 0
+
+    def _emit(self, data: Mapping[str, Any]) -> None:
+        if self.on_event is not None:
+            self.on_event(PAYLOAD_ERROR, dict(data))
+
+
+def _fmt(context: Mapping[str, Any]) -> str:
+    return " ".join(f"{k}={v!r}" for k, v in context.items())

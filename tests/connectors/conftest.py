@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+import pytest
+
+from tests.connectors.servers import Mosquitto, ModbusTestServer, OpcUaTestServer, free_port
+
+MODBUS_IDENTITY = {0x00: "ACME", 0x01: "P100", 0x02: "1.2", 0x80: "SN-MB-1"}
+
+
+@pytest.fixture
+async def modbus_server() -> AsyncIterator[ModbusTestServer]:
+    server = ModbusTestServer(free_port(), identity=MODBUS_IDENTITY)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def opcua_server() -> AsyncIterator[OpcUaTestServer]:
+    server = OpcUaTestServer(free_port(), pad_namespaces=2)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def broker(tmp_path) -> AsyncIterator[Mosquitto]:
+    b = Mosquitto(free_port(), tmp_path)
+    await b.start()
+    yield b
+    await b.stop()
