@@ -96,13 +96,13 @@ def parse_timestamp(raw: Any) -> int:
 def _epoch_to_ns(x: float, *, exact: int | None) -> int:
     if not math.isfinite(x) or x < 0:
         raise PayloadError(f"timestamp {x} is not a time after 1970")
-    for bound, per_unit in ((_NS, 1), (_US, 1_000), (_MS, 1_000_000)):
-        if x >= bound:
-            return exact * per_unit if exact is not None else round(x * per_unit)
+    if x >= _NS:
+        return exact if exact is not None else round(x)
+    us_per_unit = 1 if x >= _US else 1_000 if x >= _MS else 1_000_000
     if exact is not None:
-        return exact * NS_PER_S
-    # Round to microseconds first: a float of epoch seconds carries no more than that.
-    return round(x * 1_000_000) * 1000
+        return exact * us_per_unit * 1000
+    # A float of epoch time carries no more than microseconds: round there, not at ns.
+    return round(x * us_per_unit) * 1000
 
 
 def decode_message(
