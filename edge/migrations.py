@@ -1,0 +1,160 @@
+"""Schema migrations of the embedded store, registered in order (after sqlite-utils' migrations.py).
+
+Each migration runs in its own transaction together with the bump of `PRAGMA user_version`, so a
+crash mid-migration leaves the file at the previous version, never half-migrated. A file whose
+version is newer than the newest migration here was written by a newer shangyun: opening it raises
+StoreVersionError rather than guessing at a schema we do not know.
+
+Never edit a migration that has shipped; append a new one.
+"""
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Callable
+
+from .errors import StoreError, StoreVersionError
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    apply: Callable[[sqlite3.Connection], None]
+
+
+MIGRATIONS: list[Migration] = []
+
+
+def migration(version: int, name: str) -> Callable[[Callable[[sqlite3.Connection], None]], Callable]:
+    """Register `fn` as the migration to schema `version` (must be the next number)."""
+
+    def register(fn: Callable[[sqlite3.Connection], None]) -> Callable:
+        expected = len(MIGRATIONS) + 1
+        if version != expected:
+            raise RuntimeError(f"migration {name!r} has version {version}, expected {expected}")
+        MIGRATIONS.append(Migration(version, name, fn))
+        return fn
+
+    return register
+
+
+def latest_version() -> int:
+    return len(MIGRATIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def check_version(conn: sqlite3.Connection, path: str) -> int:
+    """The file's schema version; StoreVersionError when it is newer than this code understands."""
+    version = schema_version(conn)
+    if version > latest_version():
+        raise StoreVersionError(
+            f"{path}: store schema version {version} was written by a newer shangyun; this one "
+            f"understands versions up to {latest_version()}. Upgrade shangyun to open it."
+        )
+    return version
+
+
+def migrate(conn: sqlite3.Connection, path: str) -> int:
+    """Apply every pending migration, each in a transaction; returns the final version.
+
+    `conn` must be in autocommit mode (isolation_level=None) so the transactions here are ours.
+    """
+    version = check_version(conn, path)
+    for m in MIGRATIONS[version:]:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            m.apply(conn)
+            conn.execute(f"PRAGMA user_version = {int(m.version)}")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"{path}: migration {m.version} ({m.name}) failed: {exc}") from exc
+    return latest_version()
+
+
+@migration(1, "initial schema")
+def _initial(conn: sqlite3.Connection) -> None:
+    # A series is one (device, signal) pair; samples refer to it by integer id, which keeps rows
+    # small and makes "this signal of this device in time order" a single primary-key range.
+    conn.execute(
+        """CREATE TABLE series (
+               id INTEGER PRIMARY KEY,
+               device_id TEXT NOT NULL,
+               signal TEXT NOT NULL,
+               UNIQUE (device_id, signal))"""
+    )
+    # `value` has no declared type on purpose: SQLite then keeps ints, floats and text exactly as
+    # given (a typed column would coerce '12' to 12). `is_bool` restores bools, which sqlite3
+    # stores as integers. Same series and timestamp = the same sample delivered again.
+    conn.execute(
+        """CREATE TABLE samples (
+               series_id INTEGER NOT NULL,
+               ts_ns INTEGER NOT NULL,
+               value,
+               is_bool INTEGER NOT NULL DEFAULT 0,
+               quality INTEGER NOT NULL,
+               PRIMARY KEY (series_id, ts_ns)) WITHOUT ROWID"""
+    )
+    # BAD samples are rare and mark where held values end; the roll-up looks up the last one
+    # before a range, which this small partial index makes a single seek.
+    conn.execute("CREATE INDEX samples_bad ON samples (series_id, ts_ns) WHERE quality = 2")
+    conn.execute(
+        """CREATE TABLE devices (
+               id TEXT PRIMARY KEY,
+               name TEXT NOT NULL,
+               protocol TEXT NOT NULL,
+               profile TEXT NOT NULL DEFAULT '',
+               line TEXT NOT NULL DEFAULT '',
+               location TEXT NOT NULL DEFAULT '',
+               ideal_cycle_s REAL,
+               identity TEXT,
+               online INTEGER NOT NULL DEFAULT 0,
+               last_seen_ns INTEGER,
+               first_seen_ns INTEGER,
+               last_error TEXT)"""
+    )
+    conn.execute(
+        """CREATE TABLE events (
+               id INTEGER PRIMARY KEY AUTOINCREMENT,
+               ts_ns INTEGER NOT NULL,
+               device_id TEXT,
+               kind TEXT NOT NULL,
+               data TEXT NOT NULL DEFAULT '{}')"""
+    )
+    conn.execute("CREATE INDEX events_by_ts ON events (ts_ns)")
+    conn.execute("CREATE INDEX events_by_device ON events (device_id, ts_ns)")
+    conn.execute("CREATE INDEX events_by_kind ON events (kind, ts_ns)")
+    # One row per device and UTC day: the day array (edge.rollup_layout) as a zlib-compressed
+    # float32 blob, plus totals so listings need not unpack blobs.
+    conn.execute(
+        """CREATE TABLE rollup_days (
+               device_id TEXT NOT NULL,
+               day TEXT NOT NULL,
+               layout_version INTEGER NOT NULL,
+               data BLOB NOT NULL,
+               running_s REAL NOT NULL,
+               count_total REAL NOT NULL,
+               count_good REAL NOT NULL,
+               energy_kwh REAL NOT NULL,
+               samples INTEGER NOT NULL,
+               minutes_with_data INTEGER NOT NULL,
+               updated_ns INTEGER NOT NULL,
+               PRIMARY KEY (device_id, day)) WITHOUT ROWID"""
+    )
+    conn.execute("CREATE INDEX rollup_days_by_day ON rollup_days (day)")
+    # Per device: minutes before `watermark_ns` are rolled up; `dirty_from_ns` is the earliest late
+    # sample written below the watermark since; `max_ts_ns` the newest sample ever written;
+    # raw samples before `pruned_before_ns` were deleted by retention.
+    conn.execute(
+        """CREATE TABLE rollup_progress (
+               device_id TEXT PRIMARY KEY,
+               watermark_ns INTEGER,
+               dirty_from_ns INTEGER,
+               max_ts_ns INTEGER NOT NULL,
+               pruned_before_ns INTEGER)"""
+    )

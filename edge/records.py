@@ -1,0 +1,41 @@
+"""Rows of the embedded store as the rest of shangyun sees them (returned by edge.store.Store)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .model import IdentityEvidence
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    """A registered device: what the config says (name...) plus what the gateway observed.
+
+    `identity` is the evidence last stored with `Store.set_identity`; `online`, `last_seen_ns`
+    (last time it was reported online), `first_seen_ns` (first time online) and `last_error`
+    come from `Store.set_status`.
+    """
+
+    id: str
+    name: str
+    protocol: str
+    profile: str
+    line: str
+    location: str
+    ideal_cycle_s: float | None
+    identity: IdentityEvidence | None
+    online: bool
+    last_seen_ns: int | None
+    first_seen_ns: int | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened: onboarding, connect/disconnect, identity change, bad payload..."""
+
+    id: int
+    ts_ns: int
+    device_id: str | None
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,252 @@
+"""Minute rollups of one device, computed from its raw samples: a pure, vectorised function.
+
+`rollup_minutes(samples, start_ns, n_minutes, carry_in)` returns a float32 array of shape
+(len(FIELDS), n_minutes) for the minutes [start_ns, start_ns + n·60 s) (edge.rollup_layout
+fields). `carry_in` is the device's history just before the range: for each signal its last
+GOOD/UNCERTAIN sample before start, plus its last BAD sample before start (the store supplies
+both). History samples never count as samples of the range; they only say what is held at start.
+
+Rules
+-----
+* **Held values** (`state`, `power_kw`). A GOOD/UNCERTAIN sample holds its value from its
+  timestamp until the next sample of the same signal, or until any BAD-quality sample of the
+  device (the supervisor emits BAD for every signal when a device disconnects). Besides, a held
+  value only counts at an instant τ when the device sent some sample (any signal, any quality)
+  in (τ - stale_after_s, τ]: a killed gateway leaves no BAD sample, and its silence must become
+  unknown time, not running time. A BAD sample and a GOOD one with the same timestamp: the BAD
+  one is taken as earlier, so a value re-read at reconnect wins. Held seconds are split exactly
+  across minute boundaries (nanosecond arithmetic).
+* **State** values are State names (edge.model.State). A sample with an unknown string (the
+  connector's UNCERTAIN raw code) counts as "no state" from its timestamp on. Seconds covered by
+  no state are unknown (no data), never downtime: they appear in no state field.
+* **Counters** (`count_total`, `count_good`, `count_reject`): the increase between consecutive
+  GOOD/UNCERTAIN samples is attributed to the minute of the later sample. A decrease is a
+  wrap-around when prev >= modulus - wrap_window and new < wrap_window (inc = modulus - prev +
+  new); any other decrease is a reset after a restart (inc = new). Why: a 16-bit PLC counter
+  wraps only from near its top to near zero, and between two polls it can advance by at most a
+  few thousand parts; a restart usually restarts from 0 at any point of the range. Counting
+  a reset as a wrap would invent up to 65535 parts, counting a wrap as a reset loses at most the
+  parts counted before the top, so the window errs on the side of not inventing production.
+* **Energy**: when the device has `energy_kwh` meter samples (in the range or its history), the
+  meter increase per minute (a decrease is a meter reset: inc = new value); otherwise the held
+  `power_kw` integrated over the covered seconds / 3600.
+* `power_mean_kw`: time-weighted mean of the held power over the covered seconds of the minute
+  (0 when none); `power_max_kw`: highest power value seen in or held into the minute.
+* `samples`: number of samples of any signal and quality with a timestamp in the minute.
+* BAD samples, non-numeric and non-finite values carry no value: they take part in no counter,
+  meter or power figure (a non-finite power reading ends the held power like a BAD sample of
+  that signal would), but they count as samples and keep the device alive.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .model import COUNTER_ROLES, NS_PER_S, STATES, Quality, Role, Sample
+from .rollup_layout import FIELDS, F, STATE_FIELDS
+
+NS_PER_MIN = 60 * NS_PER_S
+_STATE_CODE = {s.value: i for i, s in enumerate(STATES)}
+_BAD = int(Quality.BAD)
+
+
+@dataclass(frozen=True)
+class RollupConfig:
+    """Tunables of the rollup rules (see the module docstring)."""
+
+    stale_after_s: float = 300.0
+    counter_modulus: float = 65536.0
+    wrap_window: float = 4096.0
+
+    def __post_init__(self) -> None:
+        if self.stale_after_s <= 0:
+            raise ValueError(f"stale_after_s must be > 0, got {self.stale_after_s}")
+        if not 0 <= self.wrap_window < self.counter_modulus:
+            raise ValueError("wrap_window must be in [0, counter_modulus)")
+
+
+@dataclass(frozen=True)
+class SignalColumns:
+    """One signal's samples as columns, in time order (history before the range included).
+
+    `values` is float64 for numeric signals (NaN where a value is not a number) and an object
+    array of strings for `state`.
+    """
+
+    ts_ns: np.ndarray
+    values: np.ndarray
+    quality: np.ndarray
+
+    @classmethod
+    def from_lists(cls, ts_ns: Sequence[int], values: Sequence[object], quality: Sequence[int],
+                   *, state: bool = False) -> "SignalColumns":
+        ts = np.asarray(ts_ns, dtype=np.int64)
+        q = np.asarray(quality, dtype=np.int8)
+        vals = np.asarray(values, dtype=object) if state else numeric(values)
+        if ts.shape != q.shape or ts.shape != vals.shape:
+            raise ValueError("ts_ns, values and quality must have the same length")
+        return cls(ts, vals, q)
+
+
+def numeric(values: Sequence[object]) -> np.ndarray:
+    """float64 array; anything that is not a number (text, None) becomes NaN."""
+    try:
+        return np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        return np.array([v if isinstance(v, (int, float)) else np.nan for v in values],
+                        dtype=np.float64)
+
+
+def rollup_minutes(samples: Iterable[Sample], start_ns: int, n_minutes: int,
+                   carry_in: Iterable[Sample] = (), config: RollupConfig = RollupConfig()) -> np.ndarray:
+    """Minute rollups of one device from Samples; see the module docstring for the rules."""
+    by_signal: dict[str, list[Sample]] = {}
+    for s in list(carry_in) + list(samples):
+        by_signal.setdefault(s.signal, []).append(s)
+    columns = {}
+    for name, ss in by_signal.items():
+        ss.sort(key=lambda s: (s.ts_ns, s.quality != Quality.BAD))
+        columns[name] = SignalColumns.from_lists(
+            [s.ts_ns for s in ss], [s.value for s in ss], [int(s.quality) for s in ss],
+            state=name == Role.STATE.value)
+    return rollup_columns(columns, start_ns, n_minutes, config)
+
+
+def rollup_columns(signals: Mapping[str, SignalColumns], start_ns: int, n_minutes: int,
+                   config: RollupConfig = RollupConfig()) -> np.ndarray:
+    """Minute rollups of one device from per-signal columns (history before start included)."""
+    if n_minutes < 0:
+        raise ValueError(f"n_minutes must be >= 0, got {n_minutes}")
+    end_ns = start_ns + n_minutes * NS_PER_MIN
+    out = np.zeros((len(FIELDS), n_minutes), dtype=np.float64)
+    cols = {name: _before(c, end_ns) for name, c in signals.items()}
+    cols = {name: c for name, c in cols.items() if c.ts_ns.size}
+    if not cols or n_minutes == 0:
+        return out.astype(np.float32)
+    tl = _Timeline(cols, start_ns, end_ns, config.stale_after_s)
+
+    in_range = tl.ts >= start_ns
+    out[F["samples"]] = np.bincount((tl.ts[in_range] - start_ns) // NS_PER_MIN, minlength=n_minutes)
+
+    state = cols.get(Role.STATE.value)
+    if state is not None:
+        codes = np.array([_STATE_CODE.get(v, -1) if isinstance(v, str) else -1 for v in state.values],
+                         dtype=np.int64)
+        m, sec, code = tl.held(Role.STATE.value, codes, codes >= 0)
+        n_states = len(STATE_FIELDS)
+        out[: n_states] = np.bincount(m * n_states + code, weights=sec,
+                                      minlength=n_minutes * n_states).reshape(n_minutes, n_states).T
+
+    for role in COUNTER_ROLES:
+        c = cols.get(role.value)
+        if c is not None:
+            out[F[role.value]] = _increases(c, start_ns, n_minutes, config, wrap=True)
+
+    power = cols.get(Role.POWER_KW.value)
+    if power is not None:
+        vals = power.values.astype(np.float64)
+        m, sec, kw = tl.held(Role.POWER_KW.value, vals, np.isfinite(vals))
+        kw_s = np.bincount(m, weights=sec * kw, minlength=n_minutes)
+        covered = np.bincount(m, weights=sec, minlength=n_minutes)
+        out[F["power_mean_kw"]] = np.divide(kw_s, covered, out=np.zeros(n_minutes), where=covered > 0)
+        out[F["energy_kwh"]] = kw_s / 3600.0
+        peak = np.full(n_minutes, -np.inf)
+        np.maximum.at(peak, m, kw)
+        seen = (power.ts_ns >= start_ns) & (power.quality != _BAD) & np.isfinite(vals)
+        np.maximum.at(peak, (power.ts_ns[seen] - start_ns) // NS_PER_MIN, vals[seen])
+        out[F["power_max_kw"]] = np.where(np.isfinite(peak), peak, 0.0)
+
+    meter = cols.get(Role.ENERGY_KWH.value)
+    if meter is not None and _valued(meter).any():
+        out[F["energy_kwh"]] = _increases(meter, start_ns, n_minutes, config, wrap=False)
+    return out.astype(np.float32)
+
+
+def _before(c: SignalColumns, end_ns: int) -> SignalColumns:
+    keep = c.ts_ns < end_ns
+    if keep.all():
+        return c
+    return SignalColumns(c.ts_ns[keep], c.values[keep], c.quality[keep])
+
+
+def _valued(c: SignalColumns) -> np.ndarray:
+    ok = c.quality != _BAD
+    if c.values.dtype != object:
+        ok &= np.isfinite(c.values)
+    return ok
+
+
+def _increases(c: SignalColumns, start_ns: int, n_minutes: int, config: RollupConfig,
+               *, wrap: bool) -> np.ndarray:
+    """Per-minute increase of a cumulative value, attributed to the minute of the later sample."""
+    ok = _valued(c)
+    ts, v = c.ts_ns[ok], c.values[ok].astype(np.float64)
+    if v.size < 2:
+        return np.zeros(n_minutes)
+    prev, new, at = v[:-1], v[1:], ts[1:]
+    inc = new - prev
+    dec = inc < 0
+    if wrap:
+        top = config.counter_modulus - config.wrap_window
+        wrapped = dec & (prev >= top) & (new < config.wrap_window)
+        inc = np.where(wrapped, config.counter_modulus - prev + new, np.where(dec, new, inc))
+    else:
+        inc = np.where(dec, new, inc)
+    here = at >= start_ns
+    return np.bincount((at[here] - start_ns) // NS_PER_MIN, weights=inc[here], minlength=n_minutes)
+
+
+class _Timeline:
+    """All samples of the device merged in time order, cut into covered segments.
+
+    Segment k runs from sample k to the next sample of the device, but no longer than
+    stale_after_s: the device is alive inside segments and unknown between them.
+    """
+
+    def __init__(self, cols: Mapping[str, SignalColumns], start_ns: int, end_ns: int,
+                 stale_after_s: float) -> None:
+        names = list(cols)
+        ts = np.concatenate([cols[n].ts_ns for n in names])
+        bad = np.concatenate([cols[n].quality == _BAD for n in names])
+        sig = np.concatenate([np.full(cols[n].ts_ns.size, i) for i, n in enumerate(names)])
+        pos = np.concatenate([np.arange(cols[n].ts_ns.size) for n in names])
+        order = np.lexsort((~bad, ts))           # by time; BAD first at equal times
+        self.names = names
+        self.start_ns, self.end_ns = start_ns, end_ns
+        self.ts, self.bad, self.sig, self.pos = ts[order], bad[order], sig[order], pos[order]
+        stale_ns = int(stale_after_s * NS_PER_S)
+        nxt = np.append(self.ts[1:], np.iinfo(np.int64).max)
+        self.seg_a = np.maximum(self.ts, start_ns)
+        self.seg_b = np.minimum(np.minimum(nxt, self.ts + stale_ns), end_ns)
+        idx = np.arange(self.ts.size)
+        self.last_bad = np.maximum.accumulate(np.where(self.bad, idx, -1))
+
+    def held(self, name: str, values: np.ndarray, valid: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pieces of held value of signal `name`: (minute index, seconds, value) per piece.
+
+        `values`/`valid` are indexed like that signal's columns; an invalid sample ends the
+        previous hold without starting one.
+        """
+        i = self.names.index(name)
+        idx = np.arange(self.ts.size)
+        mine = (self.sig == i) & ~self.bad
+        last = np.maximum.accumulate(np.where(mine, idx, -1))
+        src = self.pos[np.maximum(last, 0)]
+        ok = (last >= 0) & (last > self.last_bad) & valid[src] & (self.seg_b > self.seg_a)
+        return self._split(self.seg_a[ok], self.seg_b[ok], values[src[ok]])
+
+    def _split(self, a: np.ndarray, b: np.ndarray, v: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cut segments [a, b) at minute boundaries: (minute, seconds, value) per piece."""
+        ra, rb = a - self.start_ns, b - self.start_ns
+        m0, m1 = ra // NS_PER_MIN, (rb - 1) // NS_PER_MIN
+        count = m1 - m0 + 1
+        seg = np.repeat(np.arange(a.size), count)
+        first = np.cumsum(count) - count
+        m = m0[seg] + (np.arange(seg.size) - first[seg])
+        lo = np.maximum(ra[seg], m * NS_PER_MIN)
+        hi = np.minimum(rb[seg], (m + 1) * NS_PER_MIN)
+        return m, (hi - lo) / NS_PER_S, v[seg]

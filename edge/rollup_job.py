@@ -1,0 +1,150 @@
+"""`Store.roll_up`: keep the stored minute rollups in step with the raw samples.
+
+Per device, `rollup_progress` says how far rollups are done (`watermark_ns`), the earliest late
+sample written below it since (`dirty_from_ns`), the newest sample (`max_ts_ns`) and where
+retention deleted raw samples (`pruned_before_ns`). A roll-up recomputes, a UTC day at a time,
+the minutes from the earlier of watermark and dirty-from up to `until_ns` floored to the minute.
+Samples only influence their own minute and later ones, so recomputing from there on and
+overwriting those minutes in the day records is exact.
+
+Each day chunk is read, computed, merged into its day record and its progress committed while
+holding the store's writer lock, in one transaction: a concurrent write of late samples is
+either seen by the chunk or marks the device dirty again for the next one, and a crash loses
+only the chunk being computed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sqlite3
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .model import NS_PER_S, Quality, Role
+from .rollup import NS_PER_MIN, SignalColumns, rollup_columns
+from .rollup_codec import pack_day, summarize_day, unpack_day, upsert_day
+from .rollup_layout import MINUTES_PER_DAY, empty_day
+
+if TYPE_CHECKING:
+    from .store import Store
+
+log = logging.getLogger(__name__)
+
+NS_PER_DAY = 86_400 * NS_PER_S
+_BAD = int(Quality.BAD)
+# Signals whose values the rollup reads; others only need timestamps and quality.
+_VALUED = {r.value for r in (Role.STATE, Role.COUNT_TOTAL, Role.COUNT_GOOD, Role.COUNT_REJECT,
+                             Role.POWER_KW, Role.ENERGY_KWH)}
+
+
+def roll_up(store: "Store", until_ns: int) -> int:
+    to = until_ns // NS_PER_MIN * NS_PER_MIN
+    conn = store._writer()
+    with store._wlock:
+        devices = [r[0] for r in conn.execute("SELECT device_id FROM rollup_progress ORDER BY device_id")]
+    written = 0
+    for device_id in devices:
+        while True:
+            with store._wlock:
+                done, wrote = _next_chunk(store, conn, device_id, to)
+            written += wrote
+            if done:
+                break
+    return written
+
+
+def _next_chunk(store: "Store", conn: sqlite3.Connection, device_id: str, to: int) -> tuple[bool, int]:
+    """Roll up the next day chunk of one device; (no more work, device-days written)."""
+    stale_ns = int(store.rollup_config.stale_after_s * NS_PER_S)
+    watermark, dirty_from, max_ts, pruned_before = conn.execute(
+        "SELECT watermark_ns, dirty_from_ns, max_ts_ns, pruned_before_ns FROM rollup_progress "
+        "WHERE device_id = ?", (device_id,)).fetchone()
+    starts = []
+    if dirty_from is not None:
+        starts.append(dirty_from)
+    if watermark is not None and watermark < to:
+        if max_ts >= watermark - stale_ns:
+            starts.append(watermark)
+        elif dirty_from is None:
+            # Nothing written since can reach past the watermark (held values end stale_after_s
+            # after the last sample): those minutes are empty, no day records needed.
+            _set_progress(conn, device_id, to, None)
+            return True, 0
+    if not starts:
+        return True, 0
+    frm = min(starts) // NS_PER_MIN * NS_PER_MIN
+    if pruned_before is not None and frm < pruned_before:
+        # Those raw samples are gone: recomputing would replace good minutes with empty ones.
+        frm = -(-pruned_before // NS_PER_MIN) * NS_PER_MIN
+        if dirty_from is not None and dirty_from < frm:
+            log.warning("device %s: late samples older than the retention limit are stored but "
+                        "not rolled up", device_id)
+            _set_progress(conn, device_id, watermark, frm if frm < watermark else None)
+    if frm >= to:
+        return True, 0
+    chunk_end = min((frm // NS_PER_DAY + 1) * NS_PER_DAY, to)
+    n = (chunk_end - frm) // NS_PER_MIN
+    arr = rollup_columns(_read_columns(conn, device_id, frm, chunk_end), frm, n, store.rollup_config)
+
+    day = dt.date(1970, 1, 1) + dt.timedelta(days=frm // NS_PER_DAY)
+    first_minute = (frm % NS_PER_DAY) // NS_PER_MIN
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        wrote = _merge_day(conn, device_id, day, first_minute, arr)
+        new_watermark = chunk_end if watermark is None else max(watermark, chunk_end)
+        still_dirty = chunk_end if watermark is not None and chunk_end < watermark else None
+        _set_progress(conn, device_id, new_watermark, still_dirty)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return False, wrote
+
+
+def _set_progress(conn: sqlite3.Connection, device_id: str, watermark: int, dirty_from: int | None) -> None:
+    conn.execute("UPDATE rollup_progress SET watermark_ns = ?, dirty_from_ns = ? WHERE device_id = ?",
+                 (watermark, dirty_from, device_id))
+
+
+def _merge_day(conn: sqlite3.Connection, device_id: str, day: dt.date, first_minute: int,
+               arr: np.ndarray) -> int:
+    """Overwrite minutes [first_minute, first_minute + n) of the day record; 1 if written."""
+    row = conn.execute("SELECT layout_version, data FROM rollup_days WHERE device_id = ? AND day = ?",
+                       (device_id, day.isoformat())).fetchone()
+    if row is None:
+        if not arr.any():
+            return 0
+        full = empty_day()
+    else:
+        full = unpack_day(row[1], row[0], f"{device_id}/{day}")
+    assert first_minute + arr.shape[1] <= MINUTES_PER_DAY
+    full[:, first_minute:first_minute + arr.shape[1]] = arr
+    upsert_day(conn, device_id, day, pack_day(full), summarize_day(full))
+    return 1
+
+
+def _read_columns(conn: sqlite3.Connection, device_id: str, start_ns: int, end_ns: int
+                  ) -> dict[str, SignalColumns]:
+    """Each signal's samples in [start_ns, end_ns), preceded by its history before start_ns:
+    the last GOOD/UNCERTAIN sample and the last BAD one (see edge.rollup)."""
+    out = {}
+    for sid, signal in conn.execute("SELECT id, signal FROM series WHERE device_id = ?", (device_id,)):
+        valued = signal in _VALUED
+        col = "value" if valued else "NULL"
+        history = []
+        for quality_test in ("quality < 2", "quality = 2"):
+            row = conn.execute(
+                f"SELECT ts_ns, {col}, quality FROM samples WHERE series_id = ? AND ts_ns < ? "
+                f"AND {quality_test} ORDER BY ts_ns DESC LIMIT 1", (sid, start_ns)).fetchone()
+            if row is not None:
+                history.append(row)
+        history.sort(key=lambda r: (r[0], r[2] != _BAD))
+        rows = history + conn.execute(
+            f"SELECT ts_ns, {col}, quality FROM samples WHERE series_id = ? AND ts_ns >= ? "
+            f"AND ts_ns < ? ORDER BY ts_ns", (sid, start_ns, end_ns)).fetchall()
+        if not rows:
+            continue
+        ts, values, quality = zip(*rows)
+        out[signal] = SignalColumns.from_lists(ts, values, quality, state=signal == Role.STATE.value)
+    return out

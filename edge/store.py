@@ -1,0 +1,496 @@
+"""The embedded store: one SQLite file in WAL mode holding raw samples (with retention), the device
+registry, events and per-device-per-day rollups.
+
+    from edge.store import Store, DeviceRecord, Event
+
+    store = Store.open(path, retention_days=30)      # creates/migrates; raises StoreError
+    store = Store.open(path, readonly=True)          # a reader in another process (verifier, status)
+
+Concurrency: one writing process (the gateway); any number of read-only processes. Within the
+gateway the store is called from worker threads (asyncio.to_thread, one writer at a time) and from
+the event loop for small reads, so it holds two connections, each behind its own lock: writes go
+through the writer connection, public reads through the reader connection. In WAL mode a read
+never waits for a write transaction, so dashboard reads stay quick while a batch is written.
+
+Timestamps are UTC nanoseconds; ranges are half-open [start_ns, end_ns). Rollup days are UTC.
+Schema changes live in edge.migrations.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from . import migrations
+from .errors import StoreError
+from .model import NS_PER_S, DeviceSpec, IdentityEvidence, Quality, Sample
+from .records import DeviceRecord, Event
+from .rollup import RollupConfig
+from .rollup_codec import SUMMARY_COLUMNS, pack_day, summarize_day, unpack_day, upsert_day
+
+__all__ = ["Store", "DeviceRecord", "Event"]
+
+log = logging.getLogger(__name__)
+
+NS_PER_DAY = 86_400 * NS_PER_S
+_BUSY_TIMEOUT_S = 5.0
+_PAGE_ROWS = 512          # rollup day rows fetched per lock hold when iterating
+_IN_CHUNK = 500           # ids per IN (...) list
+
+
+class Store:
+    """The embedded SQLite store. Build it with `Store.open`; close it with `close()`."""
+
+    def __init__(self, path: str, writer: sqlite3.Connection | None, reader: sqlite3.Connection,
+                 *, retention_days: float, rollup: RollupConfig) -> None:
+        self.path = path
+        self.readonly = writer is None
+        self.retention_days = retention_days
+        self.rollup_config = rollup
+        self._w = writer
+        self._r = reader
+        self._wlock = threading.RLock()
+        self._rlock = threading.RLock()
+        self._series: dict[tuple[str, str], int] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    @classmethod
+    def open(cls, path: str | Path, *, retention_days: float = 30, readonly: bool = False,
+             rollup: RollupConfig | None = None) -> "Store":
+        """Open (creating and migrating if needed) the store at `path`.
+
+        `readonly=True` opens an existing store for reading only (another process may be writing);
+        it never migrates. Raises StoreVersionError for a file written by a newer shangyun and
+        StoreError for anything else that prevents opening.
+        """
+        if retention_days <= 0:
+            raise ValueError(f"retention_days must be > 0, got {retention_days}")
+        p = str(path)
+        cfg = rollup or RollupConfig()
+        if readonly:
+            reader = _connect(p, readonly=True)
+            try:
+                version = migrations.check_version(reader, p)
+                if version < migrations.latest_version():
+                    raise StoreError(
+                        f"{p}: store schema version {version} is older than this shangyun's "
+                        f"({migrations.latest_version()}); open it read-write once to migrate"
+                        if version else f"{p}: not a shangyun store (no schema)")
+            except BaseException:
+                reader.close()
+                raise
+            return cls(p, None, reader, retention_days=retention_days, rollup=cfg)
+        writer = _connect(p, readonly=False)
+        try:
+            _pragma(writer, p, "PRAGMA journal_mode=WAL")
+            writer.execute("PRAGMA synchronous=NORMAL")
+            migrations.migrate(writer, p)
+            reader = _connect(p, readonly=False)
+        except BaseException:
+            writer.close()
+            raise
+        return cls(p, writer, reader, retention_days=retention_days, rollup=cfg)
+
+    def close(self) -> None:
+        with self._wlock, self._rlock:
+            if self._w is not None:
+                self._w.close()
+            self._r.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _writer(self) -> sqlite3.Connection:
+        if self._w is None:
+            raise StoreError(f"{self.path}: store was opened read-only")
+        return self._w
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self._rlock:
+            try:
+                return self._r.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: read failed: {exc}") from exc
+
+    def _write(self, fn: Any, *args: Any) -> Any:
+        """Run fn(conn, *args) in one IMMEDIATE transaction on the writer connection.
+
+        sqlite3.Error is re-raised as is, so callers (the store sink) can tell "busy" from
+        "disk full" from a broken row.
+        """
+        conn = self._writer()
+        with self._wlock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn, *args)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+    # ------------------------------------------------------------------ raw samples
+    def write_samples(self, samples: Sequence[Sample]) -> None:
+        """Store a batch in one transaction and mark the devices' rollups dirty.
+
+        Validates the whole batch first (ValueError naming the first bad sample; nothing written).
+        A sample with the same device, signal and timestamp as a stored one replaces it, so a
+        batch delivered twice is stored once. Bools read back as bools; NaN reads back as NaN.
+        """
+        if not samples:
+            return
+        for i, s in enumerate(samples):
+            check_sample(i, s)
+        try:
+            self._write(self._insert_samples, samples)
+        except BaseException:
+            # Series rows inserted by a rolled-back transaction are gone: forget cached ids.
+            self._series.clear()
+            raise
+
+    def _insert_samples(self, conn: sqlite3.Connection, samples: Sequence[Sample]) -> None:
+        rows = []
+        spans: dict[str, list[int]] = {}
+        for s in samples:
+            sid = self._series_id(conn, s.device_id, s.signal)
+            rows.append((sid, s.ts_ns, s.value, isinstance(s.value, bool), int(s.quality)))
+            span = spans.get(s.device_id)
+            if span is None:
+                spans[s.device_id] = [s.ts_ns, s.ts_ns]
+            else:
+                span[0] = min(span[0], s.ts_ns)
+                span[1] = max(span[1], s.ts_ns)
+        conn.executemany(
+            "INSERT OR REPLACE INTO samples (series_id, ts_ns, value, is_bool, quality) "
+            "VALUES (?, ?, ?, ?, ?)", rows)
+        # A sample below the watermark is late: the minutes from it on must be rolled up again.
+        conn.executemany(
+            """INSERT INTO rollup_progress (device_id, watermark_ns, dirty_from_ns, max_ts_ns)
+               VALUES (?, NULL, ?, ?)
+               ON CONFLICT (device_id) DO UPDATE SET
+                 dirty_from_ns = CASE
+                   WHEN watermark_ns IS NULL OR excluded.dirty_from_ns < watermark_ns
+                   THEN min(coalesce(dirty_from_ns, excluded.dirty_from_ns), excluded.dirty_from_ns)
+                   ELSE dirty_from_ns END,
+                 max_ts_ns = max(max_ts_ns, excluded.max_ts_ns)""",
+            [(d, lo, hi) for d, (lo, hi) in spans.items()])
+
+    def _series_id(self, conn: sqlite3.Connection, device_id: str, signal: str) -> int:
+        key = (device_id, signal)
+        sid = self._series.get(key)
+        if sid is None:
+            conn.execute("INSERT OR IGNORE INTO series (device_id, signal) VALUES (?, ?)", key)
+            sid = conn.execute("SELECT id FROM series WHERE device_id = ? AND signal = ?",
+                               key).fetchone()[0]
+            self._series[key] = sid
+        return sid
+
+    def samples(self, device_id: str, signal: str | None = None, start_ns: int | None = None,
+                end_ns: int | None = None) -> list[Sample]:
+        """Raw samples of a device (optionally one signal) in [start_ns, end_ns), in time order."""
+        where, params = ["s.device_id = ?"], [device_id]
+        if signal is not None:
+            where.append("s.signal = ?")
+            params.append(signal)
+        _range(where, params, start_ns, end_ns)
+        rows = self._read(
+            "SELECT s.device_id, s.signal, x.ts_ns, x.value, x.is_bool, x.quality "
+            "FROM samples x JOIN series s ON s.id = x.series_id "
+            f"WHERE {' AND '.join(where)} ORDER BY x.ts_ns, s.signal", params)
+        return [Sample(d, sig, ts, _value(v, b), Quality(q)) for d, sig, ts, v, b, q in rows]
+
+    def sample_count(self, device_id: str | None = None, since_ns: int | None = None) -> int:
+        where, params = ["1"], []
+        if device_id is not None:
+            where.append("x.series_id IN (SELECT id FROM series WHERE device_id = ?)")
+            params.append(device_id)
+        _range(where, params, since_ns, None)
+        return int(self._read(f"SELECT count(*) FROM samples x WHERE {' AND '.join(where)}",
+                              params)[0][0])
+
+    def signals(self, device_id: str) -> list[str]:
+        """Names of the signals a device has samples (or had, before retention) for."""
+        return [r[0] for r in self._read(
+            "SELECT signal FROM series WHERE device_id = ? ORDER BY signal", (device_id,))]
+
+    def prune(self, now_ns: int) -> int:
+        """Delete raw samples older than `retention_days` before `now_ns`; returns rows deleted.
+
+        Never deletes samples that are not rolled up yet (nor the last `stale_after_s` before the
+        rolled-up watermark, which a later roll-up needs as carry-in): a store whose roll-ups
+        stopped keeps its raw data rather than losing it silently.
+        """
+        cutoff = now_ns - int(self.retention_days * NS_PER_DAY)
+        stale_ns = int(self.rollup_config.stale_after_s * NS_PER_S)
+        conn = self._writer()
+        with self._wlock:
+            progress = conn.execute(
+                "SELECT device_id, watermark_ns, dirty_from_ns FROM rollup_progress").fetchall()
+        deleted = 0
+        for device_id, watermark, dirty_from in progress:
+            if watermark is None:
+                continue
+            safe = watermark if dirty_from is None else min(watermark, dirty_from)
+            limit = min(cutoff, safe - stale_ns)
+            deleted += self._write(_prune_device, device_id, limit)
+        return deleted
+
+    # ------------------------------------------------------------------ device registry
+    def upsert_device(self, spec: DeviceSpec) -> None:
+        """Register or update a device from its config; keeps its status and identity."""
+        self._write(lambda c: c.execute(
+            """INSERT INTO devices (id, name, protocol, profile, line, location, ideal_cycle_s)
+               VALUES (?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (id) DO UPDATE SET name = excluded.name, protocol = excluded.protocol,
+                 profile = excluded.profile, line = excluded.line, location = excluded.location,
+                 ideal_cycle_s = excluded.ideal_cycle_s""",
+            (spec.id, spec.name, spec.protocol, spec.profile, spec.line, spec.location,
+             spec.ideal_cycle_s)))
+
+    def devices(self) -> list[DeviceRecord]:
+        return [_device(r) for r in self._read(f"SELECT {_DEVICE_COLUMNS} FROM devices ORDER BY id")]
+
+    def device(self, device_id: str) -> DeviceRecord | None:
+        rows = self._read(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ?", (device_id,))
+        return _device(rows[0]) if rows else None
+
+    def set_status(self, device_id: str, *, online: bool, ts_ns: int, error: str | None = None) -> None:
+        """Record that the device is (not) reachable at `ts_ns`; `error` None clears the last error."""
+        def apply(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(
+                """UPDATE devices SET online = ?, last_error = ?,
+                     last_seen_ns = CASE WHEN ? THEN max(coalesce(last_seen_ns, ?), ?) ELSE last_seen_ns END,
+                     first_seen_ns = CASE WHEN ? THEN coalesce(first_seen_ns, ?) ELSE first_seen_ns END
+                   WHERE id = ?""",
+                (int(online), error, int(online), ts_ns, ts_ns, int(online), ts_ns, device_id))
+            _require_device(cur, device_id)
+        self._write(apply)
+
+    def set_identity(self, device_id: str, identity: IdentityEvidence, ts_ns: int) -> None:
+        """Store the device's identity evidence.
+
+        The first time it is simply stored. When a stored identity has a different fingerprint,
+        an `identity_changed` event with both (`old`, `new`, and their fingerprints) is recorded
+        in the same transaction, so the change is never silent.
+        """
+        def apply(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT identity FROM devices WHERE id = ?", (device_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"unknown device {device_id!r}: upsert_device it first")
+            if row[0] is not None:
+                old = IdentityEvidence.from_dict(json.loads(row[0]))
+                if old.fingerprint() != identity.fingerprint():
+                    _insert_event(conn, "identity_changed", ts_ns, device_id, {
+                        "old": old.to_dict(), "new": identity.to_dict(),
+                        "old_fingerprint": old.fingerprint(),
+                        "new_fingerprint": identity.fingerprint()})
+            conn.execute("UPDATE devices SET identity = ? WHERE id = ?",
+                         (json.dumps(identity.to_dict(), sort_keys=True), device_id))
+        self._write(apply)
+
+    # ------------------------------------------------------------------ events
+    def add_event(self, kind: str, ts_ns: int, device_id: str | None = None,
+                  data: dict | None = None) -> None:
+        """Record an event (onboarding, connect/disconnect, malformed payload...). `data` must be
+        JSON-serialisable (TypeError otherwise, nothing written)."""
+        payload = json.dumps(data or {}, sort_keys=True)
+        self._write(lambda c: c.execute(
+            "INSERT INTO events (ts_ns, device_id, kind, data) VALUES (?, ?, ?, ?)",
+            (ts_ns, device_id, kind, payload)))
+
+    def events(self, device_id: str | None = None, kind: str | None = None,
+               since_ns: int | None = None, limit: int = 1000, *,
+               newest_first: bool = False) -> list[Event]:
+        """Events matching all given filters, oldest first (the first `limit` from `since_ns`);
+        `newest_first=True` gives the latest `limit` events, newest first."""
+        where, params = ["1"], []
+        for col, val in (("device_id", device_id), ("kind", kind)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                params.append(val)
+        if since_ns is not None:
+            where.append("ts_ns >= ?")
+            params.append(since_ns)
+        order = "DESC" if newest_first else "ASC"
+        rows = self._read(
+            f"SELECT id, ts_ns, device_id, kind, data FROM events WHERE {' AND '.join(where)} "
+            f"ORDER BY ts_ns {order}, id {order} LIMIT ?", [*params, int(limit)])
+        return [Event(i, ts, d, k, json.loads(data)) for i, ts, d, k, data in rows]
+
+    # ------------------------------------------------------------------ rollups
+    def roll_up(self, until_ns: int) -> int:
+        """Compute minute rollups (edge.rollup) from raw samples up to `until_ns` floored to the
+        minute, for every device with new or late samples; returns device-days written.
+
+        Works from each device's watermark (or from its earliest late sample), a UTC day at a
+        time, committing progress after each day: a crash or restart loses at most one day of
+        work, which the next call redoes.
+        """
+        from .rollup_job import roll_up
+        return roll_up(self, until_ns)
+
+    def write_rollup_day(self, device_id: str, day: dt.date, arr: np.ndarray) -> None:
+        """Store (replace) one device-day array of shape (len(FIELDS), 1440)."""
+        blob = pack_day(arr)
+        summary = summarize_day(np.asarray(arr))
+        self._write(upsert_day, device_id, day, blob, summary)
+
+    def rollup_day(self, device_id: str, day: dt.date) -> np.ndarray | None:
+        rows = self._read("SELECT layout_version, data FROM rollup_days WHERE device_id = ? AND day = ?",
+                          (device_id, day.isoformat()))
+        if not rows:
+            return None
+        return unpack_day(rows[0][1], rows[0][0], f"{device_id}/{day}")
+
+    def rollup_days(self, device_ids: Iterable[str] | None = None, day_from: dt.date | None = None,
+                    day_to: dt.date | None = None) -> Iterator[tuple[str, dt.date, np.ndarray]]:
+        """(device_id, day, array) for stored days in [day_from, day_to] (inclusive), ordered by
+        device then day. Rows are fetched in pages, so memory stays bounded and writers are not
+        held up by a long read."""
+        for rows in self._rollup_pages("layout_version, data", device_ids, day_from, day_to):
+            for device_id, day, version, blob in rows:
+                yield device_id, dt.date.fromisoformat(day), unpack_day(blob, version, f"{device_id}/{day}")
+
+    def rollup_day_summaries(self, device_ids: Iterable[str] | None = None,
+                             day_from: dt.date | None = None,
+                             day_to: dt.date | None = None) -> list[dict[str, Any]]:
+        """Per device-day totals without unpacking blobs: dicts with device_id, day (date),
+        layout_version, running_s, count_total, count_good, energy_kwh, samples,
+        minutes_with_data."""
+        cols = ("layout_version",) + SUMMARY_COLUMNS
+        out = []
+        for rows in self._rollup_pages(", ".join(cols), device_ids, day_from, day_to):
+            for device_id, day, *vals in rows:
+                out.append({"device_id": device_id, "day": dt.date.fromisoformat(day),
+                            **dict(zip(cols, vals))})
+        return out
+
+    def _rollup_pages(self, columns: str, device_ids: Iterable[str] | None,
+                      day_from: dt.date | None, day_to: dt.date | None) -> Iterator[list[tuple]]:
+        groups: list[list[str] | None]
+        if device_ids is None:
+            groups = [None]
+        else:
+            ids = sorted(set(device_ids))
+            groups = [ids[i:i + _IN_CHUNK] for i in range(0, len(ids), _IN_CHUNK)]
+        for group in groups:
+            where, params = [], []
+            if group is not None:
+                where.append(f"device_id IN ({','.join('?' * len(group))})")
+                params.extend(group)
+            if day_from is not None:
+                where.append("day >= ?")
+                params.append(day_from.isoformat())
+            if day_to is not None:
+                where.append("day <= ?")
+                params.append(day_to.isoformat())
+            after: tuple[str, str] | None = None
+            while True:
+                cond = list(where) + (["(device_id, day) > (?, ?)"] if after else [])
+                sql = (f"SELECT device_id, day, {columns} FROM rollup_days "
+                       f"WHERE {' AND '.join(cond) or '1'} ORDER BY device_id, day LIMIT {_PAGE_ROWS}")
+                rows = self._read(sql, params + list(after or ()))
+                if not rows:
+                    break
+                yield rows
+                if len(rows) < _PAGE_ROWS:
+                    break
+                after = (rows[-1][0], rows[-1][1])
+
+
+# ---------------------------------------------------------------------- helpers
+_DEVICE_COLUMNS = ("id, name, protocol, profile, line, location, ideal_cycle_s, identity, online, "
+                   "last_seen_ns, first_seen_ns, last_error")
+
+
+def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
+    try:
+        if readonly:
+            uri = Path(path).resolve().as_uri() + "?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None,
+                                   timeout=_BUSY_TIMEOUT_S)
+        else:
+            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
+                                   timeout=_BUSY_TIMEOUT_S)
+        conn.execute("PRAGMA user_version").fetchone()   # fails now if it is not a database
+        return conn
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot open store{' read-only' if readonly else ''}: {exc}") from exc
+
+
+def _pragma(conn: sqlite3.Connection, path: str, sql: str) -> None:
+    try:
+        conn.execute(sql).fetchall()
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: {sql} failed: {exc}") from exc
+
+
+def check_sample(i: int, s: Any) -> None:
+    """ValueError naming sample number `i` when `s` cannot be stored."""
+    if not isinstance(s, Sample):
+        raise ValueError(f"sample {i}: expected edge.model.Sample, got {type(s).__name__}")
+    if not isinstance(s.ts_ns, int) or isinstance(s.ts_ns, bool):
+        raise ValueError(f"sample {i} ({s.device_id}/{s.signal}): ts_ns must be int nanoseconds, "
+                         f"got {s.ts_ns!r}")
+    if not isinstance(s.value, (int, float, str)):
+        raise ValueError(f"sample {i} ({s.device_id}/{s.signal}): value must be number, bool or "
+                         f"str, got {type(s.value).__name__}")
+    if not isinstance(s.device_id, str) or not s.device_id or not isinstance(s.signal, str) or not s.signal:
+        raise ValueError(f"sample {i}: device_id and signal must be non-empty strings")
+    try:
+        Quality(s.quality)
+    except ValueError:
+        raise ValueError(f"sample {i} ({s.device_id}/{s.signal}): bad quality {s.quality!r}") from None
+
+
+def _value(v: Any, is_bool: int) -> Any:
+    if is_bool:
+        return bool(v)
+    if v is None:   # SQLite stores NaN as NULL
+        return float("nan")
+    return v
+
+
+def _range(where: list[str], params: list[Any], start_ns: int | None, end_ns: int | None) -> None:
+    if start_ns is not None:
+        where.append("x.ts_ns >= ?")
+        params.append(start_ns)
+    if end_ns is not None:
+        where.append("x.ts_ns < ?")
+        params.append(end_ns)
+
+
+def _device(r: tuple) -> DeviceRecord:
+    identity = IdentityEvidence.from_dict(json.loads(r[7])) if r[7] else None
+    return DeviceRecord(id=r[0], name=r[1], protocol=r[2], profile=r[3], line=r[4], location=r[5],
+                        ideal_cycle_s=r[6], identity=identity, online=bool(r[8]),
+                        last_seen_ns=r[9], first_seen_ns=r[10], last_error=r[11])
+
+
+def _require_device(cur: sqlite3.Cursor, device_id: str) -> None:
+    if cur.rowcount == 0:
+        raise StoreError(f"unknown device {device_id!r}: upsert_device it first")
+
+
+def _insert_event(conn: sqlite3.Connection, kind: str, ts_ns: int, device_id: str | None,
+                  data: dict) -> None:
+    conn.execute("INSERT INTO events (ts_ns, device_id, kind, data) VALUES (?, ?, ?, ?)",
+                 (ts_ns, device_id, kind, json.dumps(data, sort_keys=True)))
+
+
+def _prune_device(conn: sqlite3.Connection, device_id: str, limit_ns: int) -> int:
+    cur = conn.execute(
+        "DELETE FROM samples WHERE series_id IN (SELECT id FROM series WHERE device_id = ?) "
+        "AND ts_ns < ?", (device_id, limit_ns))
+    conn.execute("UPDATE rollup_progress SET pruned_before_ns = max(coalesce(pruned_before_ns, ?), ?) "
+                 "WHERE device_id = ?", (limit_ns, limit_ns, device_id))
+    return cur.rowcount

@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Sequence
+
+import pytest
+
+from edge.errors import RejectedSinkError, RetryableSinkError, ThrottledSinkError
+from edge.model import Sample
+from edge.pipeline import Pipeline
+from edge.sink import Sink
+
+
+class ListSink:
+    """A sink that keeps what it was given and fails on demand."""
+
+    def __init__(self, name: str = "list") -> None:
+        self.name = name
+        self.batches: list[list[Sample]] = []
+        self.failures: list[Exception] = []     # raised in order, one per write attempt
+        self.gate: asyncio.Event | None = None  # when set, write waits for it
+        self.closed = False
+
+    async def write(self, batch: Sequence[Sample]) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.failures:
+            raise self.failures.pop(0)
+        self.batches.append(list(batch))
+
+    async def close(self) -> None:
+        self.closed = True
+
+    @property
+    def samples(self) -> list[Sample]:
+        return [s for b in self.batches for s in b]
+
+
+def samples(n: int, start: int = 0) -> list[Sample]:
+    return [Sample("m1", "a", start + i, float(i)) for i in range(n)]
+
+
+def test_list_sink_is_a_sink():
+    assert isinstance(ListSink(), Sink)
+
+
+async def test_everything_put_reaches_every_sink_in_order_and_batched():
+    a, b = ListSink("a"), ListSink("b")
+    async with Pipeline([a, b], batch_size=100, flush_interval_s=0.05) as p:
+        await p.put_many(samples(250))
+        await p.put(Sample("m1", "a", 999, 1.0))
+    assert a.samples == b.samples == samples(250) + [Sample("m1", "a", 999, 1.0)]
+    assert max(len(x) for x in a.batches) <= 100
+    st = p.stats()
+    assert (st.received, st.written, st.rejected, st.queue_depth) == (251, 251, 0, 0)
+    assert a.closed and b.closed
+
+
+async def test_partial_batch_is_flushed_after_interval_without_stop():
+    sink = ListSink()
+    async with Pipeline([sink], batch_size=1000, flush_interval_s=0.05) as p:
+        await p.put_many(samples(3))
+        for _ in range(100):
+            if sink.samples:
+                break
+            await asyncio.sleep(0.02)
+        assert sink.samples == samples(3)
+
+
+async def test_retryable_and_throttled_errors_keep_the_batch():
+    sink = ListSink()
+    sink.failures = [RetryableSinkError("busy"), ThrottledSinkError("slow down", retry_after_s=0.01)]
+    async with Pipeline([sink], batch_size=10, flush_interval_s=0.01) as p:
+        await p.put_many(samples(10))
+    assert sink.samples == samples(10)
+    st = p.stats()
+    assert (st.retries, st.written, st.rejected) == (2, 10, 0)
+
+
+async def test_unexpected_sink_exception_is_retried_not_lost():
+    sink = ListSink()
+    sink.failures = [RuntimeError("bug")]
+    async with Pipeline([sink], batch_size=5, flush_interval_s=0.01) as p:
+        await p.put_many(samples(5))
+    assert sink.samples == samples(5)
+
+
+async def test_rejected_batch_is_counted_logged_once_and_pipeline_goes_on(caplog):
+    sink = ListSink("picky")
+    sink.failures = [RejectedSinkError("no"), RejectedSinkError("no again")]
+    with caplog.at_level(logging.ERROR, logger="edge.pipeline"):
+        async with Pipeline([sink], batch_size=2, flush_interval_s=0.01) as p:
+            for s in samples(6):      # one at a time so batches are 2, 2, 2 or smaller
+                await p.put(s)
+    st = p.stats()
+    assert st.rejected + st.written == 6
+    assert st.rejected >= 2 and len(sink.samples) == st.written
+    assert len([r for r in caplog.records if "picky" in r.getMessage()]) == 1
+
+
+async def test_rejected_count_from_sink_counts_only_those():
+    sink = ListSink()
+    err = RejectedSinkError("one bad")
+    err.rejected_count = 1  # type: ignore[attr-defined]
+    sink.failures = [err]
+    async with Pipeline([sink], batch_size=10, flush_interval_s=0.01) as p:
+        await p.put_many(samples(10))
+    st = p.stats()
+    assert (st.rejected, st.written) == (1, 9)
+
+
+async def test_full_queue_makes_producers_wait():
+    sink = ListSink()
+    sink.gate = asyncio.Event()
+    p = Pipeline([sink], queue_size=5, batch_size=2, flush_interval_s=0.01)
+    await p.start()
+    producer = asyncio.create_task(p.put_many(samples(20)))
+    await asyncio.sleep(0.1)
+    # The consumer holds one batch (2) in a blocked write; the queue holds at most 5.
+    assert not producer.done()
+    assert p.stats().queue_depth == 5
+    assert p.stats().received <= 7
+    sink.gate.set()
+    await asyncio.wait_for(producer, 5)
+    await p.stop()
+    assert sink.samples == samples(20)
+
+
+async def test_stop_with_timeout_gives_up_on_a_sink_that_stays_down(caplog):
+    sink = ListSink()
+    sink.failures = [RetryableSinkError("down")] * 1000
+    p = Pipeline([sink], batch_size=10, flush_interval_s=0.01)
+    await p.start()
+    await p.put_many(samples(10))
+    with caplog.at_level(logging.ERROR, logger="edge.pipeline"):
+        await p.stop(timeout_s=0.2)
+    assert any("10 samples not written" in r.getMessage() for r in caplog.records)
+
+
+async def test_put_before_start_is_an_error():
+    with pytest.raises(RuntimeError, match="not running"):
+        await Pipeline([ListSink()]).put(samples(1)[0])
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError):
+        Pipeline([ListSink()], queue_size=0)
