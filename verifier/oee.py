@@ -158,8 +158,10 @@ class DeviceOee:
 
 
 def analyse_oee(cube: RollupCube, config: OeeConfig = OeeConfig(),
-                planned: np.ndarray | None = None) -> list[DeviceOee]:
-    """Per-device OEE over the cube. `planned` (days, 1440) may be passed in precomputed."""
+                planned: np.ndarray | None = None, *,
+                dominant: np.ndarray | None = None) -> list[DeviceOee]:
+    """Per-device OEE over the cube. `planned` (days, 1440) and `dominant`
+    (states.dominant_state) may be passed in precomputed."""
     if planned is None:
         planned = config.calendar.planned_mask(cube.days)
     n_dev, n_days = cube.present.shape
@@ -182,7 +184,7 @@ def analyse_oee(cube: RollupCube, config: OeeConfig = OeeConfig(),
     total = planned_sum(total_m)
     good = planned_sum(good_m)
 
-    dom = dominant_state(secs)
+    dom = dominant if dominant is not None else dominant_state(secs)
     day0_ns = int(cube.days[0].astype("datetime64[ns]").astype(np.int64))
     downtime = find_downtime(cube.device_ids, day0_ns, dom, secs, planned, stop_ids,
                              config.keep_longest_events)

@@ -54,6 +54,11 @@ def yuan(fen: int) -> str:
     return f"{sign}{fen // 100:,}.{fen % 100:02d}"
 
 
+def yuan_plain(fen: int) -> str:
+    """123456 -> '1234.56': exact decimal text for JSON (no float, no separators)."""
+    return yuan(fen).replace(",", "")
+
+
 def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -328,7 +333,7 @@ class Verdict:
                 "reasons": [{"code": p.code, "message": p.message} for p in self.reasons],
                 "arithmetic": list(self.arithmetic),
                 "supported_amount": None if self.supported_amount_fen is None
-                else yuan(self.supported_amount_fen)}
+                else yuan_plain(self.supported_amount_fen)}
 
 
 def decide(terms: Terms, counted_devices: int) -> Verdict:

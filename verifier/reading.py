@@ -221,8 +221,9 @@ class StoreReader:
             raise VerificationInputError(f"unknown device {device_id!r}")
         samples = self._stores[entry.store_index].samples(
             entry.store_id, start_ns=start_ns, end_ns=end_ns)
-        ts = np.fromiter((s.ts_ns for s in samples[:limit]), dtype=np.int64)
-        return np.sort(ts)
+        # Signals polled together share an instant: one reading, not zero-length intervals.
+        ts = np.unique(np.fromiter((s.ts_ns for s in samples), dtype=np.int64))
+        return ts[:limit]
 
 
 def date_of(day: np.datetime64) -> dt.date:

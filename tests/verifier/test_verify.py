@@ -1,0 +1,121 @@
+"""The verification run end to end over a MemoryReader, and the JSON report's stability."""
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.errors import VerificationInputError
+from edge.model import IdentityEvidence
+from edge.rollup_layout import F
+from verifier.policy import Voucher
+from verifier.reading import EventRecord, MemoryReader
+from verifier.report import SCHEMA
+from verifier.verify import VerifyConfig, verify
+from verifier.window import Window
+
+from .cubes import START, device, empty_cube, run_all_day, set_state, minutes
+
+GOLDEN = Path(__file__).parent / "golden" / "verify_small.json"
+N_DAYS = 8
+WINDOW = Window(START, START + dt.timedelta(days=N_DAYS - 1))
+
+
+def small_factory():
+    """Three honest machines with their own rhythm, one only at the end, one posing with
+    another's serial number, and an identity change."""
+    devs = [device(i, ideal_cycle_s=30.0, line="L1" if i < 3 else "L2") for i in range(5)]
+    devs[4] = device(4, ideal_cycle_s=30.0, line="L2",
+                     identity=IdentityEvidence(protocol="opcua", serial_number="SN-m000"))
+    devs.append(device(5, ideal_cycle_s=30.0, line="L2"))
+    cube = empty_cube(len(devs), N_DAYS, devices=devs)
+    rng = np.random.default_rng(7)
+    for d in range(len(devs)):
+        days = range(N_DAYS - 2, N_DAYS) if d == 3 else range(N_DAYS)
+        for k in days:
+            start = 6 + d % 3 + round(float(rng.random()), 2)  # own rhythm per machine
+            set_state(cube, d, k, minutes(0, start), "idle",
+                      power_mean_kw=1.0 + 0.1 * d, energy_kwh=(1.0 + 0.1 * d) / 60)
+            set_state(cube, d, k, minutes(start, 22), "running")
+            set_state(cube, d, k, minutes(22, 22.5), "fault")
+            set_state(cube, d, k, minutes(22.5, 24), "planned_stop")
+            run = slice(int(start * 60), 22 * 60)
+            n = run.stop - run.start
+            counts = rng.integers(1, 4, n).astype(np.float32)
+            cube.data[d, k, F["count_total"], run] = counts
+            cube.data[d, k, F["count_good"], run] = counts - (rng.random(n) < 0.05)
+            power = (5.0 + d + rng.normal(0, 0.4, n)).astype(np.float32)
+            cube.data[d, k, F["power_mean_kw"], run] = power
+            cube.data[d, k, F["energy_kwh"], run] = power / 60
+    events = [EventRecord(WINDOW.start_ns + 3 * 86_400 * 10**9, "m005", "identity_changed",
+                          {"from": "opcua:SN-old", "to": "opcua:SN-m005"})]
+    return MemoryReader(devs, cube, events=events)
+
+
+def run_small(amount=6_000):
+    return verify(small_factory(), window=WINDOW,
+                  voucher=Voucher(item="设备物联", amount=amount), config=VerifyConfig())
+
+
+def reasons(report):
+    return {r.info.id: sorted({f.reason for f in r.flags}) for r in report.devices}
+
+
+def test_counting_needs_active_and_unflagged():
+    report = run_small()
+    got = reasons(report)
+    assert got["m000"] == [] and got["m001"] == [] and got["m002"] == []
+    assert "bunched_at_end" in got["m003"] and "too_few_days" in got["m003"]
+    assert got["m005"] == ["identity_changed"]
+    assert "shared_identity" in got["m004"] or not report.distinct_checked
+    assert report.verdict.counted_devices == sum(not v for v in got.values())
+
+
+def test_verdict_pass_and_fail_follow_the_count():
+    assert run_small(amount=4_500).verdict.verdict == "PASS"    # 3 needed, 3 counted
+    fail = run_small(amount=6_000)                                # 4 needed
+    assert fail.verdict.verdict == "FAIL"
+    assert fail.verdict.supported_amount_fen == 3 * 150_000
+    assert [p.code for p in fail.verdict.reasons] == ["too_few_devices"]
+
+
+def test_chunking_does_not_change_results():
+    whole = run_small().to_dict()
+    chunked = verify(small_factory(), window=WINDOW, voucher=Voucher(item="设备物联", amount=6_000),
+                     config=VerifyConfig(chunk_devices=2)).to_dict()
+    assert chunked == whole
+
+
+def test_report_json_is_stable(request):
+    doc = run_small().to_dict()
+    doc["thresholds"]["distinct"] = "(owned by verifier.distinct; not part of this golden file)"
+    text = json.dumps(doc, ensure_ascii=False, indent=1, sort_keys=True)
+    if os.environ.get("SHANGYUN_UPDATE_GOLDEN"):
+        GOLDEN.write_text(text + "\n", encoding="utf-8")
+    assert doc["schema"] == SCHEMA == "shangyun.verify/1"
+    assert json.loads(GOLDEN.read_text(encoding="utf-8")) == json.loads(text), \
+        "report JSON changed: review, then SHANGYUN_UPDATE_GOLDEN=1 to accept"
+
+
+def test_text_report_shows_verdict_arithmetic_thresholds_and_table():
+    text = run_small().render_text()
+    assert "VERDICT: FAIL" in text
+    assert "required devices = ⌈6,000.00 ÷ 1,500.00⌉ = 4" in text
+    assert "min_data_days = 5" in text
+    assert "m003" in text and "bunched_at_end" in text
+
+
+def test_no_devices_is_bad_input():
+    cube = empty_cube(0, 1)
+    with pytest.raises(VerificationInputError, match="no devices"):
+        verify(MemoryReader([], cube), window=Window(START, START),
+               voucher=Voucher(item="设备物联", amount=1500))
+
+
+def test_window_outside_data_counts_nothing():
+    far = Window(START + dt.timedelta(days=100), START + dt.timedelta(days=109))
+    report = verify(small_factory(), window=far, voucher=Voucher(item="设备物联", amount=1500))
+    assert report.verdict.counted_devices == 0
+    assert report.to_dict()["oee"]["plant"]["unknown_h"] == pytest.approx(6 * 240)
