@@ -1,0 +1,116 @@
+"""`shangyun verify` exit codes on a small real store: 0 PASS, 1 FAIL, 2 bad input."""
+import argparse
+import datetime as dt
+import io
+import json
+
+import numpy as np
+import pytest
+
+from edge.model import DeviceSpec, IdentityEvidence, SignalSpec
+from edge.rollup_layout import F, empty_day
+from edge.store import Store
+from verifier.cli import add_arguments, main, run
+
+DAYS = 6
+START = dt.date(2024, 5, 1)
+WINDOW = ["--from", "2024-05-01", "--to", "2024-05-06"]
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "factory.db"
+    store = Store.open(path)
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        did = f"press-{i}"
+        store.upsert_device(DeviceSpec(id=did, name=f"Press {i}", protocol="opcua",
+                                       connection={}, signals=(SignalSpec("state"),),
+                                       ideal_cycle_s=30.0, line="L1"))
+        store.set_identity(did, IdentityEvidence(protocol="opcua", serial_number=f"SN{i}"), 0)
+        for k in range(DAYS):
+            arr = empty_day()
+            start = int((6 + i + rng.random()) * 60)
+            arr[F["idle_s"], :start] = 60
+            arr[F["running_s"], start:] = 60
+            arr[F["samples"], :] = 60
+            n = 1440 - start
+            arr[F["count_total"], start:] = rng.integers(1, 3, n)
+            power = 4 + i + rng.normal(0, 0.3, n)
+            arr[F["power_mean_kw"], start:] = power
+            arr[F["energy_kwh"], start:] = power / 60
+            store.write_rollup_day(did, START + dt.timedelta(days=k), arr)
+    store.close()
+    return str(path)
+
+
+def cli(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    code = run(p.parse_args([*argv, "--quiet"]), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_pass_exit_0_with_json(store_path, tmp_path):
+    out_json = tmp_path / "r.json"
+    code, out, err = cli(store_path, "--item", "设备物联", "--amount", "4500", *WINDOW,
+                         "--json", str(out_json))
+    assert code == 0, err
+    assert "VERDICT: PASS" in out and "press-2" in out
+    doc = json.loads(out_json.read_text(encoding="utf-8"))
+    assert doc["schema"] == "shangyun.verify/1" and doc["summary"]["counted"] == 3
+    assert doc["sources"] == [store_path]
+    assert doc["devices"][0]["identity"]["serial_number"] == "SN0"
+
+
+def test_fail_exit_1(store_path):
+    code, out, _ = cli(store_path, "--item", "5", "--amount", "6000", *WINDOW)
+    assert code == 1
+    assert "too_few_devices" in out and "4,500.00" in out
+
+
+def test_contract_amount_and_region(store_path):
+    # 6,000 × 70% = 4,200 -> ⌈4200 / 1500⌉ = 3 devices
+    code, out, _ = cli(store_path, "--item", "设备物联", "--contract-amount", "6000",
+                       "--region", "prd", *WINDOW)
+    assert code == 0 and "= 3" in out
+
+
+def test_voucher_file(store_path, tmp_path):
+    v = tmp_path / "v.yaml"
+    v.write_text("programme: '2018'\nitem: 生产设备状态监控\namount: 6000\n", encoding="utf-8")
+    code, out, _ = cli(store_path, "--voucher", str(v), *WINDOW)
+    assert code == 0 and "⌈6,000.00 ÷ 2,000.00⌉ = 3" in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--item", "云上飞行", "--amount", "1"], "no item"),
+    (["--item", "设备物联"], "--amount"),
+    (["--item", "设备物联", "--amount", "abc"], "not a number"),
+    (["--item", "设备物联", "--amount", "100", "--from", "2024-13-01", "--to", "2024-05-06"],
+     "--from"),
+    (["--item", "设备物联", "--amount", "100", "--from", "2024-05-06", "--to", "2024-05-01"],
+     "before it starts"),
+    (["--item", "设备物联", "--amount", "100", "--calendar", "/nonexistent.yaml"], "calendar"),
+])
+def test_bad_input_exit_2_without_traceback(store_path, argv, message):
+    code, out, err = cli(store_path, *argv)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_missing_store_exit_2(tmp_path):
+    code, _, err = cli(str(tmp_path / "nope.db"), "--item", "设备物联", "--amount", "1500")
+    assert code == 2 and "does not exist" in err
+
+
+def test_against_list_flags_claimed_devices(store_path, tmp_path):
+    earlier = tmp_path / "earlier.yaml"
+    earlier.write_text("label: 2023 voucher\nserials: [SN1]\n", encoding="utf-8")
+    code, out, _ = cli(store_path, "--item", "设备物联", "--amount", "4500", *WINDOW,
+                       "--against", str(earlier))
+    assert code == 1 and "claimed_before" in out
+
+
+def test_main_usage_error_is_2(capsys):
+    assert main(["--item"]) == 2
