@@ -1,0 +1,195 @@
+"""Runs one device's Source until cancelled: connect, check identity, stream, and on failure
+mark the device offline and retry with backoff (Home Assistant's coordinator, one per device).
+
+    supervisor = DeviceSupervisor(source, emit, observer)
+    task = asyncio.create_task(supervisor.run())     # cancel the task to stop
+
+Failure handling, in order:
+- `connect()` raises SourceError: the device is offline; retry after a backoff delay.
+- the stream raises SourceError: the device goes offline at that instant; one BAD sample per
+  signal is emitted with that timestamp (value BAD_VALUE, the empty string), so rollups stop
+  counting its last state and power there instead of stretching them over the outage.
+- the first failure after being online (or at start) logs ONE warning and calls
+  `observer.on_offline`; further failed retries stay quiet; the recovery logs ONE info line.
+- any other exception out of a source is a bug in it, handled like SourceError (logged with
+  its traceback once) so one device cannot stop the gateway. Exceptions out of `emit` or the
+  observer are the caller's and propagate.
+- the identity seen at connect is compared with `device.expected_identity` (or, without one,
+  with the identity seen at the previous connect): a different fingerprint is an
+  `identity_changed` event, and collection goes on.
+"""
+from __future__ import annotations
+
+import asyncio
+import enum
+import inspect
+import logging
+import random
+from typing import Any, Awaitable, Callable, Mapping, Protocol
+
+from connectors.backoff import Backoff
+from connectors.base import Source
+from edge.errors import SourceError
+from edge.model import IdentityEvidence, Quality, Sample, now_ns
+
+BAD_VALUE = ""
+IDENTITY_CHANGED = "identity_changed"
+
+Emit = Callable[[list[Sample]], Awaitable[None]]
+
+
+class Observer(Protocol):
+    """What the supervisor tells the application (which writes it to the store). Methods may
+    be plain or async; an async one is awaited (on_event from a source is scheduled)."""
+
+    def on_online(self, device_id: str, identity: IdentityEvidence, ts_ns: int) -> Any: ...
+    def on_offline(self, device_id: str, error: str, ts_ns: int) -> Any: ...
+    def on_event(self, device_id: str, kind: str, data: dict[str, Any], ts_ns: int) -> Any: ...
+
+
+class LinkState(str, enum.Enum):
+    CONNECTING = "connecting"
+    ONLINE = "online"
+    OFFLINE = "offline"
+    STOPPED = "stopped"
+
+
+class DeviceSupervisor:
+    def __init__(self, source: Source, emit: Emit, observer: Observer, *,
+                 backoff_initial_s: float = 1.0, backoff_max_s: float = 60.0,
+                 rng: random.Random | None = None):
+        self.source = source
+        self.device = source.device
+        self.emit = emit
+        self.observer = observer
+        self.state = LinkState.CONNECTING
+        self.last_error: str | None = None
+        self.identity: IdentityEvidence | None = None
+        self.samples = 0
+        self.reconnects = 0
+        self.connects = 0
+        self._backoff = Backoff(initial_s=backoff_initial_s, max_s=backoff_max_s, rng=rng)
+        self._log = logging.getLogger(f"shangyun.connectors.{self.device.protocol}")
+        self._reported_offline = False
+        self._identity_reported: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        if hasattr(source, "on_event"):
+            source.on_event = self._source_event  # type: ignore[attr-defined]
+
+    @property
+    def payload_errors(self) -> int:
+        return int(getattr(self.source, "payload_errors", 0))
+
+    async def run(self) -> None:
+        try:
+            while True:
+                self.state = LinkState.CONNECTING
+                try:
+                    identity = await self._connect()
+                except SourceError as err:
+                    await self._offline(err, link_was_up=False)
+                else:
+                    await self._online(identity)
+                    try:
+                        await self._stream()
+                    except SourceError as err:
+                        await self._offline(err, link_was_up=True)
+                await self._quietly_close()
+                await asyncio.sleep(self._backoff.next_delay())
+        finally:
+            self.state = LinkState.STOPPED
+            await asyncio.shield(self._quietly_close())
+
+    async def _connect(self) -> IdentityEvidence:
+        try:
+            return await self.source.connect()
+        except SourceError:
+            raise
+        except Exception as err:  # noqa: BLE001 - a source bug must not end supervision
+            raise self._as_source_error(err, "connect") from err
+
+    async def _stream(self) -> None:
+        stream = self.source.samples()
+        try:
+            while True:
+                try:
+                    batch = await stream.__anext__()
+                except StopAsyncIteration:
+                    raise SourceError("sample stream ended") from None
+                except SourceError:
+                    raise
+                except Exception as err:  # noqa: BLE001
+                    raise self._as_source_error(err, "samples") from err
+                self.samples += len(batch)
+                await self.emit(batch)
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception:  # noqa: BLE001 - the link is gone anyway
+                    self._log.debug("device %s: closing the sample stream failed", self.device.id, exc_info=True)
+
+    async def _online(self, identity: IdentityEvidence) -> None:
+        ts = now_ns()
+        self.connects += 1
+        if self.connects > 1:
+            self.reconnects += 1
+        if self._reported_offline:
+            self._log.info("device %s: back online (%s)", self.device.id, identity.endpoint or self.device.protocol)
+        self._reported_offline = False
+        self._backoff.reset()
+        self.state = LinkState.ONLINE
+        self.last_error = None
+        await _call(self.observer.on_online, self.device.id, identity, ts)
+        await self._check_identity(identity, ts)
+        self.identity = identity
+
+    async def _offline(self, err: SourceError, *, link_was_up: bool) -> None:
+        ts = now_ns()
+        self.state = LinkState.OFFLINE
+        self.last_error = str(err) or type(err).__name__
+        if link_was_up:
+            await self.emit([Sample(self.device.id, s.name, ts, BAD_VALUE, Quality.BAD) for s in self.device.signals])
+        if not self._reported_offline:
+            self._reported_offline = True
+            self._log.warning("device %s: offline: %s (retrying)", self.device.id, self.last_error)
+            await _call(self.observer.on_offline, self.device.id, self.last_error, ts)
+        else:
+            self._log.debug("device %s: still offline: %s", self.device.id, self.last_error)
+
+    async def _check_identity(self, seen: IdentityEvidence, ts: int) -> None:
+        reference = self.device.expected_identity or self.identity
+        if reference is None:
+            return
+        expected, got = reference.fingerprint(), seen.fingerprint()
+        if not expected or got == expected or got in self._identity_reported:
+            return
+        self._identity_reported.add(got)
+        self._log.warning("device %s: identity changed from %r to %r", self.device.id, expected, got)
+        await _call(self.observer.on_event, self.device.id, IDENTITY_CHANGED,
+                    {"expected": expected, "seen": got, "identity": seen.to_dict()}, ts)
+
+    def _source_event(self, kind: str, data: Mapping[str, Any]) -> None:
+        result = self.observer.on_event(self.device.id, kind, dict(data), now_ns())
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _as_source_error(self, err: Exception, where: str) -> SourceError:
+        level = logging.DEBUG if self._reported_offline else logging.ERROR  # once per outage
+        self._log.log(level, "device %s: unexpected error in %s", self.device.id, where, exc_info=err)
+        return SourceError(f"{where}: {type(err).__name__}: {err}")
+
+    async def _quietly_close(self) -> None:
+        try:
+            await self.source.close()
+        except Exception:  # noqa: BLE001 - close must not turn a stop into a crash
+            self._log.debug("device %s: close failed", self.device.id, exc_info=True)
+
+
+async def _call(fn: Callable[..., Any], *args: Any) -> None:
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        await result
