@@ -133,9 +133,12 @@ def _read_columns(conn: sqlite3.Connection, device_id: str, start_ns: int, end_n
         valued = signal in _VALUED
         col = "value" if valued else "NULL"
         history = []
-        for quality_test in ("quality < 2", "quality = 2"):
+        # The BAD lookup must use the partial index: through the primary key it would scan
+        # back over the whole history of a series that never had a BAD sample.
+        for source, quality_test in (("samples", "quality < 2"),
+                                     ("samples INDEXED BY samples_bad", "quality = 2")):
             row = conn.execute(
-                f"SELECT ts_ns, {col}, quality FROM samples WHERE series_id = ? AND ts_ns < ? "
+                f"SELECT ts_ns, {col}, quality FROM {source} WHERE series_id = ? AND ts_ns < ? "
                 f"AND {quality_test} ORDER BY ts_ns DESC LIMIT 1", (sid, start_ns)).fetchone()
             if row is not None:
                 history.append(row)

@@ -209,9 +209,11 @@ class Store:
         return [Sample(d, sig, ts, _value(v, b), Quality(q)) for d, sig, ts, v, b, q in rows]
 
     def sample_count(self, device_id: str | None = None, since_ns: int | None = None) -> int:
-        where, params = ["1"], []
+        # Always through the series ids: a time range is then a primary-key range per series
+        # instead of a scan of the whole table.
+        where, params = ["x.series_id IN (SELECT id FROM series)"], []
         if device_id is not None:
-            where.append("x.series_id IN (SELECT id FROM series WHERE device_id = ?)")
+            where = ["x.series_id IN (SELECT id FROM series WHERE device_id = ?)"]
             params.append(device_id)
         _range(where, params, since_ns, None)
         return int(self._read(f"SELECT count(*) FROM samples x WHERE {' AND '.join(where)}",
