@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address the servers listen on (default 127.0.0.1)")
     parser.add_argument("--tick", type=positive_float, default=1.0, metavar="S",
                         help="seconds between value updates (default 1)")
+    parser.add_argument("--start-ts", type=float, metavar="EPOCH_S",
+                        help="when the machine models began (default now); pass the start of a "
+                             "backfilled history so the live values continue it seamlessly")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,7 +90,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 async def _serve(args: argparse.Namespace, broker: tuple[str, int], out: TextIO) -> int:
     started = time.perf_counter()
     factory = Factory(make_specs(args.machines, seed=args.seed), broker=broker,
-                      host=args.host, tick_s=args.tick)
+                      host=args.host, tick_s=args.tick, start_ts=getattr(args, "start_ts", None))
     await factory.start()
     try:
         manifest = factory.manifest()
