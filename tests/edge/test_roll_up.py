@@ -122,3 +122,17 @@ def test_stale_after_s_comes_from_the_store_config(store_path):
         s.write_samples([Sample("m1", "state", DAY0_NS, "running")])
         s.roll_up(DAY0_NS + 2 * MIN_NS)
         assert s.rollup_day("m1", DAY0)[F["running_s"], :2].tolist() == [30, 0]
+
+
+def test_late_samples_older_than_pruned_data_do_not_erase_rollups(store_path):
+    with Store.open(store_path, retention_days=1) as s:
+        s.write_samples(machine(DAY0_NS, 10))
+        s.write_samples(machine(DAY0_NS + 3 * DAY_NS, 10))
+        s.roll_up(DAY0_NS + 3 * DAY_NS + 10 * MIN_NS)
+        before = s.rollup_day("m1", DAY0)
+        assert s.prune(DAY0_NS + 3 * DAY_NS + 10 * MIN_NS) > 0
+        # A straggler from day 0 arrives after its neighbours were pruned.
+        s.write_samples([Sample("m1", "state", DAY0_NS + 5 * MIN_NS, "fault")])
+        s.roll_up(DAY0_NS + 3 * DAY_NS + 11 * MIN_NS)
+        np.testing.assert_array_equal(s.rollup_day("m1", DAY0), before)
+        assert s.sample_count("m1", since_ns=DAY0_NS) > 0   # the straggler itself is kept

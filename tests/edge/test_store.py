@@ -250,3 +250,19 @@ def test_concurrent_writers_and_readers_in_threads(store):
         t.join()
     assert errors == []
     assert store.sample_count() == 3 * 20 * 50
+
+
+def test_day_blob_from_an_older_layout_is_padded_and_a_newer_one_refused():
+    import zlib
+
+    from edge.rollup_codec import unpack_day
+
+    short = np.arange(3 * 1440, dtype=np.float32).reshape(3, 1440)
+    arr = unpack_day(zlib.compress(short.tobytes()), 1, "m1/old")
+    assert arr.shape == (len(FIELDS), 1440)
+    np.testing.assert_array_equal(arr[:3], short)
+    assert not arr[3:].any()
+    with pytest.raises(StoreVersionError, match="layout version 99"):
+        unpack_day(zlib.compress(short.tobytes()), 99, "m1/new")
+    with pytest.raises(StoreError, match="corrupt"):
+        unpack_day(b"garbage", 1, "m1/bad")
