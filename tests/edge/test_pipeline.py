@@ -116,7 +116,11 @@ async def test_full_queue_makes_producers_wait():
     p = Pipeline([sink], queue_size=5, batch_size=2, flush_interval_s=0.01)
     await p.start()
     producer = asyncio.create_task(p.put_many(samples(20)))
-    await asyncio.sleep(0.1)
+    for _ in range(500):                       # until the queue is full (no timing assumption)
+        if p.stats().queue_depth == 5:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
     # The consumer holds one batch (2) in a blocked write; the queue holds at most 5.
     assert not producer.done()
     assert p.stats().queue_depth == 5
