@@ -113,12 +113,12 @@ class OpcUaSource:
                 continue
             batch: list[Sample] = []
             count = 0
-            while event is not None and count < MAX_BATCH:
+            while event is not None:
                 batch.extend(self._handle(event))
                 count += 1
+                if count >= MAX_BATCH or self._lost is not None:
+                    break  # what arrived before a loss is still delivered; the loop then raises
                 event = await sub.next_event(timeout=_DRAIN_WAIT_S)
-            if event is not None:
-                batch.extend(self._handle(event))
             if batch:
                 yield batch
 
@@ -140,9 +140,8 @@ class OpcUaSource:
     def _handle(self, event: Any) -> list[Sample]:
         if isinstance(event, StatusChangeEvent):
             status = event.notification.Status
-            if quality_of(status) is Quality.BAD:
+            if quality_of(status) is Quality.BAD and self._lost is None:
                 self._lost = ConnectionError(f"subscription status {status.name}")
-                self._raise_if_lost()
             return []
         if not isinstance(event, DataChangeEvent):
             return []

@@ -158,3 +158,26 @@ async def test_cancel_stops_and_closes(modbus_server):
     await asyncio.gather(task, return_exceptions=True)
     assert sup.state is LinkState.STOPPED
     assert src._client is None
+
+
+async def test_opcua_server_restart_bad_samples_then_reconnect(supervise, opcua_server):
+    from connectors.opcua.source import OpcUaSource
+    from tests.connectors.servers import NS_URI
+    rec = Recorder()
+    src = OpcUaSource(device("opcua", {"endpoint": opcua_server.endpoint, "publishing_interval_ms": 50,
+                                       "watchdog_interval_s": 0.3, "timeout_s": 1.0}, [
+        {"name": "state", "address": f"nsu={NS_URI};s=m1.State", "states": SIM_STATES},
+        {"name": "alarm", "address": f"nsu={NS_URI};s=m1.Alarm"},
+    ]))
+    sup = supervise(src, rec)
+    await eventually(lambda: sup.state is LinkState.ONLINE and rec.samples, what="online with samples")
+    await opcua_server.stop()
+    await eventually(lambda: sup.state is LinkState.OFFLINE, what="offline")
+    assert sorted(s.signal for s in rec.samples if s.quality is Quality.BAD) == ["alarm", "state"]
+    await opcua_server.start()
+    await opcua_server.write("State", 5)
+    await eventually(lambda: sup.state is LinkState.ONLINE, what="online again")
+    await opcua_server.write("State", 6)
+    await eventually(lambda: rec.samples[-1].value in ("setup", "planned_stop"), what="fresh samples")
+    assert sup.reconnects == 1
+    assert rec.kinds() == ["online", "offline", "online"]
