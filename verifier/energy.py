@@ -102,7 +102,8 @@ class EnergyTotals:
             "savings_potential": {
                 "basis": "energy drawn while idle, at the prices of the periods it was drawn in",
                 "kwh": r(idle_kwh), "cost": r(self.idle_cost, 2),
-                "kwh_per_year": r(idle_kwh * annual), "cost_per_year": r(self.idle_cost * annual, 2)},
+                # an extrapolation: whole units, no false precision
+                "kwh_per_year": round(idle_kwh * annual), "cost_per_year": round(self.idle_cost * annual)},
         }
         if daily:
             days = (self.day0 + np.arange(self.n_days)) if self.day0 is not None else []
@@ -130,16 +131,17 @@ def analyse_energy(cube: RollupCube, config: EnergyConfig | None = None, *,
     names = tariff.period_names
     prices = np.array([tariff.prices[p] for p in names])
 
-    by_period = np.stack([np.where(periods[None] == i, energy, 0).sum(axis=(1, 2), dtype=np.float64)
-                          for i in range(len(names))], axis=1)            # (D, P)
+    # One-hot of each minute's period: a single matrix product gives every period's energy.
+    onehot = (periods.reshape(-1, 1) == np.arange(len(names))).astype(np.float32)
+    flat = energy.reshape(n_dev, -1)
+    by_period = (flat @ onehot).astype(np.float64)                         # (D, P)
     by_state = {}
     for group, ids in STATE_GROUPS.items():
-        by_state[group] = np.where(np.isin(dominant, ids), energy, 0).sum(axis=(1, 2),
-                                                                          dtype=np.float64)
+        mask = dominant == ids[0] if len(ids) == 1 else np.isin(dominant, ids)
+        by_state[group] = np.where(mask, energy, 0).sum(axis=-1).sum(axis=-1, dtype=np.float64)
     idle = dominant == STATE_INDEX["idle"]
-    idle_cost = np.zeros(n_dev) + sum(np.where(idle & (periods[None] == i), energy, 0)
-                    .sum(axis=(1, 2), dtype=np.float64) * prices[i] for i in range(len(names)))
-    kwh_day = energy.sum(axis=2, dtype=np.float64)
+    idle_cost = (np.where(idle, energy, 0).reshape(n_dev, -1) @ onehot).astype(np.float64) @ prices
+    kwh_day = energy.sum(axis=2).astype(np.float64)
     kwh = kwh_day.sum(axis=1)
     by_state["other"] = kwh - sum(by_state.values())
     _, good, _ = quantities(cube)

@@ -167,19 +167,23 @@ def analyse_oee(cube: RollupCube, config: OeeConfig = OeeConfig(),
     n_dev, n_days = cube.present.shape
     secs = state_seconds(cube)
     known = np.minimum(secs.sum(axis=2, dtype=np.float32), 60.0)          # (D, K, M)
-    pl = planned[None]
     planned_ids = state_indexes(config.planned_states)
     stop_ids = config.stop_states
     failure_ids = set(state_indexes(config.failure_states))
 
+    all_planned = bool(planned.all())
+    weights = planned.reshape(-1).astype(np.float64)
+
     def planned_sum(x: np.ndarray) -> np.ndarray:
-        return np.where(pl, x, 0).sum(axis=(1, 2), dtype=np.float64)
+        if all_planned:  # 24/7: per-day float32 sums are pairwise, hence accurate, and fast
+            return x.sum(axis=-1).sum(axis=-1, dtype=np.float64)
+        return x.reshape(x.shape[0], -1) @ weights
 
     planned_s = float(planned.sum()) * 60.0
     known_planned = planned_sum(known)
     planned_stop = sum((planned_sum(secs[:, :, i]) for i in planned_ids), np.zeros(n_dev))
     run = planned_sum(secs[:, :, RUNNING])
-    overtime = np.where(pl, 0, secs[:, :, RUNNING]).sum(axis=(1, 2), dtype=np.float64)
+    overtime = secs[:, :, RUNNING].sum(axis=-1).sum(axis=-1, dtype=np.float64) - run
     total_m, good_m, has_quality = quantities(cube)
     total = planned_sum(total_m)
     good = planned_sum(good_m)

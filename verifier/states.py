@@ -12,15 +12,25 @@ STATE_INDEX = {s.value: i for i, s in enumerate(STATES)}
 
 
 def state_seconds(cube: RollupCube) -> np.ndarray:
-    """(devices, days, states, minutes) seconds, negatives (never valid) clipped to 0."""
-    return np.maximum(cube.data[:, :, : len(STATES), :], 0)
+    """(devices, days, states, minutes) seconds, negatives (never valid) clipped to 0.
+
+    A view of the cube when nothing is negative (the normal case): no copy of a large array."""
+    secs = cube.data[:, :, : len(STATES), :]
+    return secs if secs.size == 0 or secs.min() >= 0 else np.maximum(secs, 0)
 
 
 def dominant_state(seconds: np.ndarray) -> np.ndarray:
     """(devices, days, minutes) int8: the state with most seconds in each minute, NO_DATA
     where no state was seen. Ties go to the lower index (running first)."""
-    dom = seconds.argmax(axis=2).astype(np.int8)
-    dom[seconds.max(axis=2) <= 0] = NO_DATA
+    # A running max over the few state planes is much faster than argmax on a strided axis.
+    best = seconds[:, :, 0].copy()
+    dom = np.zeros(best.shape, dtype=np.int8)
+    for s in range(1, seconds.shape[2]):
+        plane = seconds[:, :, s]
+        more = plane > best
+        dom[more] = s
+        np.maximum(best, plane, out=best)
+    dom[best <= 0] = NO_DATA
     return dom
 
 
