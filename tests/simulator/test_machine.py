@@ -171,3 +171,30 @@ def test_make_specs_mix() -> None:
     assert make_specs(30, seed=2) != specs
     with pytest.raises(ValueError):
         make_specs(0)
+
+
+def minute_power(s: MachineSpec, days: float = 3) -> list[float]:
+    return [v["power_kw"] for t, v in Machine(s, T0).history(T0, T0 + days * DAY, 60) if t % 60 == 0]
+
+
+def correlation(a: list[float], b: list[float]) -> float:
+    n = min(len(a), len(b))
+    a, b = a[:n], b[:n]
+    ma, mb = sum(a) / n, sum(b) / n
+    cov = sum((x - ma) * (y - mb) for x, y in zip(a, b))
+    va = sum((x - ma) ** 2 for x in a)
+    vb = sum((y - mb) ** 2 for y in b)
+    return cov / (va * vb) ** 0.5
+
+
+def test_machines_of_one_profile_are_not_copies() -> None:
+    # A shared shift calendar correlates two-shift machines, but their own faults, idle gaps,
+    # speeds and power figures keep them well short of a copy (which correlates at 1.0).
+    specs = [s for s in make_specs(30, seed=1) if s.profile == "cnc_lathe"]
+    assert len(specs) >= 3
+    series = {s.id: minute_power(s) for s in specs}
+    assert correlation(series[specs[0].id], minute_power(specs[0])) > 0.9999
+    for a in specs:
+        for b in specs:
+            if a.id < b.id:
+                assert correlation(series[a.id], series[b.id]) < 0.95, (a.id, b.id)
