@@ -116,8 +116,12 @@ class Factory:
                 await task
             except asyncio.CancelledError:
                 pass
-        for unit in self._units.values():
-            await unit.server.stop()
+        # In parallel: an asyncua server takes 0.1-0.3 s to wind down its internal tasks.
+        results = await asyncio.gather(*(u.server.stop() for u in self._units.values()),
+                                       return_exceptions=True)
+        for mid, result in zip(self._units, results):
+            if isinstance(result, Exception):
+                log.warning("machine %s: server did not stop cleanly: %s", mid, result)
 
     async def stop_machine(self, machine_id: str) -> None:
         """Take the machine off the network (its server goes away; the machine keeps running)."""
