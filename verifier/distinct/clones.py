@@ -36,13 +36,14 @@ def clone_links(block: FeatureBlock, config: DistinctConfig) -> list[Link]:
     factor = max(1, 60 // int(block.settings["series_bin_min"]))
     coarse = _coarse_unit_series(block.series, factor)
     max_lag_coarse = -(-config.clone_max_lag_min // (factor * int(block.settings["series_bin_min"])))
-    best, best_lag = _screen(coarse, max_lag_coarse)
+    best = _screen(coarse, max_lag_coarse)
     links: list[Link] = []
     bin_min = int(block.settings["series_bin_min"])
     max_lag_bins = config.clone_max_lag_min // bin_min
     for a, b in _candidate_pairs(best, config):
-        score = _pair_score(block.series[a], block.series[b], int(best_lag[a, b]) * factor,
-                            factor, max_lag_bins)
+        lag = _best_coarse_lag(coarse[a], coarse[b], max_lag_coarse)
+        score = _pair_score(block.series[a], block.series[b], lag * factor,
+                            factor, max_lag_bins, config.clone_quick_corr)
         if score is None or score.corr < config.clone_min_corr:
             continue
         if score.overlap_bins < config.clone_min_overlap_days * block.bins_per_day:
@@ -72,24 +73,27 @@ def _coarse_unit_series(series: np.ndarray, factor: int) -> np.ndarray:
     return (out / np.sqrt(np.maximum(n_usable, 1))).astype(np.float32)
 
 
-def _screen(coarse: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
-    """Best correlation of every pair over lags -max_lag..max_lag, and that lag (b(t+lag) ~ a(t))."""
+def _screen(coarse: np.ndarray, max_lag: int) -> np.ndarray:
+    """Best correlation of every pair over lags -max_lag..max_lag: one matrix product per lag."""
     n, s, nc = coarse.shape
     best = np.full((n, n), -np.inf, dtype=np.float32)
-    best_lag = np.zeros((n, n), dtype=np.int32)
     for lag in range(0, min(max_lag, nc - 1) + 1):
         left = np.ascontiguousarray(coarse[:, :, :nc - lag]).reshape(n, -1)
         right = np.ascontiguousarray(coarse[:, :, lag:]).reshape(n, -1)
-        c = left @ right.T            # c[a, b] = Σ a(t) b(t + lag)
-        better = c > best
-        best[better] = c[better]
-        best_lag[better] = lag
-        ct = c.T                      # ct[a, b] = Σ b(t) a(t + lag): b lags a by -lag
-        better = ct > best
-        best[better] = ct[better]
-        best_lag[better] = -lag
+        c = left @ right.T            # c[a, b] = Σ a(t) b(t + lag); c.T covers -lag
+        np.maximum(best, c, out=best)
+        np.maximum(best, c.T, out=best)
     np.fill_diagonal(best, -np.inf)
-    return best, best_lag
+    return best
+
+
+def _best_coarse_lag(a: np.ndarray, b: np.ndarray, max_lag: int) -> int:
+    """The lag (b(t + lag) ~ a(t)) at which one screened pair matched best."""
+    nc = a.shape[1]
+    lags = range(-min(max_lag, nc - 1), min(max_lag, nc - 1) + 1)
+    scores = [float(np.vdot(a[:, max(0, -l):nc - max(0, l)], b[:, max(0, l):nc - max(0, -l)]))
+              for l in lags]
+    return lags[int(np.argmax(scores))]
 
 
 def _candidate_pairs(best: np.ndarray, config: DistinctConfig) -> list[tuple[int, int]]:
@@ -103,15 +107,21 @@ def _candidate_pairs(best: np.ndarray, config: DistinctConfig) -> list[tuple[int
     return sorted(pairs)
 
 
-def _pair_score(x16: np.ndarray, y16: np.ndarray, centre: int, factor: int, max_lag: int) -> PairScore | None:
+def _pair_score(x16: np.ndarray, y16: np.ndarray, centre: int, factor: int, max_lag: int,
+                quick_min: float) -> PairScore | None:
     x, y = x16.astype(np.float32), y16.astype(np.float32)
-    lags = range(max(-max_lag, centre - factor - 1), min(max_lag, centre + factor + 1) + 1)
+    lags = np.arange(max(-max_lag, centre - factor - 1), min(max_lag, centre + factor + 1) + 1)
     best: PairScore | None = None
     per_signal: dict[str, float] = {}
     for s, name in enumerate(SERIES_SIGNALS):
+        quick = _quick_corr(x[s], y[s], lags)
+        if quick is None or quick.max() < quick_min:
+            continue
+        # The exact score only around the quick optimum: each exact evaluation is a regression.
+        around = np.argmax(quick)
         sig_best = None
-        for lag in lags:
-            r = _lagged_pearson(x[s], y[s], lag)
+        for lag in lags[max(0, around - 1):around + 2]:
+            r = _lagged_pearson(x[s], y[s], int(lag))
             if r is not None and (sig_best is None or r[0] > sig_best[0]):
                 sig_best = (r[0], r[2], r[1])
         if sig_best is None:
@@ -120,6 +130,29 @@ def _pair_score(x16: np.ndarray, y16: np.ndarray, centre: int, factor: int, max_
         if best is None or sig_best[0] > best.corr:
             best = PairScore(sig_best[0], name, sig_best[1], sig_best[2], per_signal)
     return best
+
+
+def _quick_corr(x: np.ndarray, y: np.ndarray, lags: np.ndarray) -> np.ndarray | None:
+    """Uncentred correlation of x(t) and y(t + lag) over jointly present bins, for every lag:
+    three dot products per lag, so honest pairs are dismissed before any regression."""
+    px, py = np.isfinite(x), np.isfinite(y)
+    if not px.any() or not py.any():
+        return None
+    x0, y0 = np.where(px, x, 0), np.where(py, y, 0)
+    x2, y2 = x0 * x0, y0 * y0
+    pxf, pyf = px.astype(np.float32), py.astype(np.float32)
+    n = len(x)
+    out = np.zeros(len(lags), dtype=np.float64)
+    for k, lag in enumerate(lags):
+        lo, hi = max(0, -lag), min(n, n - lag)
+        if hi - lo < 3:
+            continue
+        xs, ys = slice(lo, hi), slice(lo + lag, hi + lag)
+        denom = float(np.dot(x2[xs], pyf[ys])) * float(np.dot(y2[ys], pxf[xs]))
+        if denom > 0:
+            out[k] = float(np.dot(x0[xs], y0[ys])) / np.sqrt(denom)
+    # A shift between two bins spreads the match over neighbouring lags.
+    return np.maximum(out, np.sqrt(np.maximum(out, 0) ** 2 + np.maximum(np.roll(out, -1), 0) ** 2))
 
 
 def _lagged_pearson(x: np.ndarray, y: np.ndarray, lag: int) -> tuple[float, int, float] | None:

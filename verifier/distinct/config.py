@@ -35,6 +35,9 @@ class DistinctConfig:
     a precise look. Honest pairs sit near 0; this only prunes, it never flags."""
     clone_candidates_per_device: int = 5
     """At most this many screened partners per device are checked precisely."""
+    clone_quick_corr: float = 0.4
+    """Second screen: uncentred 15-min correlation (any lag near the screened one) below which a
+    signal is not worth the exact regression. Only prunes."""
     clone_min_corr: float = 0.8
     """Flag when the residual correlation of any signal (15-min, best lag) reaches this.
     Honest machines of one type on one shift calendar stay far below (typically < 0.15)."""
