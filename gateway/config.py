@@ -157,7 +157,7 @@ def load_config(path: str | Path, text: str | None = None) -> LoadedConfig:
 def _device_spec(doc: LocatedYaml, dev: DeviceConfig, loc: tuple) -> DeviceSpec:
     try:
         connector = registry.get(dev.type)
-    except KeyError:
+    except ConfigError:
         valid = ", ".join(registry.names())
         raise ConfigError(f"{format_loc(loc + ('type',))}: unknown connector type {dev.type!r}; "
                           f"valid: {valid}", path=doc.path, line=doc.line_of(loc + ("type",))) from None

@@ -21,12 +21,14 @@ def device_block(machine: dict[str, Any], broker: dict[str, Any] | None) -> dict
     }
     if machine.get("ideal_cycle_s"):
         block["ideal_cycle_s"] = float(machine["ideal_cycle_s"])
+    # Identity evidence is read where each machine keeps its serial (simulator/ADDRESSES.md).
     if protocol == "opcua":
-        block["connection"] = {"endpoint": machine["endpoint"]}
+        block["connection"] = {"endpoint": machine["endpoint"],
+                               "serial_node": f"nsu=urn:shangyun:sim;s={machine['id']}.SerialNumber"}
     elif protocol == "modbus":
         block["connection"] = {"host": machine["host"], "port": int(machine["port"]),
                                "device_id": int(machine.get("device_id", 1)),
-                               "poll_interval_s": 1.0}
+                               "poll_interval_s": 1.0, "serial_object": 0x80}
     elif protocol == "mqtt":
         if not broker:
             raise ValueError(f"machine {machine['id']} speaks MQTT but the manifest has no broker")

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 from connectors import registry
 from connectors.supervisor import DeviceSupervisor
-from edge.model import NS_PER_S, DeviceSpec, IdentityEvidence, Sample, now_ns
+from edge.model import NS_PER_S, DeviceSpec, IdentityEvidence, Quality, Sample, now_ns
 from edge.pipeline import Pipeline
 from edge.store import Store
 from edge.store_sink import StoreSink
@@ -105,6 +105,7 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks.clear()
+        await self._mark_stopped()
         await self.pipeline.stop()
         # Roll up everything received, including the last partial minute's predecessors.
         await self._roll_up(lag_s=0.0)
@@ -112,6 +113,15 @@ class Gateway:
         if self._own_store:
             self.store.close()
         log.info("gateway stopped")
+
+    async def _mark_stopped(self) -> None:
+        """A clean stop ends every device's held state now, as a disconnect would; otherwise
+        rollups would keep counting the last state until it goes stale."""
+        ts = now_ns()
+        for spec in self.devices:
+            await self.pipeline.put_many([Sample(spec.id, sig.name, ts, 0, Quality.BAD)
+                                          for sig in spec.signals])
+            self.store.set_status(spec.id, online=False, ts_ns=ts, error="gateway stopped")
 
     async def run(self, stop: asyncio.Event | None = None, *,
                   on_tick: Callable[["Gateway"], Any] | None = None, tick_s: float = 5.0) -> None:
