@@ -1,8 +1,7 @@
 """Fixtures for the simulator tests: a private Mosquitto per test that wants one."""
 from __future__ import annotations
 
-import time
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 
@@ -13,15 +12,3 @@ from simulator.broker import MosquittoBroker
 def broker() -> Iterator[MosquittoBroker]:
     with MosquittoBroker() as b:
         yield b
-
-
-def wait_for(condition: Callable[[], object], timeout_s: float = 10.0, what: str = "condition") -> object:
-    """Poll `condition` until truthy; fail with `what` after the deadline (no bare sleeps)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
