@@ -17,9 +17,11 @@ class DistinctConfig:
     full_running_s: float = 55.0
     """A minute counts as 'running' for flat/regular checks when at least this many of its seconds
     were in the running state (partial minutes mix states and are not comparable)."""
-    weekday_profile_min_days: int = 21
-    """With at least this many days, a device's typical day is removed per weekday (weekends and
-    weekday shift patterns are shared by honest machines); with fewer, one profile for all days."""
+    weekday_profile_min_days: int = 14
+    """With at least this many days (two of each weekday), a device's typical day is removed per
+    weekday (weekday shift patterns are shared by honest machines); with fewer, one profile for
+    all working days. The device's off days (under 20 % of its usual activity: Sundays,
+    holidays) always form a group of their own."""
     replay_round_decimals: int = 2
     """Day arrays are rounded to this many decimals before digesting, so a replay survives float
     noise from re-computation."""
@@ -40,7 +42,8 @@ class DistinctConfig:
     signal is not worth the exact regression. Only prunes."""
     clone_min_corr: float = 0.8
     """Flag when the residual correlation of any signal (15-min, best lag) reaches this.
-    Honest machines of one type on one shift calendar stay far below (typically < 0.15)."""
+    Measured on simulated honest factories (same profiles and shift calendars): highest pair
+    0.23 over 30-90 days, 0.51 over a 7-day window; clones score 0.93-1.0."""
     clone_min_overlap_days: float = 3.0
     """A pair is judged only when both have data over at least this many common days (at the lag)."""
 

@@ -50,14 +50,19 @@ def residual_series(binned: np.ndarray, days: np.ndarray, weekday_min_days: int)
     only follows the calendar says nothing about which machine produced it).
     """
     n_dev, n_sig, n_days, n_bins = binned.shape
-    profile_of_day = _profile_groups(days, weekday_min_days)
-    resid = np.empty_like(binned)
+    groups = _day_groups(binned, days, weekday_min_days)          # (devices, days)
+    # Typical day per group = mean over the group's days with data (a per-device one-hot product;
+    # a median would be sparser but costs a sort per group, too slow for 1,000 × 90).
+    onehot = (groups[:, :, None] == np.arange(_N_GROUPS)).astype(np.float32)   # (devices, days, G)
+    has = np.isfinite(binned)
+    sums = np.einsum("nsdb,ndg->nsgb", np.where(has, binned, 0), onehot)
+    counts = np.einsum("nsdb,ndg->nsgb", has.astype(np.float32), onehot)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        typical = sums / counts                                              # (devices, S, G, bins)
+    index = np.broadcast_to(groups[:, None, :, None], (n_dev, n_sig, n_days, 1))
+    resid = binned - np.take_along_axis(typical, index, axis=2)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: no data that weekday
-        for group in np.unique(profile_of_day):
-            sel = profile_of_day == group
-            typical = np.nanmedian(binned[:, :, sel, :], axis=2, keepdims=True)
-            resid[:, :, sel, :] = binned[:, :, sel, :] - typical
+        warnings.simplefilter("ignore", RuntimeWarning)  # signals without any data
         flat = resid.reshape(n_dev, n_sig, n_days * n_bins)
         mean = np.nanmean(flat, axis=2, keepdims=True)
         std = np.nanstd(flat, axis=2, keepdims=True)
@@ -70,8 +75,26 @@ def residual_series(binned: np.ndarray, days: np.ndarray, weekday_min_days: int)
     return np.clip(z, -60000, 60000).astype(np.float16)
 
 
-def _profile_groups(days: np.ndarray, weekday_min_days: int) -> np.ndarray:
-    if len(days) < weekday_min_days:
-        return np.zeros(len(days), dtype=np.int64)
-    # 1970-01-01 was a Thursday; +3 makes Monday 0.
-    return (days.astype("datetime64[D]").astype(np.int64) + 3) % 7
+_OFF_DAY = 7
+_N_GROUPS = 8
+_OFF_SHARE = 0.2   # a day with less than this share of the device's usual activity is 'off'
+
+
+def _day_groups(binned: np.ndarray, days: np.ndarray, weekday_min_days: int) -> np.ndarray:
+    """Which typical day each device-day is compared with: its weekday (or one group for short
+    windows), and a group of its own for the device's off days (Sundays, holidays, shutdowns),
+    which every machine on a calendar shares and which would otherwise dominate the residual."""
+    n_dev, _, n_days, _ = binned.shape
+    if n_days >= weekday_min_days:
+        # 1970-01-01 was a Thursday; +3 makes Monday 0.
+        weekday = (days.astype("datetime64[D]").astype(np.int64) + 3) % 7
+    else:
+        weekday = np.zeros(n_days, dtype=np.int64)
+    groups = np.broadcast_to(weekday, (n_dev, n_days)).copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        activity = np.nansum(np.abs(binned), axis=3).sum(axis=1)          # (devices, days)
+        has = np.isfinite(binned).any(axis=(1, 3))
+        usual = np.nanmedian(np.where(has, activity, np.nan), axis=1, keepdims=True)
+    groups[activity < _OFF_SHARE * np.nan_to_num(usual)] = _OFF_DAY
+    return groups
