@@ -94,8 +94,10 @@ async def _demo(args: argparse.Namespace) -> dict[str, Any]:
     broker = MosquittoBroker()
     host, port = broker.start()
     factory = None
+    history_start = time.time() - args.history_days * 86_400 if args.history_days else None
     try:
-        factory = _start_factory(args, host, port, manifest_path, out / "factory.log")
+        factory = _start_factory(args, host, port, manifest_path, out / "factory.log",
+                                 start_ts=history_start)
         manifest = await _wait_for_manifest(factory, manifest_path, out / "factory.log")
         config_text = dump_config(config_from_manifest(manifest, store_path=str(store_path),
                                                        rollup_interval_s=10.0))
@@ -109,7 +111,7 @@ async def _demo(args: argparse.Namespace) -> dict[str, Any]:
             from .history import backfill
 
             _say(f"filling {args.history_days} days of simulated history ...")
-            history = await backfill(config, days=args.history_days, machines=args.machines,
+            history = await backfill(config, start_ts=history_start, machines=args.machines,
                                      seed=args.seed, progress=_say)
 
         stop = asyncio.Event()
@@ -162,9 +164,11 @@ async def _start_dashboard(listen: str, store_path: str):
 
 
 def _start_factory(args: argparse.Namespace, host: str, port: int, manifest: Path,
-                   logfile: Path) -> subprocess.Popen:
+                   logfile: Path, *, start_ts: float | None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "simulator", "--machines", str(args.machines),
            "--seed", str(args.seed), "--broker", f"{host}:{port}", "--manifest", str(manifest)]
+    if start_ts is not None:
+        cmd += ["--start-ts", f"{start_ts:.3f}"]
     log_fh = open(logfile, "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
     return subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)

@@ -46,18 +46,22 @@ def readings_to_samples(device_id: str, signals: set[str],
     return out
 
 
-async def backfill(config: LoadedConfig, *, days: int, machines: int, seed: int,
+async def backfill(config: LoadedConfig, *, start_ts: float, machines: int, seed: int,
                    progress: Callable[[str], None] | None = None,
                    end_ts: float | None = None) -> dict[str, Any]:
-    """Write `days` days of simulated history ending at `end_ts` (default now) and roll it up."""
+    """Write simulated history from `start_ts` to `end_ts` (default now) and roll it up.
+
+    The live factory is started with the same `start_ts`, so its counters and meters carry on
+    from where the history ends instead of jumping back to zero."""
     from simulator.machine import Machine, make_specs
 
     end = end_ts if end_ts is not None else time.time()
-    start = end - days * 86_400
+    start = start_ts
+    days = round((end - start) / 86_400, 2)
     wanted = {d.id: d for d in config.devices}
     specs = [s for s in make_specs(machines, seed) if s.id in wanted]
     store = Store.open(config.store_path, retention_days=max(config.settings.store.retention_days,
-                                                              days + 1))
+                                                              int(days) + 1))
     pipeline = Pipeline([StoreSink(store)], queue_size=50_000, batch_size=5_000)
     total = 0
     t0 = time.monotonic()

@@ -107,8 +107,10 @@ class Gateway:
         self._tasks.clear()
         await self._mark_stopped()
         await self.pipeline.stop()
-        # Roll up everything received, including the last partial minute's predecessors.
-        await self._roll_up(lag_s=0.0)
+        # Everything received is final now (the stop samples closed every state), so roll up
+        # through the end of the current minute; a restart within it recomputes that minute.
+        minute = 60 * NS_PER_S
+        await asyncio.to_thread(self.store.roll_up, -(-now_ns() // minute) * minute)
         self.store.add_event("gateway_stopped", now_ns(), None, self.summary())
         if self._own_store:
             self.store.close()
