@@ -12,8 +12,9 @@ writer's lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from importlib import resources
-from typing import Any
+from typing import Any, AsyncIterator
 
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse
@@ -25,19 +26,22 @@ from .live import snapshot
 
 
 def create_app(store_path: str, *, title: str = "shangyun") -> FastAPI:
-    app = FastAPI(title=title, version="1", docs_url="/api/docs", openapi_url="/api/openapi.json")
     reader: dict[str, Store] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if "s" in reader:
+            reader.pop("s").close()
+
+    app = FastAPI(title=title, version="1", docs_url="/api/docs",
+                  openapi_url="/api/openapi.json", lifespan=lifespan)
 
     def store() -> Store:
         # Opened lazily: the gateway may create the file after the app object exists.
         if "s" not in reader:
             reader["s"] = Store.open(store_path, readonly=True)
         return reader["s"]
-
-    @app.on_event("shutdown")
-    def _close() -> None:  # pragma: no cover - exercised by uvicorn shutdown
-        if "s" in reader:
-            reader.pop("s").close()
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
