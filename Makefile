@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_ARGS ?= --history-days 7 --duration 60
 
-.PHONY: demo test setup setup-test system-packages bench clean
+.PHONY: demo test setup setup-test system-packages test-packages bench clean
 
 demo: setup
 	$(VENV)/bin/shangyun demo $(DEMO_ARGS)
@@ -30,6 +30,12 @@ system-packages:
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
+# The dashboard test drives Debian's Chromium headless (no browser download: the network is closed).
+test-packages: system-packages
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "installing with apt: chromium"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
 $(VENV)/.installed: pyproject.toml | system-packages
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -42,7 +48,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 setup: system-packages $(VENV)/.installed
 
-setup-test: system-packages $(VENV)/.installed-test
+setup-test: test-packages $(VENV)/.installed-test
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache
