@@ -21,6 +21,8 @@ import yaml
 
 from edge.errors import VerificationInputError
 
+from .yamlfile import read_yaml
+
 PASS, FAIL = "PASS", "FAIL"
 PROGRAMME_ALIASES = {"2020": "2020", "2018": "2018", "2019": "2018", "2018-19": "2018",
                      "2018-2019": "2018", "2018–19": "2018"}
@@ -193,13 +195,7 @@ class Voucher:
 
 
 def load_voucher(path: str) -> Voucher:
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-    except OSError as e:
-        raise VerificationInputError(f"cannot read voucher file {path!r}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise VerificationInputError(f"{path}: not valid YAML: {e}") from None
+    raw = read_yaml(path, "voucher file")
     if not isinstance(raw, dict):
         raise VerificationInputError(f"{path}: expected a mapping with item, amount, ...")
     return Voucher.from_mapping(raw, path)

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
-import yaml
 
 from edge.errors import VerificationInputError
 from edge.rollup_layout import MINUTES_PER_DAY
+
+from .yamlfile import read_yaml
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -139,10 +140,4 @@ class ShiftCalendar:
 
     @classmethod
     def load(cls, path: str) -> "ShiftCalendar":
-        try:
-            with open(path, encoding="utf-8") as f:
-                return cls.from_mapping(yaml.safe_load(f), path)
-        except OSError as e:
-            raise VerificationInputError(f"cannot read calendar {path!r}: {e.strerror}") from None
-        except yaml.YAMLError as e:
-            raise VerificationInputError(f"{path}: not valid YAML: {e}") from None
+        return cls.from_mapping(read_yaml(path, "calendar"), path)

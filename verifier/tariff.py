@@ -16,6 +16,7 @@ import yaml
 from edge.errors import VerificationInputError
 from edge.rollup_layout import MINUTES_PER_DAY
 
+from .yamlfile import read_yaml
 from .shifts import parse_hhmm
 
 CRITICAL = "critical_peak"
@@ -89,13 +90,7 @@ class Tariff:
 
     @classmethod
     def load(cls, path: str) -> "Tariff":
-        try:
-            with open(path, encoding="utf-8") as f:
-                return cls.from_mapping(yaml.safe_load(f), path)
-        except OSError as e:
-            raise VerificationInputError(f"cannot read tariff {path!r}: {e.strerror}") from None
-        except yaml.YAMLError as e:
-            raise VerificationInputError(f"{path}: not valid YAML: {e}") from None
+        return cls.from_mapping(read_yaml(path, "tariff"), path)
 
 
 def guangdong_default() -> Tariff:
