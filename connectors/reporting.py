@@ -57,5 +57,24 @@ class PayloadErrorReporter:
             self.on_event(PAYLOAD_ERROR, dict(data))
 
 
+class ReportsPayloadErrors:
+    """Mixin for sources: exposes their reporter as the `on_event` hook the supervisor wires
+    and the `payload_errors` count it shows. The source sets `self._errors`."""
+
+    _errors: PayloadErrorReporter
+
+    @property
+    def on_event(self) -> EventCallback | None:
+        return self._errors.on_event
+
+    @on_event.setter
+    def on_event(self, callback: EventCallback | None) -> None:
+        self._errors.on_event = callback
+
+    @property
+    def payload_errors(self) -> int:
+        return self._errors.count
+
+
 def _fmt(context: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={v!r}" for k, v in context.items())

@@ -121,7 +121,7 @@ class Gateway:
         rollups would keep counting the last state until it goes stale."""
         ts = now_ns()
         for spec in self.devices:
-            await self.pipeline.put_many([Sample(spec.id, sig.name, ts, 0, Quality.BAD)
+            await self.pipeline.put_many([Sample(spec.id, sig.name, ts, "", Quality.BAD)
                                           for sig in spec.signals])
             self.store.set_status(spec.id, online=False, ts_ns=ts, error="gateway stopped")
 

@@ -92,6 +92,9 @@ class MosquittoBroker:
             f"listener {port} {self.host}\n"
             "allow_anonymous true\n"
             "persistence false\n"
+            # The default (1000) drops QoS 1 messages queued for a subscriber that is applying
+            # backpressure; a gateway must lose nothing, so the queue is bounded by memory only.
+            "max_queued_messages 0\n"
             "log_dest stderr\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
         )

@@ -19,6 +19,7 @@ from .activity import ActivityConfig, DeviceActivity, analyse_activity, identity
 from .cube import DeviceInfo, Flag
 from .energy import DeviceEnergy, EnergyConfig, analyse_energy
 from .oee import DeviceOee, OeeConfig, analyse_oee
+from .prefetch import prefetched
 from .policy import Terms, Verdict, Voucher, decide, resolve
 from .reading import DEFAULT_CHUNK_DEVICES, Reader
 from .states import dominant_state, state_seconds
@@ -114,7 +115,7 @@ def verify(reader: Reader, *, window: Window, voucher: Voucher,
     energy: list[DeviceEnergy] = []
     blocks = []
     done = 0
-    for cube in reader.iter_cubes(window, config.chunk_devices):
+    for cube in prefetched(reader.iter_cubes(window, config.chunk_devices)):
         dom = dominant_state(state_seconds(cube))
         activity += analyse_activity(cube, config.activity, identity_events=id_events)
         oee += analyse_oee(cube, config.oee, planned, dominant=dom)

@@ -15,11 +15,10 @@ from typing import Any, AsyncIterator
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from connectors.base import EventCallback
 from connectors.modbus.config import ModbusAddress, ModbusConnection
 from connectors.modbus.decode import decode
 from connectors.modbus.planner import Field, Request, plan
-from connectors.reporting import PayloadErrorReporter
+from connectors.reporting import PayloadErrorReporter, ReportsPayloadErrors
 from connectors.validation import address_of, connection_of
 from edge.errors import PayloadError, SourceError
 from edge.model import DeviceSpec, IdentityEvidence, Quality, Sample, now_ns
@@ -42,7 +41,7 @@ _OBJECT_NAMES = {
 _READ_CODE_EXTENDED, _READ_CODE_BASIC = 0x03, 0x01
 
 
-class ModbusSource:
+class ModbusSource(ReportsPayloadErrors):
     def __init__(self, device: DeviceSpec):
         self.device = device
         self.config = connection_of(ModbusConnection, device)
@@ -52,18 +51,6 @@ class ModbusSource:
         self._signals = {s.name: s for s in device.signals}
         self._client: AsyncModbusTcpClient | None = None
         self._errors = PayloadErrorReporter(log, device.id)
-
-    @property
-    def on_event(self) -> EventCallback | None:
-        return self._errors.on_event
-
-    @on_event.setter
-    def on_event(self, callback: EventCallback | None) -> None:
-        self._errors.on_event = callback
-
-    @property
-    def payload_errors(self) -> int:
-        return self._errors.count
 
     @property
     def requests(self) -> list[Request]:

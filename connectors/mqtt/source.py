@@ -16,10 +16,9 @@ from typing import Any, AsyncIterator
 
 import paho.mqtt.client as mqtt
 
-from connectors.base import EventCallback
 from connectors.mqtt.config import FieldPath, MqttConnection, split_path
 from connectors.mqtt.payload import decode_message, parse_json
-from connectors.reporting import PayloadErrorReporter
+from connectors.reporting import PayloadErrorReporter, ReportsPayloadErrors
 from connectors.validation import address_of, connection_of
 from edge.errors import PayloadError, SourceError
 from edge.model import DeviceSpec, IdentityEvidence, Quality, Sample, now_ns
@@ -35,7 +34,7 @@ _BYTES_IN_LOG = 64
 _Message = tuple[str, bytes, int]  # topic, payload, receive time ns
 
 
-class MqttSource:
+class MqttSource(ReportsPayloadErrors):
     def __init__(self, device: DeviceSpec):
         self.device = device
         self.config = connection_of(MqttConnection, device)
@@ -52,18 +51,6 @@ class MqttSource:
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._birth: dict[str, Any] | None = None
         self.messages = 0
-
-    @property
-    def on_event(self) -> EventCallback | None:
-        return self._errors.on_event
-
-    @on_event.setter
-    def on_event(self, callback: EventCallback | None) -> None:
-        self._errors.on_event = callback
-
-    @property
-    def payload_errors(self) -> int:
-        return self._errors.count
 
     @property
     def client_id(self) -> str:

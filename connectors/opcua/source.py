@@ -16,10 +16,9 @@ from asyncua.common.subscription import (
     DataChangeEvent, OverflowPolicy, StatusChangeEvent, Subscription)
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
-from connectors.base import EventCallback
 from connectors.opcua.config import NodeAddress, OpcUaConnection, ParsedNodeId, parse_node_id
 from connectors.opcua.planner import batches
-from connectors.reporting import PayloadErrorReporter
+from connectors.reporting import PayloadErrorReporter, ReportsPayloadErrors
 from connectors.timeconv import datetime_to_ns
 from connectors.validation import address_of, connection_of
 from edge.errors import SourceError
@@ -51,7 +50,7 @@ def quality_of(status: ua.StatusCode | None) -> Quality:
     return Quality.GOOD if severity == 0 else Quality.UNCERTAIN if severity == 1 else Quality.BAD
 
 
-class OpcUaSource:
+class OpcUaSource(ReportsPayloadErrors):
     def __init__(self, device: DeviceSpec):
         self.device = device
         self.config = connection_of(OpcUaConnection, device)
@@ -63,22 +62,14 @@ class OpcUaSource:
         self._lost: Exception | None = None
         self._errors = PayloadErrorReporter(log, device.id)
 
-    @property
-    def on_event(self) -> EventCallback | None:
-        return self._errors.on_event
-
-    @on_event.setter
-    def on_event(self, callback: EventCallback | None) -> None:
-        self._errors.on_event = callback
-
-    @property
-    def payload_errors(self) -> int:
-        return self._errors.count
-
     async def connect(self) -> IdentityEvidence:
         await self.close()
         cfg = self.config
         client = Client(cfg.endpoint, timeout=cfg.timeout_s, watchdog_intervall=cfg.watchdog_interval_s)
+        # asyncua asks for one hour and warns on every connect when a server grants less;
+        # ten minutes is what common servers (asyncua's included) allow, and the watchdog
+        # keeps the session alive anyway.
+        client.session_timeout = 600_000
         client.connection_lost_callback = self._on_connection_lost
         self._client, self._lost = client, None
         try:
