@@ -45,8 +45,10 @@ class MqttConnection(BaseModel):
     keepalive_s: int = Field(default=30, ge=5, le=65535)
     timeout_s: float = Field(default=5.0, gt=0, description="connect / subscribe timeout")
     identity_wait_s: float = Field(default=2.0, ge=0, description="how long to wait for the birth message")
+    # A persistent session (with the stable default client id) is what lets a gateway restart
+    # lose nothing: the broker queues QoS 1 telemetry until we are back.
     clean_session: bool = Field(
-        default=True, description="false: the broker keeps our QoS 1 messages while we are away")
+        default=False, description="false: the broker keeps our QoS 1 messages while we are away")
     queue_size: int = Field(default=1000, ge=1, description="messages buffered before the broker is slowed down")
 
     @field_validator("timestamp_field")
