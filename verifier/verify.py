@@ -20,6 +20,7 @@ from .cube import DeviceInfo, Flag
 from .energy import DeviceEnergy, EnergyConfig, analyse_energy
 from .oee import DeviceOee, OeeConfig, analyse_oee
 from .prefetch import prefetched
+from .provenance import SIMULATED, simulated_flags
 from .policy import Terms, Verdict, Voucher, decide, resolve
 from .reading import DEFAULT_CHUNK_DEVICES, Reader
 from .states import dominant_state, state_seconds
@@ -46,6 +47,8 @@ class VerifyConfig:
     # last `raw_timing_span_s` of the window, at most `raw_timing_limit` per device.
     raw_timing_span_s: float = 1800.0
     raw_timing_limit: int = 5000
+    # Simulated history (demo back-fills) is never evidence unless a caller says so explicitly.
+    accept_simulated: bool = False
 
     def distinct_config(self) -> Any:
         if not DISTINCT_AVAILABLE:
@@ -140,8 +143,14 @@ def verify(reader: Reader, *, window: Window, voucher: Voucher,
         notes.append("verifier.distinct is not available: devices were NOT checked for "
                      "clones, replays or shared identities")
 
+    simulated = simulated_flags(reader.events(SIMULATED), window.start_ns, window.end_ns)
+    if simulated and config.accept_simulated:
+        notes.append(f"SIMULATED DATA ACCEPTED: {len(simulated)} device(s) carry simulated "
+                     "history in the window and were counted anyway (--accept-simulated); "
+                     "this report is a demonstration, not evidence")
+        simulated = []
     by_device: dict[str, list[Flag]] = {d.id: [] for d in devices}
-    for f in distinct_flags:
+    for f in distinct_flags + simulated:
         by_device.setdefault(f.device_id, []).append(f)
     results = []
     for info, act, o, e in zip(devices, activity, oee, energy):
