@@ -20,6 +20,7 @@ test: setup-test
 bench: setup-test
 	$(PY) tests/bench/bench_store.py
 	$(PY) tests/bench/bench_verify.py
+	$(PY) tests/bench/bench_gateway.py
 
 system-packages:
 	@missing=""; \
