@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from datetime import datetime, timezone
 from typing import Any
 
+from edge.errors import StoreError
 from edge.model import NS_PER_S, now_ns
 from edge.store import Store
 
@@ -84,6 +86,8 @@ def run_status(args: argparse.Namespace) -> int:
         path = load_config(args.config).store_path
     else:
         path = args.store
+    if not os.path.exists(path):
+        raise StoreError(f"no store at {path}: has the gateway run with this config yet?")
     store = Store.open(path, readonly=True)
     try:
         status = device_status(store, window_s=args.window)
