@@ -145,7 +145,9 @@ async def _demo(args: argparse.Namespace) -> dict[str, Any]:
         from .demo_verify import verify_demo
 
         summary["verification"] = verify_demo(store_path, days=args.history_days,
-                                              machines=len(manifest["machines"]))
+                                              machines=len(manifest["machines"]), out_dir=out)
+        _say(f"verdict {summary['verification']['verdict']}; the reviewer's report: "
+             f"{summary['verification']['report_text']}")
     return summary
 
 

@@ -6,6 +6,8 @@ up as a FAIL with its reason rather than disappearing into a margin.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from verifier.policy import Voucher
@@ -23,7 +25,10 @@ def sample_voucher(machines: int) -> Voucher:
                    amount=min(machines * PER_DEVICE_YUAN, ITEM_CAP_YUAN))
 
 
-def verify_demo(store_path, *, days: int, machines: int) -> dict[str, Any]:
+def verify_demo(store_path, *, days: int, machines: int,
+                out_dir: Path | None = None) -> dict[str, Any]:
+    """Verify the demo store; with `out_dir`, also write the full reviewer report there
+    (verification.txt and verification.json)."""
     voucher = sample_voucher(machines)
     with StoreReader([str(store_path)]) as reader:
         # The demo's history is simulated by construction; accepting it is the point of a
@@ -31,6 +36,12 @@ def verify_demo(store_path, *, days: int, machines: int) -> dict[str, Any]:
         report = verify(reader, window=Window.last_days(days), voucher=voucher,
                         config=VerifyConfig(accept_simulated=True))
     full = report.to_dict()
+    files = {}
+    if out_dir is not None:
+        text_path, json_path = out_dir / "verification.txt", out_dir / "verification.json"
+        text_path.write_text(report.render_text(), encoding="utf-8")
+        json_path.write_text(json.dumps(full, indent=2, ensure_ascii=False), encoding="utf-8")
+        files = {"report_text": str(text_path), "report_json": str(json_path)}
     devices = full["devices"]
     claim = full["voucher"]
     plant_oee = (full.get("oee") or {}).get("plant") or {}
@@ -50,6 +61,7 @@ def verify_demo(store_path, *, days: int, machines: int) -> dict[str, Any]:
         "plant_energy_kwh": plant_energy.get("kwh"),
         "report_schema": full["schema"],
         "notes": full["notes"],
+        **files,
         "note": "history is simulated (see the store's simulated_history events); "
                 "the full report: shangyun verify STORE --item 设备物联 --amount N",
     }

@@ -31,6 +31,9 @@ def test_short_demo_with_history_prints_a_summary_and_a_verdict(tmp_path):
     assert verification["verdict"] in {"PASS", "FAIL"}
     assert verification["voucher"]["required_devices"] == 6  # 6 × 1,500 yuan ÷ 1,500
     assert verification["devices_seen"] == 6
+    report_text = (out_dir / "verification.txt").read_text(encoding="utf-8")
+    assert "VERDICT:" in report_text and "SIMULATED DATA ACCEPTED" in report_text
+    assert json.loads((out_dir / "verification.json").read_text())["schema"] == "shangyun.verify/1"
     # The generated config is a real config, and the history is marked as simulated.
     assert (out_dir / "gateway.yaml").read_text().count("type: ") == 6
     store = Store.open(summary["store"], readonly=True)
