@@ -208,6 +208,17 @@ class Store:
             f"WHERE {' AND '.join(where)} ORDER BY x.ts_ns, s.signal", params)
         return [Sample(d, sig, ts, _value(v, b), Quality(q)) for d, sig, ts, v, b, q in rows]
 
+    def sample_timestamps(self, device_id: str, start_ns: int | None = None,
+                          end_ns: int | None = None, limit: int = 10_000) -> np.ndarray:
+        """Distinct sample instants of a device in [start_ns, end_ns), ascending, at most
+        `limit`: what timing analysis needs, without building a Sample per row."""
+        where = ["x.series_id IN (SELECT id FROM series WHERE device_id = ?)"]
+        params: list = [device_id]
+        _range(where, params, start_ns, end_ns)
+        rows = self._read(f"SELECT DISTINCT x.ts_ns FROM samples x WHERE {' AND '.join(where)} "
+                          f"ORDER BY x.ts_ns LIMIT {int(limit)}", params)
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
     def sample_count(self, device_id: str | None = None, since_ns: int | None = None) -> int:
         # Always through the series ids: a time range is then a primary-key range per series
         # instead of a scan of the whole table.

@@ -219,11 +219,10 @@ class StoreReader:
         entry = self._by_id.get(device_id)
         if entry is None:
             raise VerificationInputError(f"unknown device {device_id!r}")
-        samples = self._stores[entry.store_index].samples(
-            entry.store_id, start_ns=start_ns, end_ns=end_ns)
-        # Signals polled together share an instant: one reading, not zero-length intervals.
-        ts = np.unique(np.fromiter((s.ts_ns for s in samples), dtype=np.int64))
-        return ts[:limit]
+        # Distinct instants: signals polled together share one, which is one reading, not
+        # zero-length intervals.
+        return self._stores[entry.store_index].sample_timestamps(
+            entry.store_id, start_ns=start_ns, end_ns=end_ns, limit=limit)
 
 
 def date_of(day: np.datetime64) -> dt.date:

@@ -97,6 +97,16 @@ def test_samples_are_filtered_and_time_ordered(store):
     assert store.signals("m1") == ["a", "b"]
 
 
+def test_sample_timestamps_are_distinct_instants_in_range(store):
+    # Two signals polled at the same instant are one reading.
+    store.write_samples([Sample("m1", sig, t, 1.0) for t in (10, 20, 30, 40) for sig in "ab"]
+                        + [Sample("m2", "a", 25, 1.0)])
+    ts = store.sample_timestamps("m1", start_ns=15, end_ns=40)
+    assert ts.dtype == np.int64 and ts.tolist() == [20, 30]
+    assert store.sample_timestamps("m1", limit=3).tolist() == [10, 20, 30]
+    assert store.sample_timestamps("nobody").size == 0
+
+
 def test_same_sample_written_twice_is_stored_once(store):
     batch = [Sample("m1", "a", 10, 1.0), Sample("m1", "a", 11, 2.0)]
     store.write_samples(batch)
