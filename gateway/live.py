@@ -4,6 +4,7 @@ agree), plus the plant totals.
 """
 from __future__ import annotations
 
+import datetime as dt
 from datetime import datetime, timezone
 from typing import Any
 
@@ -12,10 +13,13 @@ import numpy as np
 from edge.model import NS_PER_S, now_ns
 from edge.rollup_layout import F, STATE_FIELDS
 from edge.store import Store
+from verifier.cube import DeviceInfo, RollupCube
+from verifier.oee import OeeConfig, analyse_oee
 
 from .status import device_status
 
 RECENT_S = 600
+OEE = OeeConfig()
 
 
 def _latest(store: Store, device_id: str, signal: str, since_ns: int) -> Any:
@@ -23,32 +27,27 @@ def _latest(store: Store, device_id: str, signal: str, since_ns: int) -> Any:
     return rows[-1] if rows else None
 
 
-def today_figures(day: np.ndarray | None, ideal_cycle_s: float | None) -> dict[str, Any]:
-    """Totals of one day record; OEE factors over the minutes with data (unknown time excluded)."""
-    if day is None:
+def today_figures(device_id: str, day: dt.date, arr: np.ndarray | None,
+                  ideal_cycle_s: float | None) -> dict[str, Any]:
+    """Totals of one day record, and its OEE factors computed by the verifier's own OEE
+    (24/7 calendar, unknown time excluded), so dashboard and report cannot disagree."""
+    if arr is None:
         return {"covered_min": 0}
-    secs = {name[:-2]: float(day[F[name]].sum()) for name in STATE_FIELDS}
-    covered = sum(secs.values())
-    planned = covered - secs.get("planned_stop", 0.0)
-    run = secs.get("running", 0.0)
-    total = float(day[F["count_total"]].sum())
-    good = float(day[F["count_good"]].sum())
-    out: dict[str, Any] = {
-        "covered_min": round(covered / 60, 1),
+    secs = {name[:-2]: float(arr[F[name]].sum()) for name in STATE_FIELDS}
+    cube = RollupCube([DeviceInfo(id=device_id, ideal_cycle_s=ideal_cycle_s)],
+                      np.array([np.datetime64(day, "D")]), arr[None, None].astype(np.float32),
+                      np.ones((1, 1), dtype=bool))
+    oee = analyse_oee(cube, OEE)[0].totals
+    return {
+        "covered_min": round(sum(secs.values()) / 60, 1),
         "state_min": {k: round(v / 60, 1) for k, v in secs.items()},
-        "parts": int(total),
-        "good": int(good),
-        "energy_kwh": round(float(day[F["energy_kwh"]].sum()), 2),
-        "availability": round(run / planned, 3) if planned > 0 else None,
-        "quality": round(good / total, 3) if total > 0 else None,
+        "parts": int(arr[F["count_total"]].sum()),
+        "good": int(arr[F["count_good"]].sum()),
+        "energy_kwh": round(float(arr[F["energy_kwh"]].sum()), 2),
+        **{k: None if v is None else round(v, 3) for k, v in (
+            ("availability", oee.availability), ("performance", oee.performance),
+            ("quality", oee.quality), ("oee", oee.oee))},
     }
-    if ideal_cycle_s and run > 0:
-        out["performance"] = round(ideal_cycle_s * total / run, 3)
-    else:
-        out["performance"] = None
-    factors = [out["availability"], out["performance"], out["quality"]]
-    out["oee"] = round(float(np.prod(factors)), 3) if all(f is not None for f in factors) else None
-    return out
 
 
 def snapshot(store: Store, *, window_s: float = 10.0) -> dict[str, Any]:
@@ -65,7 +64,8 @@ def snapshot(store: Store, *, window_s: float = 10.0) -> dict[str, Any]:
         row["machine_state"] = (state.value if state is not None and row["state"] == "online"
                                 else None)
         row["power_kw"] = round(float(power.value), 2) if power is not None else None
-        row["today"] = today_figures(store.rollup_day(row["id"], today), rec.ideal_cycle_s)
+        row["today"] = today_figures(row["id"], today, store.rollup_day(row["id"], today),
+                                     rec.ideal_cycle_s)
         plant["parts"] += row["today"].get("parts", 0)
         plant["energy_kwh"] += row["today"].get("energy_kwh", 0.0)
         plant["running"] += row["machine_state"] == "running"
