@@ -25,28 +25,44 @@ from .config import GatewaySettings, LoadedConfig
 
 log = logging.getLogger("shangyun.gateway")
 
+SUPERVISOR_RESTART_S = 5.0
+
 
 class StoreObserver:
     """Records what supervisors see (online/offline, identity, events) in the store's registry.
 
     Calls are rare (connects, disconnects, identity checks), so writing synchronously from the
-    event loop is cheaper than a thread hop and keeps the order of events.
+    event loop is cheaper than a thread hop and keeps the order of events. A registry write
+    that fails (disk full, database locked) is logged and dropped: it must never stop a
+    device's collection, whose samples have their own retrying path through the pipeline.
     """
 
     def __init__(self, store: Store):
         self.store = store
+        self.failures = 0
+
+    def _guard(self, what: str, device_id: str, write: Callable[[], Any]) -> None:
+        try:
+            write()
+        except Exception as e:  # noqa: BLE001 - see the class docstring
+            self.failures += 1
+            log.warning("device %s: could not record %s in the store: %s", device_id, what, e)
 
     def on_online(self, device_id: str, identity: IdentityEvidence, ts_ns: int) -> None:
-        self.store.set_identity(device_id, identity, ts_ns)
-        self.store.set_status(device_id, online=True, ts_ns=ts_ns)
-        self.store.add_event("online", ts_ns, device_id, {"identity": identity.to_dict()})
+        def write() -> None:
+            self.store.set_identity(device_id, identity, ts_ns)
+            self.store.set_status(device_id, online=True, ts_ns=ts_ns)
+            self.store.add_event("online", ts_ns, device_id, {"identity": identity.to_dict()})
+        self._guard("online", device_id, write)
 
     def on_offline(self, device_id: str, error: str, ts_ns: int) -> None:
-        self.store.set_status(device_id, online=False, ts_ns=ts_ns, error=error)
-        self.store.add_event("offline", ts_ns, device_id, {"error": error})
+        def write() -> None:
+            self.store.set_status(device_id, online=False, ts_ns=ts_ns, error=error)
+            self.store.add_event("offline", ts_ns, device_id, {"error": error})
+        self._guard("offline", device_id, write)
 
     def on_event(self, device_id: str, kind: str, data: dict, ts_ns: int) -> None:
-        self.store.add_event(kind, ts_ns, device_id, data)
+        self._guard(kind, device_id, lambda: self.store.add_event(kind, ts_ns, device_id, data))
 
 
 @dataclass
@@ -54,6 +70,7 @@ class GatewayStats:
     started_ns: int = field(default_factory=now_ns)
     rollups_written: int = 0
     pruned: int = 0
+    supervisor_restarts: int = 0
 
 
 class Gateway:
@@ -88,7 +105,8 @@ class Gateway:
             source = registry.get(spec.protocol).make_source(spec)
             sup = DeviceSupervisor(source, self.pipeline.put_many, self.observer)
             self.supervisors[spec.id] = sup
-            self._tasks.append(asyncio.create_task(sup.run(), name=f"device:{spec.id}"))
+            self._tasks.append(asyncio.create_task(self._supervise(spec.id, sup),
+                                                   name=f"device:{spec.id}"))
         self._tasks.append(asyncio.create_task(self._every(self.settings.rollup_interval_s,
                                                            self._roll_up), name="rollup"))
         self._tasks.append(asyncio.create_task(self._every(self.settings.prune_interval_s,
@@ -123,7 +141,7 @@ class Gateway:
         for spec in self.devices:
             await self.pipeline.put_many([Sample(spec.id, sig.name, ts, "", Quality.BAD)
                                           for sig in spec.signals])
-            self.store.set_status(spec.id, online=False, ts_ns=ts, error="gateway stopped")
+            self.observer.on_offline(spec.id, "gateway stopped", ts)
 
     async def run(self, stop: asyncio.Event | None = None, *,
                   on_tick: Callable[["Gateway"], Any] | None = None, tick_s: float = 5.0) -> None:
@@ -138,6 +156,22 @@ class Gateway:
                     on_tick(self)
         finally:
             await self.stop()
+
+    async def _supervise(self, device_id: str, sup: DeviceSupervisor) -> None:
+        """Keep a device's supervisor running: it handles every link failure itself, so an
+        exception reaching here is a bug; log it with its traceback and start over rather than
+        leave the machine dark until someone restarts the gateway."""
+        while True:
+            try:
+                await sup.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.stats.supervisor_restarts += 1
+                log.exception("device %s: supervisor failed; restarting it in %.0f s",
+                              device_id, SUPERVISOR_RESTART_S)
+                await asyncio.sleep(SUPERVISOR_RESTART_S)
 
     async def _every(self, interval_s: float, job: Callable[[], Any]) -> None:
         while True:
