@@ -28,6 +28,9 @@ class DeviceRecord:
     last_seen_ns: int | None
     first_seen_ns: int | None
     last_error: str | None
+    # Newest sample timestamp received for the device (any signal), from the rollup progress
+    # the store keeps on every write; None before the first sample.
+    last_sample_ns: int | None = None
 
 
 @dataclass(frozen=True)

@@ -270,10 +270,12 @@ class Store:
              spec.ideal_cycle_s)))
 
     def devices(self) -> list[DeviceRecord]:
-        return [_device(r) for r in self._read(f"SELECT {_DEVICE_COLUMNS} FROM devices ORDER BY id")]
+        return [_device(r) for r in self._read(f"SELECT {_DEVICE_COLUMNS} FROM {_DEVICE_FROM} "
+                                               "ORDER BY d.id")]
 
     def device(self, device_id: str) -> DeviceRecord | None:
-        rows = self._read(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ?", (device_id,))
+        rows = self._read(f"SELECT {_DEVICE_COLUMNS} FROM {_DEVICE_FROM} WHERE d.id = ?",
+                          (device_id,))
         return _device(rows[0]) if rows else None
 
     def set_status(self, device_id: str, *, online: bool, ts_ns: int, error: str | None = None) -> None:
@@ -421,8 +423,10 @@ class Store:
 
 
 # ---------------------------------------------------------------------- helpers
-_DEVICE_COLUMNS = ("id, name, protocol, profile, line, location, ideal_cycle_s, identity, online, "
-                   "last_seen_ns, first_seen_ns, last_error")
+_DEVICE_COLUMNS = ("d.id, d.name, d.protocol, d.profile, d.line, d.location, d.ideal_cycle_s, "
+                   "d.identity, d.online, d.last_seen_ns, d.first_seen_ns, d.last_error, "
+                   "p.max_ts_ns")
+_DEVICE_FROM = "devices d LEFT JOIN rollup_progress p ON p.device_id = d.id"
 
 
 def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
@@ -486,7 +490,8 @@ def _device(r: tuple) -> DeviceRecord:
     identity = IdentityEvidence.from_dict(json.loads(r[7])) if r[7] else None
     return DeviceRecord(id=r[0], name=r[1], protocol=r[2], profile=r[3], line=r[4], location=r[5],
                         ideal_cycle_s=r[6], identity=identity, online=bool(r[8]),
-                        last_seen_ns=r[9], first_seen_ns=r[10], last_error=r[11])
+                        last_seen_ns=r[9], first_seen_ns=r[10], last_error=r[11],
+                        last_sample_ns=r[12])
 
 
 def _require_device(cur: sqlite3.Cursor, device_id: str) -> None:

@@ -27,7 +27,7 @@ def device_status(store: Store, *, window_s: float = 60.0,
     rows = []
     for d in store.devices():
         recent = store.sample_count(device_id=d.id, since_ns=since)
-        last = d.last_seen_ns
+        last = d.last_sample_ns
         age_s = (now - last) / NS_PER_S if last else None
         if last is None:
             state = "never seen"

@@ -107,6 +107,15 @@ def test_sample_timestamps_are_distinct_instants_in_range(store):
     assert store.sample_timestamps("nobody").size == 0
 
 
+def test_device_record_carries_its_newest_sample_time(store):
+    store.upsert_device(spec("m1"))
+    assert store.device("m1").last_sample_ns is None
+    store.write_samples([Sample("m1", "a", 50, 1.0), Sample("m1", "b", 70, 1.0)])
+    store.write_samples([Sample("m1", "a", 60, 1.0)])   # a late one does not move it back
+    assert store.device("m1").last_sample_ns == 70
+    assert [d.last_sample_ns for d in store.devices()] == [70]
+
+
 def test_same_sample_written_twice_is_stored_once(store):
     batch = [Sample("m1", "a", 10, 1.0), Sample("m1", "a", 11, 2.0)]
     store.write_samples(batch)
