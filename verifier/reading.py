@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 
 from connectors.timeconv import datetime_to_ns
 from edge.errors import PayloadError
-from edge.model import NS_PER_S, Value
+from edge.model import Value
 
 _MS, _US, _NS = 1e11, 1e14, 1e17
 _EXCESS_FRACTION = re.compile(r"(\.\d{6})\d+")  # datetime keeps microseconds only

@@ -11,7 +11,7 @@ import hashlib
 import logging
 from typing import Any, AsyncIterator
 
-from asyncua import Client, Node, ua
+from asyncua import Client, ua
 from asyncua.common.subscription import (
     DataChangeEvent, OverflowPolicy, StatusChangeEvent, Subscription)
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256

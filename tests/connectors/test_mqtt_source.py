@@ -8,7 +8,7 @@ from connectors.mqtt.source import MqttSource
 from edge.errors import SourceError
 from edge.model import Quality
 from tests.connectors.devices import device
-from tests.connectors.servers import eventually, free_port
+from tests.connectors.servers import free_port
 
 T_NS = 1_700_000_000 * 1_000_000_000
 

@@ -8,7 +8,7 @@ from connectors.opcua.source import OpcUaSource
 from edge.errors import SourceError
 from edge.model import Quality
 from tests.connectors.devices import SIM_STATES, device
-from tests.connectors.servers import NS_URI, eventually, free_port
+from tests.connectors.servers import NS_URI, free_port
 
 
 def machine(endpoint: str, *, ns: str = f"nsu={NS_URI}", **conn) -> OpcUaSource:

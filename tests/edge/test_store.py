@@ -14,7 +14,7 @@ from edge.model import DeviceSpec, IdentityEvidence, Quality, Sample
 from edge.rollup_layout import FIELDS, F, empty_day
 from edge.store import Store
 
-from .timebase import DAY0_NS, DAY_NS, MIN_NS, S_NS
+from .timebase import DAY0_NS, DAY_NS, MIN_NS
 
 
 def spec(device_id: str = "m1", **kw) -> DeviceSpec:

@@ -9,7 +9,6 @@ import pytest
 import verifier.distinct as distinct
 from edge.model import IdentityEvidence
 from edge.rollup_layout import F
-from verifier.cube import DeviceInfo
 from verifier.distinct import AgainstSet, DistinctConfig, concat_features, device_features, find_flags
 from verifier.distinct.identity import endpoint_key
 from verifier.distinct.links import Link, flags_from_links

@@ -1,7 +1,6 @@
 """Energy against hand-computed cases."""
 import datetime as dt
 
-import numpy as np
 import pytest
 
 from edge.errors import VerificationInputError

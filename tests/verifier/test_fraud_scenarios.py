@@ -1,7 +1,6 @@
 """Fraud scenarios built with the simulator: each caught with the right reason and evidence."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from verifier.cube import Flag, RollupCube

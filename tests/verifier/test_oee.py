@@ -1,5 +1,4 @@
 """OEE against cases computed by hand (see each test's comment for the arithmetic)."""
-import datetime as dt
 
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ from edge.rollup_layout import F
 from verifier.oee import OeeConfig, aggregate, analyse_oee, by_line
 from verifier.shifts import ShiftCalendar
 
-from .cubes import START, device, empty_cube, minutes, set_state
+from .cubes import device, empty_cube, minutes, set_state
 
 # One shift 08:00–16:00 with a break 12:00–12:30, in UTC to keep the hand arithmetic plain.
 SHIFT = ShiftCalendar.from_mapping({"utc_offset_h": 0, "shifts": [

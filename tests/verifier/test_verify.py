@@ -16,7 +16,7 @@ from verifier.report import SCHEMA
 from verifier.verify import VerifyConfig, verify
 from verifier.window import Window
 
-from .cubes import START, device, empty_cube, run_all_day, set_state, minutes
+from .cubes import START, device, empty_cube, set_state, minutes
 
 GOLDEN = Path(__file__).parent / "golden" / "verify_small.json"
 N_DAYS = 8
