@@ -23,6 +23,9 @@ bench: setup-test
 	$(PY) tests/bench/bench_gateway.py
 
 system-packages:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "shangyun needs Python 3.11 or newer; $(PYTHON) is $$($(PYTHON) --version 2>&1 | head -1)." \
+	       "Install one and run e.g.: make demo PYTHON=python3.11" >&2; exit 1; }
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	$(PYTHON) -c "import venv, ensurepip" >/dev/null 2>&1 || missing="$$missing python3-venv"; \
