@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from typing import AsyncIterator
+from typing import AsyncIterator, Iterator
 
 import pytest
 
-from tests.connectors.servers import Mosquitto, ModbusTestServer, OpcUaTestServer, free_port
+from simulator.broker import MosquittoBroker
+from tests.connectors.servers import ModbusTestServer, OpcUaTestServer, free_port
 
 MODBUS_IDENTITY = {0x00: "ACME", 0x01: "P100", 0x02: "1.2", 0x80: "SN-MB-1"}
 
@@ -26,8 +27,7 @@ async def opcua_server() -> AsyncIterator[OpcUaTestServer]:
 
 
 @pytest.fixture
-async def broker(tmp_path) -> AsyncIterator[Mosquitto]:
-    b = Mosquitto(free_port(), tmp_path)
-    await b.start()
-    yield b
-    await b.stop()
+def broker() -> Iterator[MosquittoBroker]:
+    # The same private broker the simulator and the demo use (with their queue settings).
+    with MosquittoBroker() as b:
+        yield b

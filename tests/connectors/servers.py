@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import subprocess
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from asyncua import Server, ua
@@ -14,7 +12,6 @@ from pymodbus.pdu.device import ModbusDeviceIdentification
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-MOSQUITTO = "/usr/sbin/mosquitto"
 
 
 def free_port() -> int:
@@ -129,24 +126,3 @@ class OpcUaTestServer:
         if self.server is not None:
             await self.server.stop()
             self.server = None
-
-
-class Mosquitto:
-    """A private Mosquitto on a free loopback port."""
-
-    def __init__(self, port: int, workdir: Path):
-        self.port = port
-        self.conf = workdir / f"mosquitto-{port}.conf"
-        self.conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    async def start(self) -> None:
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        await eventually(lambda: port_open(self.port), what="mosquitto listening")
-
-    async def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            await asyncio.to_thread(self.proc.wait, 10)
-            self.proc = None

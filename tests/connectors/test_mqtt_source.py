@@ -134,7 +134,7 @@ async def test_broker_gone_raises_source_error(broker, publisher):
     try:
         publisher.publish("f/m1/telemetry", {"count_total": 1})
         await take(src, 1)
-        await broker.stop()
+        await asyncio.to_thread(broker.stop)
         with pytest.raises(SourceError, match="lost|disconnected"):
             await asyncio.wait_for(take(src, 1), 10)
     finally:
