@@ -33,6 +33,10 @@ Rules
 * `power_mean_kw`: time-weighted mean of the held power over the covered seconds of the minute
   (0 when none); `power_max_kw`: highest power value seen in or held into the minute.
 * `samples`: number of samples of any signal and quality with a timestamp in the minute.
+* `reason_code`: the stop reason code (`reason_code` signal, a positive integer) held for the
+  most seconds of the minute, held like a state; 0 where none was held (code 0 means running,
+  no reason, and ends the previous code). Ties go to the smaller code. Downtime analysis reads
+  it to give events and loss Paretos their reasons.
 * BAD samples, non-numeric and non-finite values carry no value: they take part in no counter,
   meter or power figure (a non-finite power reading ends the held power like a BAD sample of
   that signal would), but they count as samples and keep the device alive.
@@ -158,10 +162,29 @@ def rollup_columns(signals: Mapping[str, SignalColumns], start_ns: int, n_minute
         np.maximum.at(peak, (power.ts_ns[seen] - start_ns) // NS_PER_MIN, vals[seen])
         out[F["power_max_kw"]] = np.where(np.isfinite(peak), peak, 0.0)
 
+    reason = cols.get(Role.REASON_CODE.value)
+    if reason is not None:
+        out[F["reason_code"]] = _dominant_code(tl, reason, n_minutes)
+
     meter = cols.get(Role.ENERGY_KWH.value)
     if meter is not None and _valued(meter).any():
         out[F["energy_kwh"]] = _increases(meter, start_ns, n_minutes, config, wrap=False)
     return out.astype(np.float32)
+
+
+def _dominant_code(tl: "_Timeline", c: SignalColumns, n_minutes: int) -> np.ndarray:
+    """Per minute, the reason code held for the most seconds (ties: the smaller code); 0 where
+    no code was held. Codes are held like states: until the next code, a BAD sample or silence."""
+    vals = c.values.astype(np.float64)
+    m, sec, code = tl.held(Role.REASON_CODE.value, vals, np.isfinite(vals) & (vals > 0))
+    out = np.zeros(n_minutes)
+    if m.size == 0:
+        return out
+    codes, idx = np.unique(code, return_inverse=True)
+    held = np.bincount(m * codes.size + idx, weights=sec,
+                       minlength=n_minutes * codes.size).reshape(n_minutes, codes.size)
+    best = held.argmax(axis=1)   # first maximum: codes are sorted, so ties go to the smaller
+    return np.where(held.max(axis=1) > 0, codes[best], 0.0)
 
 
 def _before(c: SignalColumns, end_ns: int) -> SignalColumns:

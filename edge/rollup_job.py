@@ -35,7 +35,7 @@ NS_PER_DAY = 86_400 * NS_PER_S
 _BAD = int(Quality.BAD)
 # Signals whose values the rollup reads; others only need timestamps and quality.
 _VALUED = {r.value for r in (Role.STATE, Role.COUNT_TOTAL, Role.COUNT_GOOD, Role.COUNT_REJECT,
-                             Role.POWER_KW, Role.ENERGY_KWH)}
+                             Role.POWER_KW, Role.ENERGY_KWH, Role.REASON_CODE)}
 
 
 def roll_up(store: "Store", until_ns: int) -> int:

@@ -25,9 +25,11 @@ FIELDS: tuple[str, ...] = STATE_FIELDS + (
     "power_mean_kw",    # time-weighted mean power over the covered part of the minute
     "power_max_kw",     # highest power value seen in (or held into) the minute
     "samples",          # number of samples received for the device in the minute
+    # Layout 2:
+    "reason_code",      # the stop reason code held longest in the minute (0: none reported)
 )
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 
 F = {name: i for i, name in enumerate(FIELDS)}
 """Field name -> row index in a day array."""

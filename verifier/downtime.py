@@ -1,15 +1,16 @@
 """Downtime events: runs of consecutive planned minutes whose dominant state is an unplanned
-stop, with their state and duration; and MTBF / MTTR from the failure states among them.
+stop, with their state, reason code and duration; and MTBF / MTTR from the failure states.
 
-Rollups keep seconds per state per minute, not the machine's stop reason codes, so an event's
-"reason" is its state (idle, stopped, fault, setup). Reason codes exist only in raw samples
-within the store's retention, which the verifier does not rely on. Events are found at minute
-resolution: a stop shorter than a minute inside a running minute shows in the availability
-seconds but not as an event. A minute with no data ends an event: unknown is not downtime.
+An event's reason code is the machine's own stop reason (the rollups' per-minute `reason_code`,
+the code held longest in each minute): the code found on most of the event's minutes, ignoring
+minutes with none. Devices that report no reason codes get events with `reason_code` None, and
+their losses are attributed to the state alone. Events are found at minute resolution: a stop
+shorter than a minute inside a running minute shows in the availability seconds but not as an
+event. A minute with no data ends an event: unknown is not downtime.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,11 +26,17 @@ class DowntimeEvent:
     minutes: int
     state: str
     duration_s: float
+    reason_code: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {"start": str(np.datetime64(self.start_ns, "ns").astype("datetime64[s]")) + "Z",
-                "minutes": self.minutes, "state": self.state,
+                "minutes": self.minutes, "state": self.state, "reason_code": self.reason_code,
                 "duration_s": round(self.duration_s, 1)}
+
+
+def reason_key(state: str, code: int | None) -> str:
+    """Pareto key of a loss: 'fault/31', or the state alone when no code was reported."""
+    return f"{state}/{code}" if code else state
 
 
 @dataclass
@@ -37,12 +44,16 @@ class DeviceDowntime:
     events_by_state: dict[str, int]      # number of events per stop state
     seconds_by_state: dict[str, float]
     longest: list[DowntimeEvent]
+    events_by_reason: dict[str, int] = field(default_factory=dict)     # reason_key -> events
+    seconds_by_reason: dict[str, float] = field(default_factory=dict)
 
 
 def find_downtime(device_ids: list[str], day0_ns: int, dominant: np.ndarray,
                   seconds: np.ndarray, planned: np.ndarray, stop_states: list[int],
-                  keep_longest: int = 10) -> list[DeviceDowntime]:
-    """`dominant` (D, K, M) int8, `seconds` (D, K, S, M), `planned` (K, M) bool."""
+                  keep_longest: int = 10, reasons: np.ndarray | None = None
+                  ) -> list[DeviceDowntime]:
+    """`dominant` (D, K, M) int8, `seconds` (D, K, S, M), `planned` (K, M) bool,
+    `reasons` (D, K, M) per-minute reason codes (0: none)."""
     n_dev = dominant.shape[0]
     per_dev = dominant.shape[1] * dominant.shape[2]
     down = planned[None] & np.isin(dominant, stop_states)
@@ -62,6 +73,7 @@ def find_downtime(device_ids: list[str], day0_ns: int, dominant: np.ndarray,
     dev = starts // (per_dev + 1)
     pos = starts % (per_dev + 1)
     state = code[starts]
+    reason = _event_reasons(reasons, code, starts, n_dev, per_dev)
 
     out = []
     for d in range(n_dev):
@@ -71,9 +83,35 @@ def find_downtime(device_ids: list[str], day0_ns: int, dominant: np.ndarray,
         top = sel[np.argsort(-dur[sel], kind="stable")[:keep_longest]]
         longest = [DowntimeEvent(device_ids[d], day0_ns + int(pos[i]) * 60_000_000_000,
                                  int(ends[i] - starts[i]), STATES[state[i]].value,
-                                 float(dur[i])) for i in top]
+                                 float(dur[i]), int(reason[i]) or None) for i in top]
+        by_reason_n: dict[str, int] = {}
+        by_reason_s: dict[str, float] = {}
+        for i in sel:   # events of one device: a handful, and Python dicts keep the keys readable
+            key = reason_key(STATES[state[i]].value, int(reason[i]))
+            by_reason_n[key] = by_reason_n.get(key, 0) + 1
+            by_reason_s[key] = by_reason_s.get(key, 0.0) + float(dur[i])
         out.append(DeviceDowntime(
             {STATES[s].value: int(counts[s]) for s in stop_states},
-            {STATES[s].value: float(sums[s]) for s in stop_states}, longest))
+            {STATES[s].value: float(sums[s]) for s in stop_states}, longest,
+            by_reason_n, by_reason_s))
     return out
+
+
+def _event_reasons(reasons: np.ndarray | None, code: np.ndarray, starts: np.ndarray,
+                   n_dev: int, per_dev: int) -> np.ndarray:
+    """Per event, the non-zero reason code found on most of its minutes (0: none reported)."""
+    if reasons is None or starts.size == 0:
+        return np.zeros(starts.size, dtype=np.int64)
+    r = reasons.reshape(n_dev, per_dev).astype(np.int64)
+    r = np.concatenate([r, np.zeros((n_dev, 1), np.int64)], axis=1).ravel()
+    marks = np.zeros(code.size, dtype=np.int64)
+    marks[starts] = 1
+    event = np.cumsum(marks) - 1                     # event index of every minute ...
+    inside = (code != NO_DATA) & (r > 0)             # ... used only inside events, with a code
+    if not inside.any():
+        return np.zeros(starts.size, dtype=np.int64)
+    codes, idx = np.unique(r[inside], return_inverse=True)
+    counts = np.bincount(event[inside] * codes.size + idx,
+                         minlength=starts.size * codes.size).reshape(starts.size, codes.size)
+    return np.where(counts.max(axis=1) > 0, codes[counts.argmax(axis=1)], 0)
 

@@ -73,6 +73,9 @@ class OeeTotals:
     good: float = 0.0
     stop_s: dict[str, float] = field(default_factory=dict)
     stop_events: dict[str, int] = field(default_factory=dict)
+    # Downtime events by the machine's own stop reason ('fault/31'; the state when no code)
+    reason_s: dict[str, float] = field(default_factory=dict)
+    reason_events: dict[str, int] = field(default_factory=dict)
     failures: int = 0
     failure_s: float = 0.0
     quality_assumed: bool = False   # no good/reject counter: quality taken as 1
@@ -86,6 +89,10 @@ class OeeTotals:
             self.stop_s[k] = self.stop_s.get(k, 0.0) + v
         for k, n in other.stop_events.items():
             self.stop_events[k] = self.stop_events.get(k, 0) + n
+        for k, v in other.reason_s.items():
+            self.reason_s[k] = self.reason_s.get(k, 0.0) + v
+        for k, n in other.reason_events.items():
+            self.reason_events[k] = self.reason_events.get(k, 0) + n
         self.quality_assumed |= other.quality_assumed
 
     @property
@@ -130,6 +137,20 @@ class OeeTotals:
                         "share": round(v / whole, 4), "cumulative_share": round(cum / whole, 4)})
         return out
 
+    def reason_pareto(self) -> list[dict[str, Any]]:
+        """Downtime events by stop reason (state/code), longest total first, with cumulative
+        share: the 停机原因 Pareto. Only time in downtime events (whole minutes) counts here."""
+        ranked = sorted(((k, v) for k, v in self.reason_s.items() if v > 0), key=lambda kv: -kv[1])
+        whole = sum(v for _, v in ranked) or 1.0
+        out, cum = [], 0.0
+        for k, v in ranked:
+            cum += v
+            state, _, code = k.partition("/")
+            out.append({"state": state, "reason_code": int(code) if code else None,
+                        "events": self.reason_events.get(k, 0), "hours": round(v / 3600, 3),
+                        "share": round(v / whole, 4), "cumulative_share": round(cum / whole, 4)})
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         r = lambda x, n=4: None if x is None else round(x, n)  # noqa: E731
         return {
@@ -146,6 +167,7 @@ class OeeTotals:
             "failures": self.failures, "mtbf_h": r(self.mtbf_h, 3), "mttr_h": r(self.mttr_h, 3),
             "output_per_run_h": r(self.total / (self.run_s / 3600), 2) if self.run_s else None,
             "pareto": self.pareto(),
+            "downtime_by_reason": self.reason_pareto(),
         }
 
 
@@ -191,7 +213,7 @@ def analyse_oee(cube: RollupCube, config: OeeConfig = OeeConfig(),
     dom = dominant if dominant is not None else dominant_state(secs)
     day0_ns = int(cube.days[0].astype("datetime64[ns]").astype(np.int64))
     downtime = find_downtime(cube.device_ids, day0_ns, dom, secs, planned, stop_ids,
-                             config.keep_longest_events)
+                             config.keep_longest_events, reasons=cube.field("reason_code"))
     hourly = total_m.reshape(n_dev, n_days * 24, MINUTES_PER_DAY // 24).sum(axis=2)
 
     out = []
@@ -208,6 +230,7 @@ def analyse_oee(cube: RollupCube, config: OeeConfig = OeeConfig(),
             total=float(total[d]),
             good=float(good[d]) if has_quality[d] else float(total[d]),
             stop_s=dict(dt_.seconds_by_state), stop_events=dict(dt_.events_by_state),
+            reason_s=dict(dt_.seconds_by_reason), reason_events=dict(dt_.events_by_reason),
             failures=sum(n for s, n in dt_.events_by_state.items()
                          if STATE_INDEX[s] in failure_ids),
             failure_s=sum(v for s, v in dt_.seconds_by_state.items()

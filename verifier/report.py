@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .verify import DeviceResult, Report
 
 SCHEMA = "shangyun.verify/1"
+TOP_REASONS = 5
 
 
 def _iso(ns: int | None) -> str | None:
@@ -154,5 +155,10 @@ def render_text(report: "Report") -> str:
               f"Plant energy: {energy.kwh:,.1f} kWh, cost {energy.cost:,.2f} "
               f"{report.config.energy.tariff.currency}, idle share {_pct(energy.share('idle'))}, "
               f"15-min max demand {peak_kw:.1f} kW at {peak_at or '—'}"]
+    reasons = plant.reason_pareto()[:TOP_REASONS]
+    if reasons:
+        lines.append("Top downtime reasons (停机原因): " + "; ".join(
+            f"{p['state']}" + (f" {p['reason_code']}" if p["reason_code"] else "")
+            + f" {p['hours']:.1f} h in {p['events']} events ({p['share']:.0%})" for p in reasons))
     lines += [f"Note: {n}" for n in report.notes]
     return "\n".join(lines) + "\n"

@@ -136,3 +136,14 @@ def test_late_samples_older_than_pruned_data_do_not_erase_rollups(store_path):
         s.roll_up(DAY0_NS + 3 * DAY_NS + 11 * MIN_NS)
         np.testing.assert_array_equal(s.rollup_day("m1", DAY0), before)
         assert s.sample_count("m1", since_ns=DAY0_NS) > 0   # the straggler itself is kept
+
+
+def test_roll_up_keeps_the_reason_code_of_each_minute(store):
+    t = DAY0_NS + 60 * MIN_NS
+    samples = machine(t, 10) + [
+        Sample("m1", "state", t + 3 * MIN_NS, "fault"), Sample("m1", "reason_code", t + 3 * MIN_NS, 31),
+        Sample("m1", "state", t + 5 * MIN_NS, "running"), Sample("m1", "reason_code", t + 5 * MIN_NS, 0)]
+    store.write_samples(samples)
+    store.roll_up(DAY0_NS + 70 * MIN_NS)
+    arr = store.rollup_day("m1", DAY0)
+    assert arr[F["reason_code"], 60:70].tolist() == [0, 0, 0, 31, 31, 0, 0, 0, 0, 0]

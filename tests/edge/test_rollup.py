@@ -189,3 +189,24 @@ def test_chunked_computation_equals_whole_range(seed):
         parts.append(rollup_minutes(inside, lo, k1 - k0, _history(samples, lo), RollupConfig(**cfg)))
     np.testing.assert_allclose(np.concatenate(parts, axis=1), whole, rtol=1e-6, atol=1e-6)
     assert whole[F["samples"]].sum() == len(samples)
+
+
+def test_reason_code_is_the_one_held_longest_in_each_minute():
+    out = roll([s("state", 0, "running"), s("reason_code", 0, 0),
+                s("state", 20, "fault"), s("reason_code", 20, 31),    # 31 from 0:20 ...
+                s("reason_code", 50, 32),                             # ... 32 from 0:50
+                s("state", 100, "running"), s("reason_code", 100, 0),  # running again at 1:40
+                s("state", 130, "idle"), s("reason_code", 130, 11)], 3)
+    # minute 0: 31 held 30 s, 32 held 10 s; minute 1: 32 held 40 s; minute 2: 11 held 50 s
+    assert row(out, "reason_code") == [31, 32, 11]
+
+
+def test_reason_code_tie_goes_to_the_smaller_code_and_bad_ends_it():
+    out = roll([s("reason_code", 0, 22), s("reason_code", 30, 21),
+                s("state", 60, "", BAD), s("reason_code", 60, "", BAD)], 2)
+    assert row(out, "reason_code") == [21, 0]
+
+
+def test_device_without_reason_codes_reports_zero():
+    out = roll([s("state", 0, "fault")], 1)
+    assert row(out, "reason_code") == [0]

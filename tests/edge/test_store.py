@@ -11,7 +11,7 @@ import pytest
 from edge import migrations
 from edge.errors import StoreError, StoreVersionError
 from edge.model import DeviceSpec, IdentityEvidence, Quality, Sample
-from edge.rollup_layout import FIELDS, F, empty_day
+from edge.rollup_layout import FIELDS, LAYOUT_VERSION, F, empty_day
 from edge.store import Store
 
 from .timebase import DAY0_NS, DAY_NS, MIN_NS
@@ -221,7 +221,7 @@ def test_rollup_day_round_trip_and_summaries(store):
     np.testing.assert_array_equal(store.rollup_day("m1", day), arr)
     assert store.rollup_day("m1", day + dt.timedelta(days=1)) is None
     (summ,) = store.rollup_day_summaries(device_ids=["m1"])
-    assert summ == {"device_id": "m1", "day": day, "layout_version": 1, "running_s": 600.0,
+    assert summ == {"device_id": "m1", "day": day, "layout_version": LAYOUT_VERSION, "running_s": 600.0,
                     "count_total": 42.0, "count_good": 0.0, "energy_kwh": 1.5, "samples": 12,
                     "minutes_with_data": 3}
     assert [(d, k) for d, k, _ in store.rollup_days()] == [("m1", day), ("m2", day + dt.timedelta(days=1))]
