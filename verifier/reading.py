@@ -21,7 +21,11 @@ from edge.rollup_layout import FIELDS, MINUTES_PER_DAY
 from .cube import DeviceInfo, RollupCube
 from .window import Window
 
-DEFAULT_CHUNK_DEVICES = 128
+# Small chunks pipeline better: the next chunk is read (zlib, SQLite) while this one is
+# analysed, so the first read and the last analysis are the only unshared time. Measured on
+# 2 cores, 200 devices × 90 days from a store: 5.2 s at 128, 3.3 s at 64, 3.0 s at 32;
+# 1,000 × 90 in memory: 14.9 s at 128, 12.6 s at 32. Each chunk is ~60 MB at 90 days.
+DEFAULT_CHUNK_DEVICES = 32
 
 
 @dataclass(frozen=True)

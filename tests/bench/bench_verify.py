@@ -23,6 +23,7 @@ from edge.model import IdentityEvidence
 from edge.rollup_layout import FIELDS, MINUTES_PER_DAY, F
 from verifier.cube import DeviceInfo, RollupCube
 from verifier.policy import Voucher
+from verifier.reading import DEFAULT_CHUNK_DEVICES
 from verifier.verify import DISTINCT_AVAILABLE, VerifyConfig, verify
 from verifier.window import Window
 
@@ -44,7 +45,8 @@ class SyntheticReader:
     def devices(self) -> list[DeviceInfo]:
         return list(self._devices)
 
-    def iter_cubes(self, window: Window, chunk_devices: int = 128) -> Iterator[RollupCube]:
+    def iter_cubes(self, window: Window,
+                   chunk_devices: int = DEFAULT_CHUNK_DEVICES) -> Iterator[RollupCube]:
         for lo in range(0, len(self._devices), chunk_devices):
             devs = self._devices[lo:lo + chunk_devices]
             yield self._chunk(devs, window, lo)
@@ -159,7 +161,7 @@ def measure_store(n_devices: int, n_days: int, chunk: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="small sizes only (smoke run)")
-    ap.add_argument("--chunk", type=int, default=128)
+    ap.add_argument("--chunk", type=int, default=DEFAULT_CHUNK_DEVICES)
     ap.add_argument("--store-devices", type=int, default=200,
                     help="devices in the store-backed run (90 days; 0 to skip)")
     args = ap.parse_args()
