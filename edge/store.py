@@ -208,6 +208,17 @@ class Store:
             f"WHERE {' AND '.join(where)} ORDER BY x.ts_ns, s.signal", params)
         return [Sample(d, sig, ts, _value(v, b), Quality(q)) for d, sig, ts, v, b, q in rows]
 
+    def latest(self, device_id: str, signal: str, since_ns: int | None = None) -> Sample | None:
+        """The newest sample of one signal (at or after `since_ns`), or None: one indexed row,
+        for live views that poll every few seconds."""
+        where, params = ["s.device_id = ?", "s.signal = ?"], [device_id, signal]
+        _range(where, params, since_ns, None)
+        rows = self._read(
+            "SELECT s.device_id, s.signal, x.ts_ns, x.value, x.is_bool, x.quality "
+            "FROM samples x JOIN series s ON s.id = x.series_id "
+            f"WHERE {' AND '.join(where)} ORDER BY x.ts_ns DESC LIMIT 1", params)
+        return Sample(*rows[0][:3], _value(rows[0][3], rows[0][4]), Quality(rows[0][5])) if rows else None
+
     def sample_timestamps(self, device_id: str, start_ns: int | None = None,
                           end_ns: int | None = None, limit: int = 10_000) -> np.ndarray:
         """Distinct sample instants of a device in [start_ns, end_ns), ascending, at most

@@ -22,11 +22,6 @@ RECENT_S = 600
 OEE = OeeConfig()
 
 
-def _latest(store: Store, device_id: str, signal: str, since_ns: int) -> Any:
-    rows = store.samples(device_id, signal, start_ns=since_ns)
-    return rows[-1] if rows else None
-
-
 def today_figures(device_id: str, day: dt.date, arr: np.ndarray | None,
                   ideal_cycle_s: float | None) -> dict[str, Any]:
     """Totals of one day record, and its OEE factors computed by the verifier's own OEE
@@ -59,8 +54,8 @@ def snapshot(store: Store, *, window_s: float = 10.0) -> dict[str, Any]:
     plant = {"parts": 0, "energy_kwh": 0.0, "running": 0}
     for row in status["devices"]:
         rec = records[row["id"]]
-        state = _latest(store, row["id"], "state", since)
-        power = _latest(store, row["id"], "power_kw", since)
+        state = store.latest(row["id"], "state", since)
+        power = store.latest(row["id"], "power_kw", since)
         row["machine_state"] = (state.value if state is not None and row["state"] == "online"
                                 else None)
         row["power_kw"] = round(float(power.value), 2) if power is not None else None

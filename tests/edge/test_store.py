@@ -97,6 +97,15 @@ def test_samples_are_filtered_and_time_ordered(store):
     assert store.signals("m1") == ["a", "b"]
 
 
+def test_latest_is_the_newest_sample_of_the_signal(store):
+    store.write_samples([Sample("m1", "a", 10, 1.0), Sample("m1", "a", 30, "x"),
+                         Sample("m1", "a", 20, 2.0), Sample("m1", "b", 40, True)])
+    assert store.latest("m1", "a") == Sample("m1", "a", 30, "x")
+    assert store.latest("m1", "b").value is True
+    assert store.latest("m1", "a", since_ns=31) is None
+    assert store.latest("m2", "a") is None
+
+
 def test_sample_timestamps_are_distinct_instants_in_range(store):
     # Two signals polled at the same instant are one reading.
     store.write_samples([Sample("m1", sig, t, 1.0) for t in (10, 20, 30, 40) for sig in "ab"]
