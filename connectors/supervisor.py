@@ -73,6 +73,7 @@ class DeviceSupervisor:
         self._reported_offline = False
         self._identity_reported: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._stop_requested = False
         if hasattr(source, "on_event"):
             source.on_event = self._source_event  # type: ignore[attr-defined]
 
@@ -80,9 +81,16 @@ class DeviceSupervisor:
     def payload_errors(self) -> int:
         return int(getattr(self.source, "payload_errors", 0))
 
+    def request_stop(self) -> None:
+        """Ask `run()` to end at its next step. Callers also cancel the task; the flag is what
+        still ends it if a cancellation is lost: Python 3.11's `asyncio.wait_for` (used here and
+        inside the protocol libraries) can swallow a cancel that arrives as its inner call
+        completes, and the loop would otherwise reconnect forever."""
+        self._stop_requested = True
+
     async def run(self) -> None:
         try:
-            while True:
+            while not self._stop_requested:
                 self.state = LinkState.CONNECTING
                 try:
                     identity = await self._connect()
@@ -95,7 +103,8 @@ class DeviceSupervisor:
                     except SourceError as err:
                         await self._offline(err, link_was_up=True)
                 await self._quietly_close()
-                await asyncio.sleep(self._backoff.next_delay())
+                if not self._stop_requested:
+                    await asyncio.sleep(self._backoff.next_delay())
         finally:
             self.state = LinkState.STOPPED
             await asyncio.shield(self._quietly_close())
@@ -111,7 +120,7 @@ class DeviceSupervisor:
     async def _stream(self) -> None:
         stream = self.source.samples()
         try:
-            while True:
+            while not self._stop_requested:
                 try:
                     batch = await stream.__anext__()
                 except StopAsyncIteration:
@@ -193,3 +202,23 @@ async def _call(fn: Callable[..., Any], *args: Any) -> None:
     result = fn(*args)
     if inspect.isawaitable(result):
         await result
+
+
+async def stop_all(running: Mapping[DeviceSupervisor, asyncio.Task[Any]],
+                   timeout_s: float = 10.0) -> list[str]:
+    """Stop supervisors and wait for their tasks; returns the ids of any still running after
+    `timeout_s`. A task whose cancellation was lost (see `request_stop`) is cancelled again
+    until it ends, so a stop never waits forever on one device."""
+    for sup in running:
+        sup.request_stop()
+    pending = {t for t in running.values() if not t.done()}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while pending and loop.time() < deadline:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=min(0.5, deadline - loop.time()))
+    for t in running.values():
+        if t.done() and not t.cancelled() and t.exception() is not None:
+            logging.getLogger("shangyun.connectors").debug("supervisor ended with %r", t.exception())
+    return [sup.device.id for sup, t in running.items() if not t.done()]

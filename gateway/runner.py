@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from connectors import registry
-from connectors.supervisor import DeviceSupervisor
+from connectors.supervisor import DeviceSupervisor, stop_all
 from edge.model import NS_PER_S, DeviceSpec, IdentityEvidence, Quality, Sample, now_ns
 from edge.pipeline import Pipeline
 from edge.store import Store
@@ -91,6 +91,7 @@ class Gateway:
         self.supervisors: dict[str, DeviceSupervisor] = {}
         self.stats = GatewayStats()
         self._tasks: list[asyncio.Task] = []
+        self._device_tasks: dict[DeviceSupervisor, asyncio.Task] = {}
 
     @property
     def devices(self) -> list[DeviceSpec]:
@@ -104,8 +105,8 @@ class Gateway:
             source = registry.get(spec.protocol).make_source(spec)
             sup = DeviceSupervisor(source, self.pipeline.put_many, self.observer)
             self.supervisors[spec.id] = sup
-            self._tasks.append(asyncio.create_task(self._supervise(spec.id, sup),
-                                                   name=f"device:{spec.id}"))
+            self._device_tasks[sup] = asyncio.create_task(self._supervise(spec.id, sup),
+                                                          name=f"device:{spec.id}")
         self._tasks.append(asyncio.create_task(self._every(self.settings.rollup_interval_s,
                                                            self._roll_up), name="rollup"))
         self._tasks.append(asyncio.create_task(self._every(self.settings.prune_interval_s,
@@ -116,6 +117,10 @@ class Gateway:
                  self.config.store_path)
 
     async def stop(self) -> None:
+        stuck = await stop_all(self._device_tasks)
+        if stuck:
+            log.error("devices %s did not stop within the timeout; stopping without them", stuck)
+        self._device_tasks.clear()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:

@@ -10,7 +10,7 @@ import yaml
 
 import connectors
 from connectors import registry
-from connectors.supervisor import DeviceSupervisor, LinkState
+from connectors.supervisor import DeviceSupervisor, LinkState, stop_all
 from edge.model import Quality, State
 from tests.connectors.devices import device
 from tests.connectors.servers import eventually
@@ -59,12 +59,11 @@ class Sink:
 async def test_every_protocol_against_the_simulator(broker):
     factory = simulator.Factory(make_specs(3), broker=("127.0.0.1", broker.port), tick_s=0.2)
     await factory.start()
-    sink, tasks = Sink(), []
+    sink, tasks, sups = Sink(), [], {}
     try:
         manifest = factory.manifest()
         machines = manifest["machines"]
         assert sorted(m["protocol"] for m in machines) == ["modbus", "mqtt", "opcua"]
-        sups = {}
         for entry in machines:
             src = registry.make_source(device_for(entry, manifest["broker"]))
             sup = DeviceSupervisor(src, sink.emit, sink, backoff_initial_s=0.1, backoff_max_s=0.5,
@@ -96,7 +95,5 @@ async def test_every_protocol_against_the_simulator(broker):
         await eventually(lambda: sups[victim].state is LinkState.ONLINE, timeout_s=15, what="online again")
         assert sups[victim].reconnects == 1
     finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        assert await stop_all(dict(zip(sups.values(), tasks))) == []
         await factory.stop()
