@@ -81,7 +81,8 @@ class Store:
                     raise StoreError(
                         f"{p}: store schema version {version} is older than this shangyun's "
                         f"({migrations.latest_version()}); open it read-write once to migrate"
-                        if version else f"{p}: not a shangyun store (no schema)")
+                        if version else f"{p}: not a shangyun store yet (no schema; if a gateway "
+                        "is starting on it, try again in a moment)")
             except BaseException:
                 reader.close()
                 raise

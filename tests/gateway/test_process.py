@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from edge.errors import StoreError
 from edge.store import Store
 from simulator.factory import Factory
 from simulator.machine import MachineSpec
@@ -30,7 +31,12 @@ def start_gateway(config_path) -> subprocess.Popen:
 def count(db: str) -> int:
     if not os.path.exists(db):
         return 0
-    store = Store.open(db, readonly=True)
+    try:
+        store = Store.open(db, readonly=True)
+    except StoreError:
+        # The gateway process has created the file but not yet committed its schema: not
+        # ready, keep waiting (wait_for's deadline catches a store that never becomes one).
+        return 0
     try:
         return store.sample_count(device_id="m01")
     finally:
