@@ -16,7 +16,7 @@ Optional capabilities are separate protocols, checked where used (`Discoverer`,
 """
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Callable, Mapping, Protocol, runtime_checkable
+from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -65,3 +65,22 @@ class ReportsEvents(Protocol):
     None means nobody listens). Sources call it from the event loop thread only."""
 
     on_event: EventCallback | None
+
+
+class AckedBatch(list):
+    """A batch of Samples whose source must be told once they are durable.
+
+    A source whose protocol can redeliver (MQTT QoS 1/2 with a persistent session) yields
+    `AckedBatch(samples, ack)` instead of a plain list. The supervisor hands the samples to the
+    pipeline and calls `ack()` (on the event loop) only after every sink has committed or
+    dead-lettered them, so a crash before that leaves the messages with the broker, which
+    redelivers them. `ack` is never called for samples the pipeline had to drop (stop timeout);
+    those are redelivered on the next connection. An empty AckedBatch is legal: it acks
+    messages that produced no samples (a malformed payload, already counted as a payload error).
+    """
+
+    __slots__ = ("ack",)
+
+    def __init__(self, samples: Iterable[Sample] = (), ack: Callable[[], None] | None = None):
+        super().__init__(samples)
+        self.ack = ack

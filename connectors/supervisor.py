@@ -28,14 +28,17 @@ import random
 from typing import Any, Awaitable, Callable, Mapping, Protocol
 
 from connectors.backoff import Backoff
-from connectors.base import Source
+from connectors.base import AckedBatch, Source
 from edge.errors import SourceError
 from edge.model import IdentityEvidence, Quality, Sample, now_ns
 
 BAD_VALUE = ""
 IDENTITY_CHANGED = "identity_changed"
 
-Emit = Callable[[list[Sample]], Awaitable[None]]
+Emit = Callable[[list[Sample]], Awaitable[Any]]
+"""Hands a batch on (edge.pipeline.Pipeline.put_many). It may return a future that resolves
+once the samples are durable; an AckedBatch is acknowledged to its source only then (right
+away when emit returns no future)."""
 
 
 class Observer(Protocol):
@@ -130,7 +133,9 @@ class DeviceSupervisor:
                 except Exception as err:  # noqa: BLE001
                     raise self._as_source_error(err, "samples") from err
                 self.samples += len(batch)
-                await self.emit(batch)
+                done = await self.emit(batch)
+                if isinstance(batch, AckedBatch) and batch.ack is not None:
+                    _ack_when_done(batch.ack, done)
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
@@ -196,6 +201,20 @@ class DeviceSupervisor:
             await self.source.close()
         except Exception:  # noqa: BLE001 - close must not turn a stop into a crash
             self._log.debug("device %s: close failed", self.device.id, exc_info=True)
+
+
+def _ack_when_done(ack: Callable[[], None], done: Any) -> None:
+    def fire(fut: Any = None) -> None:
+        if fut is not None and (fut.cancelled() or fut.exception() is not None):
+            return      # dropped, not stored: the source's protocol redelivers it
+        try:
+            ack()
+        except Exception:  # noqa: BLE001 - a failed ack means a redelivery, not a lost sample
+            logging.getLogger("shangyun.connectors").debug("ack failed", exc_info=True)
+    if isinstance(done, asyncio.Future):
+        done.add_done_callback(fire)
+    else:
+        fire()
 
 
 async def _call(fn: Callable[..., Any], *args: Any) -> None:
