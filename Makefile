@@ -9,7 +9,13 @@ PY     := $(VENV)/bin/python
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_ARGS ?= --history-days 7 --duration 60
 
-.PHONY: demo test setup setup-test system-packages test-packages bench clean
+.PHONY: demo test setup setup-test system-packages test-packages bench lock clean
+
+# Every install (make, .ci/run, deploy/install.sh) takes its versions from these lock files, so
+# each edge box and CI run the same numpy, asyncua, pymodbus... as the tests did. `make lock`
+# re-resolves them deliberately (then run `make test` and commit the result).
+LOCK      := requirements.lock
+TEST_LOCK := requirements-test.lock
 
 demo: setup
 	$(VENV)/bin/shangyun demo $(DEMO_ARGS)
@@ -40,19 +46,28 @@ test-packages: system-packages
 	  echo "installing with apt: chromium"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
-$(VENV)/.installed: pyproject.toml | system-packages
+$(VENV)/.installed: pyproject.toml $(LOCK) | system-packages
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -c $(LOCK) -e .
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed
-	$(PY) -m pip install -q -e '.[test]'
+$(VENV)/.installed-test: $(VENV)/.installed $(TEST_LOCK)
+	$(PY) -m pip install -q -c $(TEST_LOCK) -e '.[test]'
 	touch $@
+
+lock:
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install -q pip-tools
+	.venv-lock/bin/pip-compile -q --upgrade --strip-extras --no-emit-index-url --no-emit-find-links \
+	  -o $(LOCK) pyproject.toml
+	.venv-lock/bin/pip-compile -q --upgrade --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --extra test -o $(TEST_LOCK) pyproject.toml
+	@echo "lock files updated: run make test, then commit $(LOCK) $(TEST_LOCK)"
 
 setup: system-packages $(VENV)/.installed
 
 setup-test: test-packages $(VENV)/.installed-test
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache
+	rm -rf $(VENV) .venv-lock demo-out .pytest_cache

@@ -16,7 +16,8 @@ install -d -m 0755 /etc/shangyun /opt/shangyun
 
 python3 -m venv /opt/shangyun/venv
 /opt/shangyun/venv/bin/pip install -q --upgrade pip
-/opt/shangyun/venv/bin/pip install -q "$src"
+# The lock file pins every dependency to the versions the tests ran with.
+/opt/shangyun/venv/bin/pip install -q -c "$src/requirements.lock" "$src"
 
 if [ -n "$config" ]; then
   install -m 0640 -g shangyun "$config" /etc/shangyun/gateway.yaml
