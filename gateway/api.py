@@ -4,7 +4,8 @@
     GET /api/status            every device: online/offline, state, power, today's OEE/parts/kWh
     GET /api/devices/{id}      one device's registry record and identity evidence
     GET /api/events?limit=N    recent events (connects, disconnects, identity, bad payloads)
-    GET /healthz               liveness for the systemd watchdog or a load balancer
+    GET /healthz               200 {"status": "ok"} or 503 {"status": "unhealthy", "problems": [...]}
+                               when samples arrive but nothing is committed (given `health`)
 
 The app reads the store through its own read-only connection, so a slow page never holds the
 writer's lock.
@@ -14,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from importlib import resources
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from fastapi import FastAPI, HTTPException
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from edge.errors import ConfigError
 from edge.store import Store
@@ -25,7 +26,10 @@ from edge.store import Store
 from .live import snapshot
 
 
-def create_app(store_path: str, *, title: str = "shangyun") -> FastAPI:
+def create_app(store_path: str, *, title: str = "shangyun",
+               health: Callable[[], dict[str, Any]] | None = None) -> FastAPI:
+    """The app over the store at `store_path`; `health` (Gateway.health) makes /healthz report
+    the data path, not just that the process answers."""
     reader: dict[str, Store] = {}
 
     @contextlib.asynccontextmanager
@@ -44,8 +48,9 @@ def create_app(store_path: str, *, title: str = "shangyun") -> FastAPI:
         return reader["s"]
 
     @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    def healthz() -> JSONResponse:
+        body = health() if health is not None else {"status": "ok"}
+        return JSONResponse(body, status_code=200 if body.get("status") == "ok" else 503)
 
     @app.get("/api/status")
     async def status() -> dict[str, Any]:

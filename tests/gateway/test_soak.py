@@ -1,0 +1,113 @@
+"""Soak: more MQTT telemetry than the gateway can absorb, a kill -9 in the middle, nothing lost.
+
+50 MQTT clients in another process publish QoS 1 telemetry with distinct payload timestamps
+through a real Mosquitto as fast as it takes it. The gateway (`shangyun run`, a real process)
+acknowledges a message only after the store committed it, so the broker queues what the gateway
+cannot take yet and redelivers what a killed gateway never acknowledged. Every published sample
+must be in the store exactly once (the samples table's key is (series, ts): a redelivered message
+replaces its own row), and no link may be dropped for being busy.
+"""
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import signal
+import time
+
+import pytest
+
+from edge.model import Quality
+from edge.store import Store
+from simulator.broker import MosquittoBroker
+from tests.bench.bench_gateway import SIGNALS, config_yaml, publish
+from tests.gateway.test_end_to_end import wait_for
+from tests.gateway.test_process import start_gateway
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DEVICES = 50
+MESSAGES = 400          # per device: 20,000 messages, 60,000 samples
+
+
+def good_samples(db: str, start_ns: int) -> int:
+    """GOOD samples at or after the first published timestamp (the gateway's own BAD stop
+    markers and anything before the run do not count)."""
+    try:
+        store = Store.open(db, readonly=True)
+    except Exception:   # the gateway process has not created the schema yet
+        return 0
+    try:
+        return int(store._read(  # noqa: SLF001 - one aggregate, not a public query worth adding
+            "SELECT count(*) FROM samples WHERE quality = ? AND ts_ns >= ?",
+            (int(Quality.GOOD), start_ns))[0][0])
+    finally:
+        store.close()
+
+
+def online_devices(db: str) -> int:
+    try:
+        store = Store.open(db, readonly=True)
+    except Exception:
+        return 0
+    try:
+        return sum(1 for d in store.devices() if d.online)
+    finally:
+        store.close()
+
+
+async def test_overload_and_kill_minus_9_lose_nothing(tmp_path):
+    db = str(tmp_path / "soak.db")
+    expected = DEVICES * MESSAGES * len(SIGNALS)
+    with MosquittoBroker() as broker:
+        cfg = tmp_path / "soak.yaml"
+        cfg.write_text(config_yaml(db, broker.host, broker.port, DEVICES), encoding="utf-8")
+        gw = start_gateway(cfg)
+        publisher = None
+        try:
+            # Subscribed once, the persistent sessions make the broker keep everything for us.
+            await wait_for(lambda: online_devices(db) == DEVICES, "all MQTT devices online", 60)
+            start_ns = time.time_ns() - 3_600_000_000_000     # clear of the live minute
+            publisher = mp.get_context("spawn").Process(
+                target=publish, args=(broker.host, broker.port, DEVICES, MESSAGES, start_ns))
+            publisher.start()
+
+            # kill -9 once part of the stream is stored: acknowledged = committed, so whatever
+            # the dead gateway had in memory is still the broker's to redeliver.
+            await wait_for(lambda: good_samples(db, start_ns) > expected // 5,
+                           "a fifth of the stream stored", 120)
+            gw.kill()
+            await asyncio.to_thread(gw.wait, 30)
+            at_kill = good_samples(db, start_ns)
+            assert at_kill < expected, "the stream ended before the kill: nothing was tested"
+
+            gw = start_gateway(cfg)
+            stored = await wait_for(
+                lambda: (n := good_samples(db, start_ns)) >= expected and n, "every sample stored",
+                300)
+            assert stored == expected
+
+            await asyncio.to_thread(publisher.join, 60)
+            assert publisher.exitcode == 0
+            gw.send_signal(signal.SIGTERM)
+            _, err = await asyncio.to_thread(gw.communicate, timeout=90)
+            assert gw.returncode == 0, err[-3000:]
+        finally:
+            if gw.poll() is None:
+                gw.kill()
+            if publisher is not None and publisher.is_alive():
+                publisher.kill()
+
+    store = Store.open(db, readonly=True)
+    try:
+        assert good_samples(db, start_ns) == expected     # nothing doubled after the stop either
+        for d in range(DEVICES):
+            for sig in SIGNALS:
+                got = [s.ts_ns for s in store.samples(f"dev{d}", sig, start_ns)
+                       if s.quality == Quality.GOOD]
+                assert len(got) == MESSAGES, (d, sig, len(got))
+        # No link dropped for being busy: the only offline records are the clean stop's.
+        dropped = [e for e in store.events(kind="offline", limit=100_000)
+                   if e.data.get("error") != "gateway stopped"]
+        assert dropped == [], dropped[:5]
+    finally:
+        store.close()
