@@ -120,7 +120,8 @@ async def test_full_queue_makes_producers_wait():
         if p.stats().queue_depth == 5:
             break
         await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)
+    for _ in range(50):                        # let every runnable task run; none can finish
+        await asyncio.sleep(0)
     # The consumer holds one batch (2) in a blocked write; the queue holds at most 5.
     assert not producer.done()
     assert p.stats().queue_depth == 5
@@ -150,3 +151,77 @@ async def test_put_before_start_is_an_error():
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError):
         Pipeline([ListSink()], queue_size=0)
+
+
+class PoisonSink(ListSink):
+    """Raises an unclassified error (as SQLite's OverflowError would) for any batch holding a
+    sample whose value is `poison`."""
+
+    def __init__(self, poison: object) -> None:
+        super().__init__("poisoned")
+        self.poison = poison
+        self.attempts = 0
+
+    async def write(self, batch: Sequence[Sample]) -> None:
+        self.attempts += 1
+        if any(s.value == self.poison for s in batch):
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+        self.batches.append(list(batch))
+
+
+async def test_one_poison_sample_is_isolated_rejected_and_the_rest_written():
+    sink = PoisonSink(poison=-1.0)
+    rejected: list[tuple[str, list[Sample], str]] = []
+    good = samples(40)
+    bad = Sample("m2", "count_total", 7, -1.0)
+    async with Pipeline([sink], batch_size=100, flush_interval_s=0.01,
+                        on_reject=lambda name, s, why: rejected.append((name, s, why))) as p:
+        await p.put_many(good[:20] + [bad] + good[20:])
+        await p.put_many(samples(5, start=100))      # later data is not held up
+    assert sink.samples == good + samples(5, start=100)
+    assert [(n, s) for n, s, _ in rejected] == [("poisoned", [bad])]
+    assert "OverflowError" in rejected[0][2]
+    st = p.stats()
+    assert (st.written, st.rejected) == (45, 1)
+    assert sink.attempts < 60          # bisection, not one attempt per sample forever
+
+
+async def test_commit_future_resolves_only_after_every_sink_took_the_samples():
+    a, b = ListSink("a"), ListSink("b")
+    b.gate = asyncio.Event()
+    p = Pipeline([a, b], batch_size=10, flush_interval_s=0.01)
+    await p.start()
+    first = await p.put_many(samples(3))
+    second = await p.put_many(samples(3, start=10))
+    await_count = 0
+    while len(a.samples) < 6 and await_count < 500:
+        await asyncio.sleep(0.01)
+        await_count += 1
+    assert a.samples and not first.done() and not second.done()   # b has not committed yet
+    b.gate.set()
+    await asyncio.wait_for(second, 5)
+    assert first.done() and len(b.samples) == 6
+    await p.stop()
+
+
+async def test_stop_with_timeout_cancels_the_futures_of_dropped_samples():
+    sink = ListSink()
+    sink.failures = [RetryableSinkError("down")] * 1000
+    p = Pipeline([sink], batch_size=10, flush_interval_s=0.01)
+    await p.start()
+    fut = await p.put_many(samples(10))
+    assert await p.stop(timeout_s=0.2) == 10
+    assert fut.cancelled()          # never acknowledged: a redelivering source sends them again
+    assert p.stats().dropped == 10
+
+
+async def test_a_failing_streak_is_one_warning_and_one_recovery_line(caplog):
+    sink = ListSink("flaky")
+    sink.failures = [RetryableSinkError("database is locked")] * 4
+    with caplog.at_level(logging.INFO, logger="edge.pipeline"):
+        async with Pipeline([sink], batch_size=10, flush_interval_s=0.01) as p:
+            await p.put_many(samples(10))
+    lines = [r for r in caplog.records if "flaky" in r.getMessage()]
+    assert [r.levelno for r in lines] == [logging.WARNING, logging.INFO]
+    assert "database is locked" in lines[0].getMessage()
+    assert sink.samples == samples(10)
