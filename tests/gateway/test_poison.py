@@ -13,12 +13,15 @@ import httpx
 import paho.mqtt.publish as mqtt_publish
 import pytest
 
+from asyncua import Server, ua
+
 from gateway import api
 from gateway.config import load_config
 from gateway.runner import Gateway
 from simulator.broker import MosquittoBroker
 from simulator.factory import Factory
 from simulator.machine import make_specs
+from simulator.ports import free_port
 from tests.gateway.test_end_to_end import wait_for, write_config
 
 pytestmark = pytest.mark.integration
@@ -111,3 +114,43 @@ async def test_a_locked_store_is_reported_once_and_nothing_is_lost(plant, caplog
             blocker.close()
         await api.stop(server)
         await gateway.stop()
+
+
+async def test_an_opcua_uint64_beyond_int64_is_dead_lettered_and_its_neighbours_stored(tmp_path):
+    """An OPC UA UInt64 of 2**63 + 5 (SQLite integers are signed 64-bit) is rejected alone; the
+    same device's other signal and the next good value of the same signal are stored."""
+    port = free_port()
+    server = Server()
+    await server.init()
+    server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/poison")
+    ns = await server.register_namespace("urn:shangyun:poison")
+    obj = await server.nodes.objects.add_object(ns, "m1")
+    big = await obj.add_variable(ua.NodeId("m1.Count", ns), "Count", ua.Variant(1, ua.VariantType.UInt64))
+    power = await obj.add_variable(ua.NodeId("m1.Power", ns), "Power", ua.Variant(1.0, ua.VariantType.Double))
+    await server.start()
+    cfg = tmp_path / "gw.yaml"
+    cfg.write_text(
+        f"gateway:\n  store: {{path: {tmp_path / 'gw.db'}}}\n"
+        "devices:\n  - id: m1\n    type: opcua\n"
+        f"    connection: {{endpoint: 'opc.tcp://127.0.0.1:{port}/poison', publishing_interval_ms: 50}}\n"
+        "    signals:\n"
+        "      - {name: count_total, address: 'nsu=urn:shangyun:poison;s=m1.Count'}\n"
+        "      - {name: power_kw, address: 'nsu=urn:shangyun:poison;s=m1.Power'}\n",
+        encoding="utf-8")
+    gateway = Gateway(load_config(cfg))
+    store = gateway.store
+    await gateway.start()
+    try:
+        await wait_for(lambda: store.latest("m1", "count_total") is not None, "first count")
+        await big.write_value(ua.Variant(2**63 + 5, ua.VariantType.UInt64))
+        await wait_for(lambda: store.dead_letters(device_id="m1"), "the UInt64 dead-lettered")
+        await big.write_value(ua.Variant(42, ua.VariantType.UInt64))
+        await power.write_value(ua.Variant(7.5, ua.VariantType.Double))
+        await wait_for(lambda: (c := store.latest("m1", "count_total")) is not None and c.value == 42,
+                       "the next count stored")
+        await wait_for(lambda: (p := store.latest("m1", "power_kw")) is not None and p.value == 7.5,
+                       "the other signal stored")
+        assert str(2**63 + 5) in store.dead_letters(device_id="m1")[0].value
+    finally:
+        await asyncio.wait_for(gateway.stop(), 90)
+        await server.stop()
