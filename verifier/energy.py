@@ -22,7 +22,7 @@ from edge.rollup_layout import MINUTES_PER_DAY
 from .cube import DeviceInfo, RollupCube
 from .oee import quantities
 from .states import STATE_INDEX, dominant_state, state_seconds
-from .tariff import Tariff, guangdong_default
+from .tariff import PRICE_UNITS_PER_YUAN, Tariff, guangdong_default
 
 QUARTERS_PER_DAY = MINUTES_PER_DAY // 15
 STATE_GROUPS = {
@@ -30,6 +30,35 @@ STATE_GROUPS = {
     "idle": (STATE_INDEX["idle"],),
     "standby": (STATE_INDEX["stopped"], STATE_INDEX["planned_stop"]),
 }
+# Each minute's energy is quantized to integer microwatt-hours before anything is summed, so
+# every figure is an integer sum: identical whatever the summation order, chunking or numpy
+# version. 1 µWh is below what the rollup's float32 minute can resolve, so quantizing loses
+# nothing: coarser units bias steady loads (1 Wh per minute would turn a steady 25 W into 0 kWh
+# and 35 W into 60 W; 1 mWh still shifts 2 kW by 1e-5).
+UNITS_PER_KWH = 1_000_000_000
+# A minute above this (60 MW) is a broken reading, not energy; capping it also keeps int64
+# sums from overflowing (one device's 17 years of such minutes stay below 2**63).
+MAX_KWH_PER_MINUTE = 1_000.0
+# Energy units (µWh) × price units (micro-yuan per kWh) = 1e-15 yuan; a fen is 1e-2 yuan.
+_EXACT_PER_FEN = UNITS_PER_KWH * PRICE_UNITS_PER_YUAN // 100
+
+
+def quantize_kwh(kwh: np.ndarray) -> np.ndarray:
+    """Minute kWh (float) -> int64 energy units; negative or non-finite minutes count 0."""
+    x = np.array(kwh, dtype=np.float64)
+    x[~np.isfinite(x)] = 0.0
+    np.clip(x, 0.0, MAX_KWH_PER_MINUTE, out=x)
+    x *= UNITS_PER_KWH
+    return np.rint(x, out=x).astype(np.int64)
+
+
+def fen_of(exact: int) -> int:
+    """Exact cost (energy units × price units) -> integer fen, half up (costs are >= 0)."""
+    return (exact + _EXACT_PER_FEN // 2) // _EXACT_PER_FEN
+
+
+def _kwh(units: int | np.integer) -> float:
+    return int(units) / UNITS_PER_KWH
 
 
 @dataclass(frozen=True)
@@ -39,57 +68,97 @@ class EnergyConfig:
 
 @dataclass
 class EnergyTotals:
-    """Summable energy figures of a device, line or plant."""
+    """Summable energy figures of a device, line or plant, all integers.
 
-    kwh: float = 0.0
+    Energy is in `UNITS_PER_KWH` units, money in fen. A device's cost is rounded to the fen
+    once per price period; lines and the plant add those fen, so every total is exactly the
+    sum of the figures it is made of. The float properties are views for reports.
+    """
+
+    units: int = 0
     good: float = 0.0
-    kwh_by_state: dict[str, float] = field(default_factory=dict)
-    kwh_by_period: dict[str, float] = field(default_factory=dict)
-    cost_by_period: dict[str, float] = field(default_factory=dict)
-    idle_cost: float = 0.0
-    kwh_by_day: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    demand_kw: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per quarter hour
+    units_by_state: dict[str, int] = field(default_factory=dict)
+    units_by_period: dict[str, int] = field(default_factory=dict)
+    fen_by_period: dict[str, int] = field(default_factory=dict)
+    idle_fen: int = 0
+    units_by_day: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    units_by_quarter: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     day0: np.datetime64 | None = None
     n_days: int = 0
 
     def add(self, o: "EnergyTotals") -> None:
-        self.kwh += o.kwh
+        self.units += o.units
         self.good += o.good
-        self.idle_cost += o.idle_cost
-        for mine, theirs in ((self.kwh_by_state, o.kwh_by_state),
-                             (self.kwh_by_period, o.kwh_by_period),
-                             (self.cost_by_period, o.cost_by_period)):
+        self.idle_fen += o.idle_fen
+        for mine, theirs in ((self.units_by_state, o.units_by_state),
+                             (self.units_by_period, o.units_by_period),
+                             (self.fen_by_period, o.fen_by_period)):
             for k, v in theirs.items():
-                mine[k] = mine.get(k, 0.0) + v
-        self.kwh_by_day = o.kwh_by_day.copy() if not self.kwh_by_day.size \
-            else self.kwh_by_day + o.kwh_by_day
-        self.demand_kw = o.demand_kw.copy() if not self.demand_kw.size \
-            else self.demand_kw + o.demand_kw
+                mine[k] = mine.get(k, 0) + v
+        self.units_by_day = o.units_by_day.copy() if not self.units_by_day.size \
+            else self.units_by_day + o.units_by_day
+        self.units_by_quarter = o.units_by_quarter.copy() if not self.units_by_quarter.size \
+            else self.units_by_quarter + o.units_by_quarter
         self.day0, self.n_days = o.day0, o.n_days
 
     @property
+    def kwh(self) -> float:
+        return _kwh(self.units)
+
+    @property
+    def kwh_by_state(self) -> dict[str, float]:
+        return {k: _kwh(v) for k, v in self.units_by_state.items()}
+
+    @property
+    def kwh_by_period(self) -> dict[str, float]:
+        return {k: _kwh(v) for k, v in self.units_by_period.items()}
+
+    @property
+    def kwh_by_day(self) -> np.ndarray:
+        return self.units_by_day / UNITS_PER_KWH
+
+    @property
+    def demand_kw(self) -> np.ndarray:
+        """Mean power per clock-aligned quarter hour."""
+        return self.units_by_quarter * 4 / UNITS_PER_KWH
+
+    @property
+    def cost_fen(self) -> int:
+        return sum(self.fen_by_period.values())
+
+    @property
     def cost(self) -> float:
-        return sum(self.cost_by_period.values())
+        return self.cost_fen / 100
+
+    @property
+    def cost_by_period(self) -> dict[str, float]:
+        return {k: v / 100 for k, v in self.fen_by_period.items()}
+
+    @property
+    def idle_cost(self) -> float:
+        return self.idle_fen / 100
 
     @property
     def kwh_per_good_part(self) -> float | None:
         return self.kwh / self.good if self.good > 0 else None
 
     def share(self, state: str) -> float | None:
-        return self.kwh_by_state.get(state, 0.0) / self.kwh if self.kwh > 0 else None
+        return self.units_by_state.get(state, 0) / self.units if self.units > 0 else None
 
     def max_demand(self) -> tuple[float, str | None]:
-        if not self.demand_kw.size or self.demand_kw.max() <= 0:
+        q = self.units_by_quarter
+        if not q.size or q.max() <= 0:
             return 0.0, None
-        i = int(self.demand_kw.argmax())
+        i = int(q.argmax())
         at = self.day0.astype("datetime64[m]") + np.timedelta64(i * 15, "m")
         return float(self.demand_kw[i]), str(at) + "Z"
 
     def to_dict(self, *, daily: bool = True) -> dict[str, Any]:
         r = lambda x, n=3: None if x is None else round(float(x), n)  # noqa: E731
         peak_kw, peak_at = self.max_demand()
-        annual = 365.0 / self.n_days if self.n_days else 0.0
-        idle_kwh = self.kwh_by_state.get("idle", 0.0)
+        idle_units = self.units_by_state.get("idle", 0)
+        # An extrapolation: whole units, no false precision.
+        per_year = (lambda x: round(x * 365 / self.n_days)) if self.n_days else (lambda x: 0)
         out: dict[str, Any] = {
             "kwh": r(self.kwh), "good_count": r(self.good, 1),
             "kwh_per_good_part": r(self.kwh_per_good_part, 5),
@@ -97,13 +166,14 @@ class EnergyTotals:
             "idle_share": r(self.share("idle"), 4), "standby_share": r(self.share("standby"), 4),
             "max_demand_15min_kw": r(peak_kw), "max_demand_at": peak_at,
             "kwh_by_period": {k: r(v) for k, v in self.kwh_by_period.items()},
-            "cost_by_period": {k: r(v, 2) for k, v in self.cost_by_period.items()},
-            "cost": r(self.cost, 2),
+            "cost_by_period": {k: v / 100 for k, v in self.fen_by_period.items()},
+            "cost_by_period_fen": dict(self.fen_by_period),
+            "cost": self.cost, "cost_fen": self.cost_fen,
             "savings_potential": {
                 "basis": "energy drawn while idle, at the prices of the periods it was drawn in",
-                "kwh": r(idle_kwh), "cost": r(self.idle_cost, 2),
-                # an extrapolation: whole units, no false precision
-                "kwh_per_year": round(idle_kwh * annual), "cost_per_year": round(self.idle_cost * annual)},
+                "kwh": r(_kwh(idle_units)), "cost": self.idle_cost, "cost_fen": self.idle_fen,
+                "kwh_per_year": per_year(_kwh(idle_units)),
+                "cost_per_year": per_year(self.idle_fen / 100)},
         }
         if daily:
             days = (self.day0 + np.arange(self.n_days)) if self.day0 is not None else []
@@ -117,6 +187,14 @@ class DeviceEnergy:
     totals: EnergyTotals
 
 
+def _sum_by_period(units: np.ndarray, periods: np.ndarray, n_periods: int) -> np.ndarray:
+    """(D, K, M) int64 units and (K, M) period index -> (D, P) int64 sums (exact)."""
+    flat = units.reshape(units.shape[0], -1)
+    idx = periods.reshape(-1)
+    return np.stack([flat[:, idx == p].sum(axis=1) for p in range(n_periods)], axis=1) \
+        if flat.shape[0] else np.zeros((0, n_periods), dtype=np.int64)
+
+
 def analyse_energy(cube: RollupCube, config: EnergyConfig | None = None, *,
                    periods: np.ndarray | None = None,
                    dominant: np.ndarray | None = None) -> list[DeviceEnergy]:
@@ -127,36 +205,38 @@ def analyse_energy(cube: RollupCube, config: EnergyConfig | None = None, *,
     if dominant is None:
         dominant = dominant_state(state_seconds(cube))
     n_dev, n_days = cube.present.shape
-    energy = np.maximum(cube.field("energy_kwh"), 0)                      # (D, K, M)
+    units = quantize_kwh(cube.field("energy_kwh"))                        # (D, K, M) int64
     names = tariff.period_names
-    prices = np.array([tariff.prices[p] for p in names])
+    prices = tariff.price_units
+    zero = np.zeros((), dtype=np.int64)
 
-    # One-hot of each minute's period: a single matrix product gives every period's energy.
-    onehot = (periods.reshape(-1, 1) == np.arange(len(names))).astype(np.float32)
-    flat = energy.reshape(n_dev, -1)
-    by_period = (flat @ onehot).astype(np.float64)                         # (D, P)
+    by_period = _sum_by_period(units, periods, len(names))                 # (D, P)
     by_state = {}
     for group, ids in STATE_GROUPS.items():
         mask = dominant == ids[0] if len(ids) == 1 else np.isin(dominant, ids)
-        by_state[group] = np.where(mask, energy, 0).sum(axis=-1).sum(axis=-1, dtype=np.float64)
+        by_state[group] = np.where(mask, units, zero).sum(axis=(1, 2))
     idle = dominant == STATE_INDEX["idle"]
-    idle_cost = (np.where(idle, energy, 0).reshape(n_dev, -1) @ onehot).astype(np.float64) @ prices
-    kwh_day = energy.sum(axis=2).astype(np.float64)
-    kwh = kwh_day.sum(axis=1)
-    by_state["other"] = kwh - sum(by_state.values())
+    idle_by_period = _sum_by_period(np.where(idle, units, zero), periods, len(names))
+    units_day = units.sum(axis=2)                                           # (D, K)
+    total = units_day.sum(axis=1)
+    by_state["other"] = total - sum(by_state.values())
     _, good, _ = quantities(cube)
     good_sum = good.sum(axis=(1, 2), dtype=np.float64)
-    demand = energy.reshape(n_dev, n_days * QUARTERS_PER_DAY, 15).sum(axis=2, dtype=np.float64) * 4
+    quarters = units.reshape(n_dev, n_days * QUARTERS_PER_DAY, 15).sum(axis=2)
 
     out = []
     for d, info in enumerate(cube.devices):
         t = EnergyTotals(
-            kwh=float(kwh[d]), good=float(good_sum[d]),
-            kwh_by_state={k: float(max(v[d], 0.0)) for k, v in by_state.items()},
-            kwh_by_period={p: float(by_period[d, i]) for i, p in enumerate(names)},
-            cost_by_period={p: float(by_period[d, i] * prices[i]) for i, p in enumerate(names)},
-            idle_cost=float(idle_cost[d]),
-            kwh_by_day=kwh_day[d], demand_kw=demand[d], day0=cube.days[0], n_days=n_days)
+            units=int(total[d]), good=float(good_sum[d]),
+            units_by_state={k: int(v[d]) for k, v in by_state.items()},
+            units_by_period={p: int(by_period[d, i]) for i, p in enumerate(names)},
+            fen_by_period={p: fen_of(int(by_period[d, i]) * prices[p])
+                           for i, p in enumerate(names)},
+            # Idle energy at the prices it was drawn at, in exact units, rounded once.
+            idle_fen=fen_of(sum(int(idle_by_period[d, i]) * prices[p]
+                                for i, p in enumerate(names))),
+            units_by_day=units_day[d], units_by_quarter=quarters[d], day0=cube.days[0],
+            n_days=n_days)
         out.append(DeviceEnergy(info, t))
     return out
 
@@ -169,5 +249,5 @@ def aggregate_energy(results: Iterable[DeviceEnergy], key=lambda r: "plant"
     return groups
 
 
-__all__ = ["EnergyConfig", "EnergyTotals", "DeviceEnergy", "analyse_energy",
-           "aggregate_energy"]
+__all__ = ["EnergyConfig", "EnergyTotals", "DeviceEnergy", "UNITS_PER_KWH", "analyse_energy",
+           "aggregate_energy", "fen_of", "quantize_kwh"]

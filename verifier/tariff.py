@@ -7,6 +7,7 @@ saving, so a fixed UTC offset is exact.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from importlib import resources
 from typing import Any, Mapping
 
@@ -20,6 +21,30 @@ from .yamlfile import read_yaml
 from .shifts import parse_hhmm
 
 CRITICAL = "critical_peak"
+# Prices are held as integers of this unit so that cost is exact integer arithmetic
+# (verifier.energy); a tariff needing a finer price than 0.000001 yuan/kWh is refused.
+PRICE_UNITS_PER_YUAN = 1_000_000
+
+
+def price_units(value: object, where: str, period: str) -> int:
+    """A price per kWh in yuan (YAML number or text) -> integer micro-yuan per kWh."""
+    if isinstance(value, bool) or value is None:
+        raise VerificationInputError(
+            f"{where}: price of {period!r} must be a non-negative number, got {value!r}")
+    try:
+        # str() of a float is its shortest repr: 0.247 stays 0.247, not 0.24699999...
+        d = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise VerificationInputError(
+            f"{where}: price of {period!r} is not a number: {value!r}") from None
+    if not d.is_finite() or d < 0:
+        raise VerificationInputError(
+            f"{where}: price of {period!r} must be a non-negative number, got {value!r}")
+    units = d * PRICE_UNITS_PER_YUAN
+    if units != units.to_integral_value():
+        raise VerificationInputError(
+            f"{where}: price of {period!r} ({value!r}) has more than 6 decimals")
+    return int(units)
 
 
 @dataclass(frozen=True)
@@ -36,6 +61,11 @@ class Tariff:
     @property
     def period_names(self) -> list[str]:
         return list(self.prices)
+
+    @property
+    def price_units(self) -> dict[str, int]:
+        """Period -> price in micro-yuan per kWh (exact)."""
+        return {p: price_units(v, self.name, p) for p, v in self.prices.items()}
 
     def period_index(self, days: np.ndarray) -> np.ndarray:
         """(len(days), 1440) int8 index into `period_names` for each UTC minute."""
@@ -68,7 +98,7 @@ class Tariff:
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any], where: str = "tariff") -> "Tariff":
         try:
-            prices = {str(k): float(v) for k, v in raw["prices_yuan_per_kwh"].items()}
+            raw_prices = raw["prices_yuan_per_kwh"].items()
             default = str(raw.get("default_period", "flat"))
             ranges = lambda rs: tuple((parse_hhmm(a, where), parse_hhmm(b, where))  # noqa: E731
                                       for a, b in rs)
@@ -78,6 +108,9 @@ class Tariff:
             crit_ranges = ranges(crit.get("hours", ()))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise VerificationInputError(f"{where}: malformed tariff ({e!r})") from None
+        # Validated (and made exact) here, so a bad price is an input error at load time.
+        prices = {str(k): price_units(v, where, str(k)) / PRICE_UNITS_PER_YUAN
+                  for k, v in raw_prices}
         unpriced = [p for p in [default, *periods] + ([CRITICAL] if crit_ranges else [])
                     if p not in prices]
         if unpriced:

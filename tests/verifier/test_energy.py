@@ -1,10 +1,12 @@
 """Energy against hand-computed cases."""
 import datetime as dt
 
+import numpy as np
 import pytest
 
 from edge.errors import VerificationInputError
 from edge.rollup_layout import F
+from verifier.cube import RollupCube
 from verifier.energy import EnergyConfig, aggregate_energy, analyse_energy
 from verifier.tariff import Tariff, guangdong_default
 
@@ -107,3 +109,85 @@ def test_meter_reset_as_delivered_by_rollups():
 def test_bad_tariff_is_an_input_error(raw):
     with pytest.raises(VerificationInputError):
         Tariff.from_mapping(raw)
+
+
+def _random_day(cube, d, k, rng, *, state="running"):
+    set_state(cube, d, k, slice(None), state)
+    # Irregular kWh per minute, so float sums would depend on their order.
+    cube.data[d, k, F["energy_kwh"], :] = rng.uniform(0.0, 0.3, 1440).astype("float32")
+
+
+def test_energy_and_cost_do_not_depend_on_summation_order():
+    # The same minutes in another order within each day (one period all day, one state):
+    # every kWh and fen figure must be identical, not just close.
+    rng = np.random.default_rng(11)
+    one_period = Tariff.from_mapping({"utc_offset_h": 0,
+                                      "prices_yuan_per_kwh": {"flat": 0.6543}})
+    a = empty_cube(1, 3)
+    for k in range(3):
+        _random_day(a, 0, k, rng)
+    b = empty_cube(1, 3)
+    b.data[:] = a.data[:, :, :, rng.permutation(1440)]
+    b.present[:] = a.present
+    ta = analyse_energy(a, EnergyConfig(one_period))[0].totals
+    tb = analyse_energy(b, EnergyConfig(one_period))[0].totals
+    assert ta.kwh > 0
+    assert ta.kwh == tb.kwh
+    assert ta.kwh_by_period == tb.kwh_by_period
+    assert list(ta.kwh_by_day) == list(tb.kwh_by_day)
+    assert ta.cost == tb.cost and ta.to_dict()["cost"] == tb.to_dict()["cost"]
+
+
+def test_plant_totals_do_not_depend_on_device_order_or_chunking():
+    rng = np.random.default_rng(12)
+    cube = empty_cube(7, 2)
+    for d in range(7):
+        for k in range(2):
+            _random_day(cube, d, k, rng, state=("running", "idle")[d % 2])
+    whole = analyse_energy(cube, EnergyConfig(FLAT_UTC))
+    halves = [analyse_energy(part, EnergyConfig(FLAT_UTC))
+              for part in (_devices(cube, range(0, 3)), _devices(cube, range(3, 7)))]
+    forward = aggregate_energy(whole)["plant"]
+    backward = aggregate_energy([*halves[1][::-1], *halves[0][::-1]])["plant"]
+    assert forward.kwh == backward.kwh
+    assert forward.kwh_by_period == backward.kwh_by_period
+    assert forward.kwh_by_state == backward.kwh_by_state
+    assert forward.cost_by_period == backward.cost_by_period
+    assert forward.idle_cost == backward.idle_cost
+    assert forward.to_dict() == backward.to_dict()
+
+
+def _devices(cube, rows):
+    rows = list(rows)
+    return RollupCube([cube.devices[r] for r in rows], cube.days, cube.data[rows].copy(),
+                      cube.present[rows].copy())
+
+
+def test_cost_is_integer_fen_rounded_half_up_per_period():
+    # 60 minutes of 0.125 kWh (exact in float32) = 7.5 kWh at 0.63 yuan = 472.5 fen -> 473
+    tariff = Tariff.from_mapping({"utc_offset_h": 0, "prices_yuan_per_kwh": {"flat": "0.63"}})
+    cube = empty_cube(1, 1)
+    set_state(cube, 0, 0, minutes(0, 1), "idle", energy_kwh=0.125)
+    t = analyse_energy(cube, EnergyConfig(tariff))[0].totals
+    assert t.fen_by_period == {"flat": 473} and t.idle_fen == 473
+    d = t.to_dict()
+    assert d["cost_fen"] == 473 and d["cost"] == 4.73
+    assert d["savings_potential"]["cost_fen"] == 473
+
+
+def test_broken_minutes_count_no_energy():
+    cube = empty_cube(1, 1)
+    constant(cube, 0, 0, slice(None), "running", 6.0)   # 0.1 kWh per minute
+    cube.data[0, 0, F["energy_kwh"], 0:3] = [np.nan, np.inf, -np.inf]
+    t = analyse_energy(cube, EnergyConfig(FLAT_UTC))[0].totals
+    assert t.kwh == pytest.approx(0.1 * 1437, rel=1e-6)
+
+
+@pytest.mark.parametrize("price,message", [
+    ("0.6543219", "more than 6 decimals"), (-0.1, "non-negative"), (float("nan"), "non-negative"), (float("inf"), "non-negative"),
+    (True, "non-negative"),
+    ("abc", "not a number"),
+])
+def test_bad_price_is_an_input_error(price, message):
+    with pytest.raises(VerificationInputError, match=message):
+        Tariff.from_mapping({"prices_yuan_per_kwh": {"flat": price}})
