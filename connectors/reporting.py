@@ -52,6 +52,14 @@ class PayloadErrorReporter:
         self._last_report = now
         self._unreported = 0
 
+    def report_distinct(self, error: Exception, **context: Any) -> None:
+        """Count and report, with full context, a fault that does not repeat (the source stops
+        doing what caused it), e.g. a register address the device refused: each one is named,
+        however many came before."""
+        self.count += 1
+        self._log.warning("device %s: bad payload (%s) %s", self._device_id, error, _fmt(context))
+        self._emit({"error": str(error), "count": self.count, **{k: str(v) for k, v in context.items()}})
+
     def _emit(self, data: Mapping[str, Any]) -> None:
         if self.on_event is not None:
             self.on_event(PAYLOAD_ERROR, dict(data))
