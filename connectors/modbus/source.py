@@ -74,6 +74,11 @@ class ModbusSource(ReportsPayloadErrors):
         return list(self._requests)
 
     @property
+    def poll_interval_s(self) -> float:
+        """Polled, so the supervisor marks the time a stalled consumer kept us from polling."""
+        return self.config.poll_interval_s
+
+    @property
     def endpoint(self) -> str:
         return f"modbus://{self.config.host}:{self.config.port}/{self.config.device_id}"
 
