@@ -25,11 +25,8 @@ from edge.model import DeviceSpec, IdentityEvidence, Quality, Sample, now_ns
 
 log = logging.getLogger("shangyun.connectors.modbus")
 
-# pymodbus warns on every failed connect and retry; our supervisor already says it once per
-# outage with the device named. Left alone if the application configured the logger itself.
-_pymodbus_log = logging.getLogger("pymodbus.logging")
-if _pymodbus_log.level == logging.NOTSET:
-    _pymodbus_log.setLevel(logging.ERROR)
+# pymodbus logs every failed connect and unanswered read; the application quiets it with
+# connectors.logs.quiet_libraries (a level set here at import would override that).
 
 BAD_VALUE = ""  # value of a BAD sample: there is no reading, and "" cannot pass for one
 
