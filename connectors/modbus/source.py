@@ -168,7 +168,7 @@ class ModbusSource(ReportsPayloadErrors):
         read stays in the plan."""
         ts_ns = now_ns()
         for f in req.fields:
-            self._errors.report(err, signal=f.key, table=req.table, start=req.start, count=req.count)
+            self._errors.report(err, signal=f.key, table=req.table, start=req.start, quantity=req.count)
         return [Sample(self.device.id, str(f.key), ts_ns, BAD_VALUE, Quality.BAD) for f in req.fields]
 
     def _refuse(self, f: Field, err: ExceptionResponse) -> None:

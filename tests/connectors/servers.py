@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Awaitable, Callable
 
 from asyncua import Server, ua
+from pymodbus.constants import ExcCodes
 from pymodbus.pdu.device import ModbusDeviceIdentification
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -54,12 +55,15 @@ class ModbusTestServer:
         self.input = [0] * size
         self.reads = 0
         self.requests: list[tuple[int, int, int]] = []  # (function code, address, count) received
+        self.busy = False  # answer every read with exception 6 (device busy) while set
         self._identity = identity
         self._server: ModbusTcpServer | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def _action(self, function_code: int, start_address: int, address: int, count: int,
-                      current_registers: list[int], set_values: Any) -> None:
+                      current_registers: list[int], set_values: Any) -> ExcCodes | None:
+        if self.busy:
+            return ExcCodes.DEVICE_BUSY
         self.reads += 1
         table = self.input if function_code == 4 else self.holding
         for i in range(address, address + count):  # current_registers is the whole block

@@ -100,3 +100,27 @@ async def test_single_signal_read_refused_is_reported_once(sparse_server):
         await src.close()
     assert src.payload_errors == 1
     assert [d["signal"] for _, d in events] == ["gone"]
+
+
+async def test_busy_device_keeps_the_plan_and_events_keep_their_count(modbus_server):
+    """Exception 6 (busy) is transient: no re-plan, the read's signals are BAD this time only.
+    The payload_error event's `count` is the running total, not the read's register count."""
+    src = ModbusSource(sparse_device(modbus_server.port))  # no holes on this server
+    events = []
+    src.on_event = lambda kind, data: events.append((kind, data))
+    modbus_server.holding[0] = 1
+    try:
+        await src.connect()
+        modbus_server.busy = True
+        busy = await src.poll()
+        modbus_server.busy = False
+        after = {s.signal: s.quality for s in await src.poll()}
+    finally:
+        await src.close()
+    assert {s.quality for s in busy} == {Quality.BAD} and len(busy) == 6
+    assert [(r.start, r.count) for r in src.requests] == [(0, 17)]
+    assert after["state"] is Quality.GOOD and after["alarm"] is Quality.GOOD
+    assert src.payload_errors == 6
+    (kind, data), = events
+    assert kind == "payload_error" and "exception code 6" in data["error"]
+    assert data["count"] == 1 and data["quantity"] == "17"
