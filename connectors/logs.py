@@ -5,8 +5,8 @@ The libraries say the same thing many times over: asyncua warns on every reconne
 ("close_secure_channel was called but connection is closed", ~28 a minute) and logs its
 publish loop's crash with a traceback; pymodbus logs an ERROR with raw frames (of other
 transactions too) for every read a hung device leaves unanswered. `quiet_libraries(False)`,
-called once by the application at start, raises their thresholds and cuts any traceback they
-log to one line; `quiet_libraries(True)` hands them back to the root logger's level,
+called once by the application at start, raises their thresholds, drops their reports of
+broken links (ours name the device, once) and cuts any other traceback to one line; `quiet_libraries(True)` hands them back to the root logger's level,
 tracebacks included, for debugging.
 """
 from __future__ import annotations
@@ -27,6 +27,12 @@ class _OneLineTracebacks(logging.Handler):
     later (asyncua makes one per session and subscription), which a logger filter would not."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and isinstance(record.exc_info[1], OSError):
+            # A broken or refused link (ConnectionError, timeouts are OSErrors): the source
+            # raises it as a SourceError and the supervisor logs it once per outage, with the
+            # device named; asyncua's publish loop would say it again ("Publish iteration
+            # crashed", once per outage).
+            return
         if record.exc_info or record.stack_info:
             record = _without_traceback(record)
         logging.getLogger().handle(record)
@@ -44,7 +50,8 @@ def _without_traceback(record: logging.LogRecord) -> logging.LogRecord:
 
 
 def quiet_libraries(verbose: bool) -> None:
-    """Quiet (False): asyncua at ERROR, pymodbus at CRITICAL, tracebacks as one line.
+    """Quiet (False): asyncua at ERROR, pymodbus at CRITICAL, link errors left to the
+    supervisor, other tracebacks as one line.
     Verbose (True): both follow the root logger's level, with full tracebacks. Idempotent;
     the last call wins."""
     for name, quiet_level in QUIET_LEVELS.items():

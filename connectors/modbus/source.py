@@ -71,6 +71,11 @@ class ModbusSource(ReportsPayloadErrors):
         return list(self._requests)
 
     @property
+    def refused_signals(self) -> list[str]:
+        """Signals whose addresses the device refused (exception 2/3): BAD, no longer read."""
+        return [str(f.key) for f in self._refused]
+
+    @property
     def poll_interval_s(self) -> float:
         """Polled, so the supervisor marks the time a stalled consumer kept us from polling."""
         return self.config.poll_interval_s
@@ -146,8 +151,8 @@ class ModbusSource(ReportsPayloadErrors):
             if err.code not in _ADDRESS_REFUSED:
                 return [req], self._bad(req, err)
             if len(req.fields) == 1:
-                self._refuse(req.fields[0], err)
-                return [], [Sample(self.device.id, str(req.fields[0].key), now_ns(), BAD_VALUE, Quality.BAD)]
+                self._refuse(req.fields[0], err)  # its BAD sample comes with the other refused
+                return [], []
             kept: list[Request] = []
             samples: list[Sample] = []
             for part in self._split(req):

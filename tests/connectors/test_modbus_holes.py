@@ -46,7 +46,9 @@ async def test_refused_block_is_split_and_only_the_missing_signal_is_bad(sparse_
     assert [(r.start, r.count) for r in src.requests] == [(0, 17)]
     try:
         await src.connect()
-        first = {s.signal: s for s in await src.poll()}
+        first_batch = await src.poll()
+        first = {s.signal: s for s in first_batch}
+        assert len(first_batch) == 6  # one sample per signal, the refused one included
         plan_after_first = [(r.table, r.start, r.count) for r in src.requests]
         sparse_server.requests.clear()
         second = {s.signal: s for s in await src.poll()}
@@ -74,7 +76,7 @@ async def test_refused_block_is_split_and_only_the_missing_signal_is_bad(sparse_
     # still coalesced where the device allows it: 0+2, 4+4, 16+1
     assert [(s, c) for _, s, c in plan_after_first] == [(0, 2), (4, 4), (16, 1)]
     # reported once, naming the signal and the address; counted once, not per poll
-    assert src.payload_errors == 1
+    assert src.payload_errors == 1 and src.refused_signals == ["missing"]
     assert [k for k, _ in events] == ["payload_error"]
     data = events[0][1]
     assert data["signal"] == "missing" and data["table"] == "holding" and data["offset"] == "12"
@@ -94,7 +96,9 @@ async def test_single_signal_read_refused_is_reported_once(sparse_server):
     try:
         await src.connect()
         for _ in range(3):
-            batch = {s.signal: s.quality for s in await src.poll()}
+            samples = await src.poll()
+            assert len(samples) == 3
+            batch = {s.signal: s.quality for s in samples}
             assert batch == {"state": Quality.GOOD, "far": Quality.GOOD, "gone": Quality.BAD}
     finally:
         await src.close()
