@@ -4,10 +4,12 @@ For one outage the supervisor logs one warning and, on recovery, one info line p
 The libraries say the same thing many times over: asyncua warns on every reconnect attempt
 ("close_secure_channel was called but connection is closed", ~28 a minute) and logs its
 publish loop's crash with a traceback; pymodbus logs an ERROR with raw frames (of other
-transactions too) for every read a hung device leaves unanswered. `quiet_libraries(False)`,
-called once by the application at start, raises their thresholds, drops their reports of
-broken links (ours name the device, once) and cuts any other traceback to one line; `quiet_libraries(True)` hands them back to the root logger's level,
-tracebacks included, for debugging.
+transactions too) for every read a hung device leaves unanswered.
+
+`quiet_libraries(False)`, called once by the application at start, raises their thresholds,
+drops their reports of broken links (ours name the device, once) and cuts any other traceback
+to one line. `quiet_libraries(True)` hands them back to the root logger's level, tracebacks
+included, for debugging.
 """
 from __future__ import annotations
 
