@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Hashable
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
@@ -62,8 +62,11 @@ class ModbusSource(ReportsPayloadErrors):
         self._signals = {s.name: s for s in device.signals}
         self._client: AsyncModbusTcpClient | None = None
         self._errors = PayloadErrorReporter(log, device.id)
-        # Signals whose addresses the device refused: BAD on every poll, never read again.
+        # Signals whose addresses the device refused: BAD on every poll, not read again until
+        # the next connect (a device that refused while booting has its map back after it).
         self._refused: list[Field] = []
+        self._reported_refused: set[Hashable] = set()
+        self._reprobe = False
 
     @property
     def requests(self) -> list[Request]:
@@ -100,10 +103,12 @@ class ModbusSource(ReportsPayloadErrors):
             await self.close()
             raise SourceError(f"{self.endpoint}: cannot connect")
         try:
-            return await self._identity()
+            identity = await self._identity()
         except SourceError:
             await self.close()
             raise
+        self._reprobe = bool(self._refused)
+        return identity
 
     async def samples(self) -> AsyncIterator[list[Sample]]:
         if self._client is None:
@@ -124,13 +129,19 @@ class ModbusSource(ReportsPayloadErrors):
         """One round of reads: a sample per signal, BAD where its read or decoding failed."""
         batch: list[Sample] = []
         learned: list[Request] = []
-        for req in self._requests:
+        planned = list(self._requests)
+        if self._reprobe:
+            self._reprobe, retry, self._refused = False, self._refused, []
+            planned += plan(retry, max_gap=self.config.max_gap_registers,
+                            max_registers=self.config.max_registers_per_read)
+        for req in planned:
             kept, samples = await self._fetch(req)
             learned.extend(kept)
             batch.extend(samples)
         if learned != self._requests:
-            log.info("device %s: read plan split around refused addresses: %s", self.device.id,
-                     ", ".join(f"{r.table} {r.start}+{r.count}" for r in learned) or "nothing left to read")
+            log.info("device %s: reads planned around refused addresses: %s; refused: %s", self.device.id,
+                     ", ".join(f"{r.table} {r.start}+{r.count}" for r in learned) or "none",
+                     ", ".join(self.refused_signals) or "none")
             self._requests = learned
         if self._refused:
             ts_ns = now_ns()
@@ -180,7 +191,9 @@ class ModbusSource(ReportsPayloadErrors):
         # Each refused signal is its own configuration fault, so each is named once; it is
         # not asked for again, so it cannot flood.
         self._refused.append(f)
-        self._errors.report_distinct(err, signal=f.key, table=f.address.table, offset=f.address.offset)
+        if f.key not in self._reported_refused:
+            self._reported_refused.add(f.key)
+            self._errors.report_distinct(err, signal=f.key, table=f.address.table, offset=f.address.offset)
 
     def _sample(self, f: Field, registers: list[int], ts_ns: int) -> Sample:
         name = str(f.key)

@@ -53,16 +53,20 @@ async def test_refused_block_is_split_and_only_the_missing_signal_is_bad(sparse_
         sparse_server.requests.clear()
         second = {s.signal: s for s in await src.poll()}
         asked_second = list(sparse_server.requests)
-        # the split plan survives a reconnect of the same source
+        # the split plan survives a reconnect of the same source; the refused register is
+        # asked for once more (alone), in case the device refused it while booting
         await src.close()
         await src.connect()
         sparse_server.requests.clear()
         third = {s.signal: s for s in await src.poll()}
-        asked_third = list(sparse_server.requests)
+        reprobed = list(sparse_server.requests)
+        sparse_server.requests.clear()
+        fourth = {s.signal: s for s in await src.poll()}
+        asked_fourth = list(sparse_server.requests)
     finally:
         await src.close()
 
-    for batch in (first, second, third):
+    for batch in (first, second, third, fourth):
         assert set(batch) == {"state", "count_total", "power_kw", "energy_kwh", "missing", "alarm"}
         assert {n for n, s in batch.items() if s.quality is Quality.BAD} == {"missing"}
         assert batch["state"].value == "running" and batch["count_total"].value == 42
@@ -70,9 +74,10 @@ async def test_refused_block_is_split_and_only_the_missing_signal_is_bad(sparse_
         assert batch["alarm"].value == 1
     # the learned plan reads around the holes and never asks for the missing register again
     assert not any(crosses_hole(start, count) for _, start, count in plan_after_first)
-    for asked in (asked_second, asked_third):
+    for asked in (asked_second, asked_fourth):
         assert asked and not any(crosses_hole(start, count) for _, start, count in asked)
         assert [(s, c) for _, s, c in asked] == [(s, c) for _, s, c in plan_after_first]
+    assert [(s, c) for _, s, c in reprobed] == [(s, c) for _, s, c in plan_after_first] + [(12, 1)]
     # still coalesced where the device allows it: 0+2, 4+4, 16+1
     assert [(s, c) for _, s, c in plan_after_first] == [(0, 2), (4, 4), (16, 1)]
     # reported once, naming the signal and the address; counted once, not per poll
@@ -128,3 +133,31 @@ async def test_busy_device_keeps_the_plan_and_events_keep_their_count(modbus_ser
     (kind, data), = events
     assert kind == "payload_error" and "exception code 6" in data["error"]
     assert data["count"] == 1 and data["quantity"] == "17"
+
+
+async def test_refused_signal_is_asked_again_after_a_reconnect():
+    """A device that refused an address (still booting, map not loaded) and later has it:
+    after the reconnect the signal is read again, without a second report."""
+    server = ModbusTestServer(free_port(), holes=HOLES)
+    await server.start()
+    src = ModbusSource(sparse_device(server.port))
+    events = []
+    src.on_event = lambda kind, data: events.append((kind, data))
+    server.holding[12] = 77
+    try:
+        await src.connect()
+        before = {s.signal: s for s in await src.poll()}
+        await src.close()
+        await server.stop()
+        server.holes = [(2, 4)]  # the register at 12 exists now
+        await server.start()
+        await src.connect()
+        after = {s.signal: s for s in await src.poll()}
+        plan_after = [(r.start, r.count) for r in src.requests]
+    finally:
+        await src.close()
+        await server.stop()
+    assert before["missing"].quality is Quality.BAD
+    assert after["missing"].quality is Quality.GOOD and after["missing"].value == 77
+    assert src.refused_signals == [] and src.payload_errors == 1 and len(events) == 1
+    assert sorted(plan_after) == [(0, 2), (4, 4), (12, 1), (16, 1)]
