@@ -40,7 +40,7 @@ class PayloadErrorReporter:
         now = self._clock()
         if self._last_report is None:
             self._log.warning("device %s: bad payload (%s) %s", self._device_id, error, _fmt(context))
-            self._emit({"error": str(error), "count": self.count, **{k: str(v) for k, v in context.items()}})
+            self._emit(_event(error, self.count, context))
         elif now - self._last_report >= self._interval_s:
             self._log.warning(
                 "device %s: %d more bad payloads (total %d); latest: %s",
@@ -51,6 +51,14 @@ class PayloadErrorReporter:
             return
         self._last_report = now
         self._unreported = 0
+
+    def report_distinct(self, error: Exception, **context: Any) -> None:
+        """Count and report, with full context, a fault that does not repeat (the source stops
+        doing what caused it), e.g. a register address the device refused: each one is named,
+        however many came before."""
+        self.count += 1
+        self._log.warning("device %s: bad payload (%s) %s", self._device_id, error, _fmt(context))
+        self._emit(_event(error, self.count, context))
 
     def _emit(self, data: Mapping[str, Any]) -> None:
         if self.on_event is not None:
@@ -74,6 +82,12 @@ class ReportsPayloadErrors:
     @property
     def payload_errors(self) -> int:
         return self._errors.count
+
+
+def _event(error: Exception, count: int, context: Mapping[str, Any]) -> dict[str, Any]:
+    # The reporter's own keys come last: a source's context (a Modbus read's `count` of
+    # registers, say) must not replace the running total.
+    return {**{k: str(v) for k, v in context.items()}, "error": str(error), "count": count}
 
 
 def _fmt(context: Mapping[str, Any]) -> str:

@@ -11,6 +11,12 @@ Failure handling, in order:
   counting its last state and power there instead of stretching them over the outage.
 - the first failure after being online (or at start) logs ONE warning and calls
   `observer.on_offline`; further failed retries stay quiet; the recovery logs ONE info line.
+- `emit` blocks (the store is full or locked and the pipeline's queue has filled): a polled
+  source (one with `poll_interval_s`) is not polled meanwhile, so one `emit` call blocking
+  longer than `stall_threshold_s` (3 poll intervals, at least `stall_min_s`) emits one BAD
+  sample per signal stamped when the block began, logs one warning and counts `stalls`;
+  rollups then stop the last state there instead of stretching it over the stall. A source
+  without `poll_interval_s` (MQTT: the broker keeps the data) has nothing to mark.
 - any other exception out of a source is a bug in it, handled like SourceError (logged with
   its traceback once) so one device cannot stop the gateway. Exceptions out of `emit` or the
   observer are the caller's and propagate.
@@ -25,6 +31,7 @@ import enum
 import inspect
 import logging
 import random
+import time
 from typing import Any, Awaitable, Callable, Mapping, Protocol
 
 from connectors.backoff import Backoff
@@ -60,7 +67,7 @@ class LinkState(str, enum.Enum):
 class DeviceSupervisor:
     def __init__(self, source: Source, emit: Emit, observer: Observer, *,
                  backoff_initial_s: float = 1.0, backoff_max_s: float = 60.0,
-                 rng: random.Random | None = None):
+                 stall_min_s: float = 5.0, rng: random.Random | None = None):
         self.source = source
         self.device = source.device
         self.emit = emit
@@ -71,6 +78,8 @@ class DeviceSupervisor:
         self.samples = 0
         self.reconnects = 0
         self.connects = 0
+        self.stalls = 0
+        self.stall_threshold_s = _stall_threshold(source, stall_min_s)
         self._backoff = Backoff(initial_s=backoff_initial_s, max_s=backoff_max_s, rng=rng)
         self._log = logging.getLogger(f"shangyun.connectors.{self.device.protocol}")
         self._reported_offline = False
@@ -133,9 +142,13 @@ class DeviceSupervisor:
                 except Exception as err:  # noqa: BLE001
                     raise self._as_source_error(err, "samples") from err
                 self.samples += len(batch)
+                blocked_at_ns, started = now_ns(), time.monotonic()
                 done = await self.emit(batch)
                 if isinstance(batch, AckedBatch) and batch.ack is not None:
                     _ack_when_done(batch.ack, done)
+                blocked_s = time.monotonic() - started
+                if self.stall_threshold_s is not None and blocked_s > self.stall_threshold_s:
+                    await self._stalled(blocked_at_ns, blocked_s)
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
@@ -143,6 +156,15 @@ class DeviceSupervisor:
                     await aclose()
                 except Exception:  # noqa: BLE001 - the link is gone anyway
                     self._log.debug("device %s: closing the sample stream failed", self.device.id, exc_info=True)
+
+    async def _stalled(self, since_ns: int, blocked_s: float) -> None:
+        self.stalls += 1
+        self._log.warning("device %s: not polled for %.1f s (storage stalled)", self.device.id, blocked_s)
+        await self.emit(self._bad_batch(since_ns))
+
+    def _bad_batch(self, ts_ns: int) -> list[Sample]:
+        """One BAD sample per signal: from `ts_ns` on, the device's values are unknown."""
+        return [Sample(self.device.id, s.name, ts_ns, BAD_VALUE, Quality.BAD) for s in self.device.signals]
 
     async def _online(self, identity: IdentityEvidence) -> None:
         ts = now_ns()
@@ -164,7 +186,7 @@ class DeviceSupervisor:
         self.state = LinkState.OFFLINE
         self.last_error = str(err) or type(err).__name__
         if link_was_up:
-            await self.emit([Sample(self.device.id, s.name, ts, BAD_VALUE, Quality.BAD) for s in self.device.signals])
+            await self.emit(self._bad_batch(ts))
         if not self._reported_offline:
             self._reported_offline = True
             self._log.warning("device %s: offline: %s (retrying)", self.device.id, self.last_error)
@@ -201,6 +223,13 @@ class DeviceSupervisor:
             await self.source.close()
         except Exception:  # noqa: BLE001 - close must not turn a stop into a crash
             self._log.debug("device %s: close failed", self.device.id, exc_info=True)
+
+
+def _stall_threshold(source: Source, min_s: float) -> float | None:
+    interval = getattr(source, "poll_interval_s", None)
+    if interval is None:
+        return None
+    return max(min_s, 3 * float(interval))
 
 
 def _ack_when_done(ack: Callable[[], None], done: Any) -> None:

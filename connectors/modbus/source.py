@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Hashable
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
@@ -25,13 +25,24 @@ from edge.model import DeviceSpec, IdentityEvidence, Quality, Sample, now_ns
 
 log = logging.getLogger("shangyun.connectors.modbus")
 
-# pymodbus warns on every failed connect and retry; our supervisor already says it once per
-# outage with the device named. Left alone if the application configured the logger itself.
-_pymodbus_log = logging.getLogger("pymodbus.logging")
-if _pymodbus_log.level == logging.NOTSET:
-    _pymodbus_log.setLevel(logging.ERROR)
+# pymodbus logs every failed connect and unanswered read; the application quiets it with
+# connectors.logs.quiet_libraries (a level set here at import would override that).
 
 BAD_VALUE = ""  # value of a BAD sample: there is no reading, and "" cannot pass for one
+
+# Exception codes meaning "not here": illegal data address (2), and illegal data value (3),
+# which some devices answer for a read whose range runs into addresses they lack. Other codes
+# (device failure, busy) are transient: the read is retried as planned.
+_ADDRESS_REFUSED = frozenset({2, 3})
+
+
+class ExceptionResponse(PayloadError):
+    """The device answered a read with a Modbus exception response."""
+
+    def __init__(self, message: str, code: int | None):
+        super().__init__(message)
+        self.code = code
+
 
 # 43/14 object ids named by the standard (Modbus application protocol 6.21).
 _OBJECT_NAMES = {
@@ -51,11 +62,26 @@ class ModbusSource(ReportsPayloadErrors):
         self._signals = {s.name: s for s in device.signals}
         self._client: AsyncModbusTcpClient | None = None
         self._errors = PayloadErrorReporter(log, device.id)
+        # Signals whose addresses the device refused: BAD on every poll, not read again until
+        # the next connect (a device that refused while booting has its map back after it).
+        self._refused: list[Field] = []
+        self._reported_refused: set[Hashable] = set()
+        self._reprobe = False
 
     @property
     def requests(self) -> list[Request]:
         """The planned reads of one poll (for diagnostics and tests)."""
         return list(self._requests)
+
+    @property
+    def refused_signals(self) -> list[str]:
+        """Signals whose addresses the device refused (exception 2/3): BAD, no longer read."""
+        return [str(f.key) for f in self._refused]
+
+    @property
+    def poll_interval_s(self) -> float:
+        """Polled, so the supervisor marks the time a stalled consumer kept us from polling."""
+        return self.config.poll_interval_s
 
     @property
     def endpoint(self) -> str:
@@ -77,10 +103,12 @@ class ModbusSource(ReportsPayloadErrors):
             await self.close()
             raise SourceError(f"{self.endpoint}: cannot connect")
         try:
-            return await self._identity()
+            identity = await self._identity()
         except SourceError:
             await self.close()
             raise
+        self._reprobe = bool(self._refused)
+        return identity
 
     async def samples(self) -> AsyncIterator[list[Sample]]:
         if self._client is None:
@@ -100,18 +128,72 @@ class ModbusSource(ReportsPayloadErrors):
     async def poll(self) -> list[Sample]:
         """One round of reads: a sample per signal, BAD where its read or decoding failed."""
         batch: list[Sample] = []
-        for req in self._requests:
-            try:
-                values, ts_ns = await self._read(req.table, req.start, req.count)
-            except PayloadError as err:
-                ts_ns = now_ns()
-                for f in req.fields:
-                    self._errors.report(err, signal=f.key, table=req.table, start=req.start, count=req.count)
-                    batch.append(Sample(self.device.id, str(f.key), ts_ns, BAD_VALUE, Quality.BAD))
-                continue
-            for f in req.fields:
-                batch.append(self._sample(f, req.slice_for(f, values), ts_ns))
+        learned: list[Request] = []
+        planned = list(self._requests)
+        if self._reprobe:
+            self._reprobe, retry, self._refused = False, self._refused, []
+            planned += plan(retry, max_gap=self.config.max_gap_registers,
+                            max_registers=self.config.max_registers_per_read)
+        for req in planned:
+            kept, samples = await self._fetch(req)
+            learned.extend(kept)
+            batch.extend(samples)
+        if learned != self._requests:
+            log.info("device %s: reads planned around refused addresses: %s; refused: %s", self.device.id,
+                     ", ".join(f"{r.table} {r.start}+{r.count}" for r in learned) or "none",
+                     ", ".join(self.refused_signals) or "none")
+            self._requests = learned
+        if self._refused:
+            ts_ns = now_ns()
+            batch.extend(Sample(self.device.id, str(f.key), ts_ns, BAD_VALUE, Quality.BAD)
+                         for f in self._refused)
         return batch
+
+    async def _fetch(self, req: Request) -> tuple[list[Request], list[Sample]]:
+        """The samples of `req`'s fields and the reads that fetched them: `[req]`, unless the
+        device refused the block as addresses it lacks. A coalesced read spans the holes
+        between signals, so the refusal may concern a hole rather than a signal: the block
+        is first cut at those holes, and a part still refused is bisected until each part is
+        accepted or is a single signal, which is then refused for good. The caller keeps the
+        accepted parts as the plan, so the split is not redone on the next poll."""
+        try:
+            values, ts_ns = await self._read(req.table, req.start, req.count)
+        except ExceptionResponse as err:
+            if err.code not in _ADDRESS_REFUSED:
+                return [req], self._bad(req, err)
+            if len(req.fields) == 1:
+                self._refuse(req.fields[0], err)  # its BAD sample comes with the other refused
+                return [], []
+            kept: list[Request] = []
+            samples: list[Sample] = []
+            for part in self._split(req):
+                part_kept, part_samples = await self._fetch(part)
+                kept.extend(part_kept)
+                samples.extend(part_samples)
+            return kept, samples
+        except PayloadError as err:
+            return [req], self._bad(req, err)
+        return [req], [self._sample(f, req.slice_for(f, values), ts_ns) for f in req.fields]
+
+    def _split(self, req: Request) -> list[Request]:
+        touching = plan(req.fields, max_gap=0, max_registers=self.config.max_registers_per_read)
+        return touching if len(touching) > 1 else list(_halves(req))
+
+    def _bad(self, req: Request, err: PayloadError) -> list[Sample]:
+        """A read that failed this time (device busy, short answer): its signals are BAD, the
+        read stays in the plan."""
+        ts_ns = now_ns()
+        for f in req.fields:
+            self._errors.report(err, signal=f.key, table=req.table, start=req.start, quantity=req.count)
+        return [Sample(self.device.id, str(f.key), ts_ns, BAD_VALUE, Quality.BAD) for f in req.fields]
+
+    def _refuse(self, f: Field, err: ExceptionResponse) -> None:
+        # Each refused signal is its own configuration fault, so each is named once; it is
+        # not asked for again, so it cannot flood.
+        self._refused.append(f)
+        if f.key not in self._reported_refused:
+            self._reported_refused.add(f.key)
+            self._errors.report_distinct(err, signal=f.key, table=f.address.table, offset=f.address.offset)
 
     def _sample(self, f: Field, registers: list[int], ts_ns: int) -> Sample:
         name = str(f.key)
@@ -143,8 +225,9 @@ class ModbusSource(ReportsPayloadErrors):
                               f"{err or type(err).__name__}") from err
         ts_ns = now_ns()
         if rr.isError():
-            raise PayloadError(f"{self.endpoint}: read {table} {start}+{count}: "
-                               f"exception code {getattr(rr, 'exception_code', '?')}")
+            code = getattr(rr, "exception_code", None)
+            raise ExceptionResponse(f"{self.endpoint}: read {table} {start}+{count}: "
+                                    f"exception code {code if code is not None else '?'}", code)
         if table in ("coil", "discrete"):
             return [int(b) for b in rr.bits[:count]], ts_ns
         if len(rr.registers) < count:
@@ -200,6 +283,18 @@ class ModbusSource(ReportsPayloadErrors):
         client, self._client = self._client, None
         if client is not None:
             client.close()
+
+
+def _halves(req: Request) -> tuple[Request, Request]:
+    """`req`'s fields (address order) split in two, each covered by its own read."""
+    middle = len(req.fields) // 2
+    return _covering(req.table, req.fields[:middle]), _covering(req.table, req.fields[middle:])
+
+
+def _covering(table: str, fields: tuple[Field, ...]) -> Request:
+    start = min(f.address.offset for f in fields)
+    end = max(f.address.offset + f.address.count for f in fields)
+    return Request(table, start, end - start, fields)
 
 
 def _text(raw: Any) -> str:

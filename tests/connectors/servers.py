@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Awaitable, Callable
 
 from asyncua import Server, ua
+from pymodbus.constants import ExcCodes
 from pymodbus.pdu.device import ModbusDeviceIdentification
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -41,30 +42,48 @@ async def eventually(cond: Callable[[], Any], *, timeout_s: float = 10.0, what: 
 
 
 class ModbusTestServer:
-    """A pymodbus TCP server whose holding/input registers are plain lists the test edits."""
+    """A pymodbus TCP server whose holding/input registers are plain lists the test edits.
 
-    def __init__(self, port: int, *, size: int = 200, identity: dict[int, str] | None = None):
+    `holes` are [start, end) address ranges the device does not have (in both tables): a read
+    touching one gets exception 2 (illegal data address), as from a real device's sparse map."""
+
+    def __init__(self, port: int, *, size: int = 200, identity: dict[int, str] | None = None,
+                 holes: list[tuple[int, int]] | None = None):
         self.port = port
+        self.holes = sorted(holes or [])
         self.holding = [0] * size
         self.input = [0] * size
         self.reads = 0
+        self.requests: list[tuple[int, int, int]] = []  # (function code, address, count) received
+        self.busy = False  # answer every read with exception 6 (device busy) while set
         self._identity = identity
         self._server: ModbusTcpServer | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def _action(self, function_code: int, start_address: int, address: int, count: int,
-                      current_registers: list[int], set_values: Any) -> None:
+                      current_registers: list[int], set_values: Any) -> ExcCodes | None:
+        if self.busy:
+            return ExcCodes.DEVICE_BUSY
         self.reads += 1
         table = self.input if function_code == 4 else self.holding
         for i in range(address, address + count):  # current_registers is the whole block
             current_registers[i - start_address] = table[i]
 
+    def _trace(self, sending: bool, pdu: Any) -> Any:
+        if not sending and pdu.function_code in (1, 2, 3, 4):
+            self.requests.append((pdu.function_code, pdu.address, pdu.count))
+        return pdu
+
     async def start(self) -> None:
-        size = len(self.holding)
-        device = SimDevice(id=1, simdata=[SimData(address=0, count=size, values=0, datatype=DataType.REGISTERS)],
-                           action=self._action)
+        blocks, begin = [], 0
+        for start, end in [*self.holes, (len(self.holding), len(self.holding))]:
+            if start > begin:
+                blocks.append(SimData(address=begin, count=start - begin, values=0, datatype=DataType.REGISTERS))
+            begin = end
+        device = SimDevice(id=1, simdata=blocks, action=self._action)
         ident = ModbusDeviceIdentification(info=self._identity) if self._identity else None
-        self._server = ModbusTcpServer(device, address=("127.0.0.1", self.port), identity=ident)
+        self._server = ModbusTcpServer(device, address=("127.0.0.1", self.port), identity=ident,
+                                       trace_pdu=self._trace)
         self._task = asyncio.create_task(self._server.serve_forever())
         await eventually(lambda: port_open(self.port), what="modbus server listening")
 
