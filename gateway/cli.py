@@ -29,8 +29,12 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # Protocol libraries are chatty at INFO (every subscription, every session); keep our voice.
-    for noisy in ("asyncua", "pymodbus", "paho", "uvicorn.access"):
+    # Protocol libraries are chatty (every subscription, a traceback per retry); the supervisors
+    # report each outage once, naming the device. --log-level DEBUG gives their full output back.
+    from connectors.logs import quiet_libraries
+
+    quiet_libraries(verbose=level.upper() == "DEBUG")
+    for noisy in ("paho", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
