@@ -169,10 +169,15 @@ class Store:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn, *args)
+                # Inside the try: a COMMIT that fails (disk full) must not leave the
+                # transaction open for the next write to stumble on.
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # SQLite rolls back by itself on some errors (SQLITE_FULL, SQLITE_IOERR...): a
+                # ROLLBACK then fails and would hide the error that tells us what happened.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
             return result
 
     # ------------------------------------------------------------------ raw samples
