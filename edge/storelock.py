@@ -57,7 +57,8 @@ class StoreLock:
 
 
 def lock_path(store_path: str) -> str:
-    return f"{store_path}.lock"
+    # Resolved, so two spellings of one file (relative, through a symlink) share one lock.
+    return f"{os.path.realpath(store_path)}.lock"
 
 
 def _read_pid(fd: int) -> int | None:

@@ -85,3 +85,13 @@ def test_a_failed_open_releases_the_lock(store_path):
     conn.execute(f"PRAGMA user_version = {migrations.latest_version()}")
     conn.close()
     Store.open(store_path).close()
+
+
+def test_another_spelling_of_the_same_file_is_the_same_lock(store_path, tmp_path, monkeypatch):
+    link = tmp_path / "link.db"
+    link.symlink_to(store_path)
+    monkeypatch.chdir(tmp_path)
+    with Store.open(store_path):
+        for other in (link, Path(store_path.name)):
+            with pytest.raises(StoreError, match="in use by another shangyun"):
+                Store.open(other)
