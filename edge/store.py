@@ -520,6 +520,8 @@ def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
         conn.execute("PRAGMA user_version").fetchone()   # fails now if it is not a database
         return conn
     except sqlite3.Error as exc:
+        if condition(exc) is Condition.DAMAGED:
+            raise StoreError(_damaged(path, str(exc))) from exc
         raise StoreError(f"{path}: cannot open store{' read-only' if readonly else ''}: {exc}") from exc
 
 

@@ -67,3 +67,12 @@ async def test_damage_found_while_writing_is_retryable_and_says_so(store_path):
             await StoreSink(store).write(samples(100, t0=20_000))
     finally:
         store.close()
+
+
+def test_a_damaged_header_is_refused_with_the_same_advice(store_path):
+    with Store.open(store_path) as s:
+        s.write_samples(samples(100))
+    with open(store_path, "r+b") as f:
+        f.write(b"\0" * 100)           # the 100-byte header: SQLite no longer recognises the file
+    with pytest.raises(StoreError, match="is damaged.*not a database.*.recover"):
+        Store.open(store_path)
