@@ -158,3 +158,28 @@ def _initial(conn: sqlite3.Connection) -> None:
                max_ts_ns INTEGER NOT NULL,
                pruned_before_ns INTEGER)"""
     )
+
+
+@migration(2, "dead letters")
+def _dead_letters(conn: sqlite3.Connection) -> None:
+    # Samples the store refused, as text (edge.deadletters). Bounded: the oldest rows are trimmed;
+    # dead_letter_counts keeps the full tally per device and reason, so trimming never hides how
+    # much was refused.
+    conn.execute(
+        """CREATE TABLE dead_letters (
+               id INTEGER PRIMARY KEY AUTOINCREMENT,
+               arrived_ns INTEGER NOT NULL,
+               device_id TEXT NOT NULL,
+               signal TEXT NOT NULL,
+               ts TEXT NOT NULL,
+               value TEXT NOT NULL,
+               reason TEXT NOT NULL)"""
+    )
+    conn.execute("CREATE INDEX dead_letters_by_device ON dead_letters (device_id, id)")
+    conn.execute(
+        """CREATE TABLE dead_letter_counts (
+               device_id TEXT NOT NULL,
+               reason TEXT NOT NULL,
+               count INTEGER NOT NULL,
+               PRIMARY KEY (device_id, reason)) WITHOUT ROWID"""
+    )

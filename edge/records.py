@@ -42,3 +42,20 @@ class Event:
     device_id: str | None
     kind: str
     data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A sample the store refused, kept as text so any value, however broken, can be recorded.
+
+    `ts` is the sample's timestamp as text (it may not fit int64), `value` the repr of its value,
+    truncated; `reason` why it was refused. `arrived_ns` is when it was dead-lettered.
+    """
+
+    id: int
+    arrived_ns: int
+    device_id: str
+    signal: str
+    ts: str
+    value: str
+    reason: str

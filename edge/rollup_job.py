@@ -74,16 +74,14 @@ def _next_chunk(store: "Store", conn: sqlite3.Connection, device_id: str, to: in
     if not starts:
         return True, 0
     frm = min(starts) // NS_PER_MIN * NS_PER_MIN
-    if pruned_before is not None and frm < pruned_before:
-        # Those raw samples are gone: recomputing would replace good minutes with empty ones.
-        frm = -(-pruned_before // NS_PER_MIN) * NS_PER_MIN
-        if dirty_from is not None and dirty_from < frm:
-            log.warning("device %s: late samples older than the retention limit are stored but "
-                        "not rolled up", device_id)
-            _set_progress(conn, device_id, watermark, frm if frm < watermark else None)
     if frm >= to:
         return True, 0
     chunk_end = min((frm // NS_PER_DAY + 1) * NS_PER_DAY, to)
+    # Below pruned_before the raw samples behind the stored minutes are gone: late samples there
+    # (a replayed backlog) may only fill minutes that have no rollup yet, never replace one.
+    fill_only = pruned_before is not None and frm < pruned_before
+    if fill_only:
+        chunk_end = min(chunk_end, -(-pruned_before // NS_PER_MIN) * NS_PER_MIN)
     n = (chunk_end - frm) // NS_PER_MIN
     arr = rollup_columns(_read_columns(conn, device_id, frm, chunk_end), frm, n, store.rollup_config)
 
@@ -91,7 +89,7 @@ def _next_chunk(store: "Store", conn: sqlite3.Connection, device_id: str, to: in
     first_minute = (frm % NS_PER_DAY) // NS_PER_MIN
     conn.execute("BEGIN IMMEDIATE")
     try:
-        wrote = _merge_day(conn, device_id, day, first_minute, arr)
+        wrote = _merge_day(conn, device_id, day, first_minute, arr, fill_only)
         new_watermark = chunk_end if watermark is None else max(watermark, chunk_end)
         still_dirty = chunk_end if watermark is not None and chunk_end < watermark else None
         _set_progress(conn, device_id, new_watermark, still_dirty)
@@ -108,8 +106,9 @@ def _set_progress(conn: sqlite3.Connection, device_id: str, watermark: int, dirt
 
 
 def _merge_day(conn: sqlite3.Connection, device_id: str, day: dt.date, first_minute: int,
-               arr: np.ndarray) -> int:
-    """Overwrite minutes [first_minute, first_minute + n) of the day record; 1 if written."""
+               arr: np.ndarray, fill_only: bool = False) -> int:
+    """Overwrite minutes [first_minute, first_minute + n) of the day record (with `fill_only`,
+    only those that are empty in it); 1 if written."""
     row = conn.execute("SELECT layout_version, data FROM rollup_days WHERE device_id = ? AND day = ?",
                        (device_id, day.isoformat())).fetchone()
     if row is None:
@@ -119,7 +118,12 @@ def _merge_day(conn: sqlite3.Connection, device_id: str, day: dt.date, first_min
     else:
         full = unpack_day(row[1], row[0], f"{device_id}/{day}")
     assert first_minute + arr.shape[1] <= MINUTES_PER_DAY
-    full[:, first_minute:first_minute + arr.shape[1]] = arr
+    window = full[:, first_minute:first_minute + arr.shape[1]]
+    if fill_only:
+        empty = ~window.any(axis=0)
+        window[:, empty] = arr[:, empty]
+    else:
+        window[:] = arr
     upsert_day(conn, device_id, day, pack_day(full), summarize_day(full))
     return 1
 

@@ -6,6 +6,10 @@ registry, events and per-device-per-day rollups.
     store = Store.open(path, retention_days=30)      # creates/migrates; raises StoreError
     store = Store.open(path, readonly=True)          # a reader in another process (verifier, status)
 
+A read-write open takes the single-writer lock (edge.storelock: a second gateway on the same file
+is refused, naming the first one's pid) and checks the file's integrity: a damaged store is
+refused with how to recover it rather than silently losing what is written to it.
+
 Concurrency: one writing process (the gateway); any number of read-only processes. Within the
 gateway the store is called from worker threads (asyncio.to_thread, one writer at a time) and from
 the event loop for small reads, so it holds two connections, each behind its own lock: writes go
@@ -20,21 +24,25 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from . import migrations
+from . import deadletters, migrations
 from .errors import StoreError
 from .model import NS_PER_S, DeviceSpec, IdentityEvidence, Quality, Sample
-from .records import DeviceRecord, Event
+from .records import DeadLetter, DeviceRecord, Event
+from .sqlite_errors import Condition, condition, damaged_advice
+from .storelock import StoreLock
 from .rollup import RollupConfig
 from .rollup_codec import SUMMARY_COLUMNS, pack_day, summarize_day, unpack_day, upsert_day
 
-__all__ = ["Store", "DeviceRecord", "Event"]
+__all__ = ["Store", "DeviceRecord", "Event", "DeadLetter"]
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +50,24 @@ NS_PER_DAY = 86_400 * NS_PER_S
 _BUSY_TIMEOUT_S = 5.0
 _PAGE_ROWS = 512          # rollup day rows fetched per lock hold when iterating
 _IN_CHUNK = 500           # ids per IN (...) list
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1     # what SQLite can bind as INTEGER
+_QUALITIES = frozenset(Quality)
+# Above this size the integrity check at open takes noticeable time: say so in the log first.
+_SLOW_CHECK_BYTES = 64 * 1024 * 1024
 
 
 class Store:
     """The embedded SQLite store. Build it with `Store.open`; close it with `close()`."""
 
     def __init__(self, path: str, writer: sqlite3.Connection | None, reader: sqlite3.Connection,
-                 *, retention_days: float, rollup: RollupConfig) -> None:
+                 *, retention_days: float, rollup: RollupConfig, lock: StoreLock | None = None,
+                 dead_letter_rows: int = deadletters.DEFAULT_KEEP) -> None:
         self.path = path
         self.readonly = writer is None
         self.retention_days = retention_days
         self.rollup_config = rollup
+        self.dead_letter_rows = dead_letter_rows
+        self._lock = lock
         self._w = writer
         self._r = reader
         self._wlock = threading.RLock()
@@ -62,15 +77,20 @@ class Store:
     # ------------------------------------------------------------------ lifecycle
     @classmethod
     def open(cls, path: str | Path, *, retention_days: float = 30, readonly: bool = False,
-             rollup: RollupConfig | None = None) -> "Store":
+             rollup: RollupConfig | None = None,
+             dead_letter_rows: int = deadletters.DEFAULT_KEEP) -> "Store":
         """Open (creating and migrating if needed) the store at `path`.
 
         `readonly=True` opens an existing store for reading only (another process may be writing);
-        it never migrates. Raises StoreVersionError for a file written by a newer shangyun and
-        StoreError for anything else that prevents opening.
+        it never migrates and takes no lock. A read-write open locks the store (StoreError when
+        another shangyun has it open) and refuses a damaged file (StoreError saying how to
+        recover). Raises StoreVersionError for a file written by a newer shangyun and StoreError
+        for anything else that prevents opening. `dead_letter_rows` bounds the dead letters kept.
         """
         if retention_days <= 0:
             raise ValueError(f"retention_days must be > 0, got {retention_days}")
+        if dead_letter_rows < 1:
+            raise ValueError(f"dead_letter_rows must be >= 1, got {dead_letter_rows}")
         p = str(path)
         cfg = rollup or RollupConfig()
         if readonly:
@@ -87,22 +107,38 @@ class Store:
                 reader.close()
                 raise
             return cls(p, None, reader, retention_days=retention_days, rollup=cfg)
-        writer = _connect(p, readonly=False)
+        lock = StoreLock.acquire(p)
+        writer: sqlite3.Connection | None = None
         try:
+            writer = _connect(p, readonly=False)
+            _check_integrity(writer, p)
             _pragma(writer, p, "PRAGMA journal_mode=WAL")
             writer.execute("PRAGMA synchronous=NORMAL")
             migrations.migrate(writer, p)
             reader = _connect(p, readonly=False)
+        except sqlite3.DatabaseError as exc:
+            if writer is not None:
+                writer.close()
+            lock.release()
+            if condition(exc) is Condition.DAMAGED:
+                raise StoreError(_damaged(p, str(exc))) from exc
+            raise StoreError(f"{p}: cannot open store: {exc}") from exc
         except BaseException:
-            writer.close()
+            if writer is not None:
+                writer.close()
+            lock.release()
             raise
-        return cls(p, writer, reader, retention_days=retention_days, rollup=cfg)
+        return cls(p, writer, reader, retention_days=retention_days, rollup=cfg, lock=lock,
+                   dead_letter_rows=dead_letter_rows)
 
     def close(self) -> None:
         with self._wlock, self._rlock:
             if self._w is not None:
                 self._w.close()
             self._r.close()
+            if self._lock is not None:
+                # Only after the connections are closed: the next writer may start at once.
+                self._lock.release()
 
     def __enter__(self) -> "Store":
         return self
@@ -133,10 +169,15 @@ class Store:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn, *args)
+                # Inside the try: a COMMIT that fails (disk full) must not leave the
+                # transaction open for the next write to stumble on.
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # SQLite rolls back by itself on some errors (SQLITE_FULL, SQLITE_IOERR...): a
+                # ROLLBACK then fails and would hide the error that tells us what happened.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
             return result
 
     # ------------------------------------------------------------------ raw samples
@@ -252,22 +293,48 @@ class Store:
 
         Never deletes samples that are not rolled up yet (nor the last `stale_after_s` before the
         rolled-up watermark, which a later roll-up needs as carry-in): a store whose roll-ups
-        stopped keeps its raw data rather than losing it silently.
+        stopped keeps its raw data rather than losing it silently, and late samples older than
+        the retention limit (a replayed backlog) stay until a roll-up has taken them in.
         """
         cutoff = now_ns - int(self.retention_days * NS_PER_DAY)
         stale_ns = int(self.rollup_config.stale_after_s * NS_PER_S)
         conn = self._writer()
         with self._wlock:
-            progress = conn.execute(
-                "SELECT device_id, watermark_ns, dirty_from_ns FROM rollup_progress").fetchall()
-        deleted = 0
-        for device_id, watermark, dirty_from in progress:
-            if watermark is None:
-                continue
-            safe = watermark if dirty_from is None else min(watermark, dirty_from)
-            limit = min(cutoff, safe - stale_ns)
-            deleted += self._write(_prune_device, device_id, limit)
-        return deleted
+            devices = [r[0] for r in conn.execute("SELECT device_id FROM rollup_progress")]
+        # Each device's limit is read in the transaction that deletes: late samples written
+        # between listing and deleting move dirty_from down, and must be seen.
+        return sum(self._write(_prune_device, d, cutoff, stale_ns) for d in devices)
+
+    # ------------------------------------------------------------------ dead letters
+    def add_dead_letters(self, items: Sequence[tuple[Any, str]], ts_ns: int) -> None:
+        """Keep (sample, reason) pairs the store or the pipeline refused, arrived at `ts_ns`.
+
+        Fields are stored as bounded text (edge.deadletters), so this never fails on the value
+        that got the sample refused; only the newest `dead_letter_rows` rows are kept, the counts
+        per device and reason in full."""
+        if items:
+            self._write(deadletters.add, items, ts_ns, self.dead_letter_rows)
+
+    def dead_letter(self, samples: Sequence[Any], reason: str, ts_ns: int | None = None) -> None:
+        """`add_dead_letters` for samples sharing one reason (now, unless `ts_ns` is given)."""
+        self.add_dead_letters([(s, reason) for s in samples],
+                              time.time_ns() if ts_ns is None else ts_ns)
+
+    def dead_letters(self, device_id: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        """The newest dead letters (of one device), newest first."""
+        with self._rlock:
+            try:
+                return deadletters.newest(self._r, device_id, limit)
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: read failed: {exc}") from exc
+
+    def dead_letter_counts(self) -> dict[str, dict[str, int]]:
+        """device_id -> reason -> samples ever dead-lettered (not reduced by trimming)."""
+        with self._rlock:
+            try:
+                return deadletters.counts(self._r)
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: read failed: {exc}") from exc
 
     # ------------------------------------------------------------------ device registry
     def upsert_device(self, spec: DeviceSpec) -> None:
@@ -453,6 +520,8 @@ def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
         conn.execute("PRAGMA user_version").fetchone()   # fails now if it is not a database
         return conn
     except sqlite3.Error as exc:
+        if condition(exc) is Condition.DAMAGED:
+            raise StoreError(_damaged(path, str(exc))) from exc
         raise StoreError(f"{path}: cannot open store{' read-only' if readonly else ''}: {exc}") from exc
 
 
@@ -465,20 +534,65 @@ def _pragma(conn: sqlite3.Connection, path: str, sql: str) -> None:
 
 def check_sample(i: int, s: Any) -> None:
     """ValueError naming sample number `i` when `s` cannot be stored."""
+    problem = sample_problem(s)
+    if problem is not None:
+        where = f" ({s.device_id}/{s.signal})" if isinstance(s, Sample) else ""
+        raise ValueError(f"sample {i}{where}: {problem}")
+
+
+def sample_problem(s: Any) -> str | None:
+    """Why `s` cannot be stored, or None. The reason names the kind of problem, never the value
+    (dead-letter counts are kept per reason, so it must not vary per sample)."""
     if not isinstance(s, Sample):
-        raise ValueError(f"sample {i}: expected edge.model.Sample, got {type(s).__name__}")
-    if not isinstance(s.ts_ns, int) or isinstance(s.ts_ns, bool):
-        raise ValueError(f"sample {i} ({s.device_id}/{s.signal}): ts_ns must be int nanoseconds, "
-                         f"got {s.ts_ns!r}")
-    if not isinstance(s.value, (int, float, str)):
-        raise ValueError(f"sample {i} ({s.device_id}/{s.signal}): value must be number, bool or "
-                         f"str, got {type(s.value).__name__}")
+        return f"expected edge.model.Sample, got {type(s).__name__}"
+    ts, v = s.ts_ns, s.value
+    if not isinstance(ts, int) or isinstance(ts, bool):
+        return f"ts_ns must be int nanoseconds, got {type(ts).__name__}"
+    if not _I64_MIN <= ts <= _I64_MAX:
+        return "ts_ns out of the int64 range"
+    if isinstance(v, int):
+        if not _I64_MIN <= v <= _I64_MAX:
+            return "int value out of the int64 range SQLite can store"
+    elif isinstance(v, str):
+        if not v.isascii() and not _encodable(v):
+            return "str value is not valid Unicode (lone surrogate)"
+    elif not isinstance(v, float):
+        return f"value must be number, bool or str, got {type(v).__name__}"
     if not isinstance(s.device_id, str) or not s.device_id or not isinstance(s.signal, str) or not s.signal:
-        raise ValueError(f"sample {i}: device_id and signal must be non-empty strings")
+        return "device_id and signal must be non-empty strings"
     try:
-        Quality(s.quality)
-    except ValueError:
-        raise ValueError(f"sample {i} ({s.device_id}/{s.signal}): bad quality {s.quality!r}") from None
+        if s.quality in _QUALITIES:
+            return None
+    except TypeError:   # unhashable
+        pass
+    return "bad quality"
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_integrity(conn: sqlite3.Connection, path: str) -> None:
+    """StoreError when SQLite finds the file damaged (quick_check: page and b-tree structure,
+    without the slow index-to-table cross checks)."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        size = 0
+    if size > _SLOW_CHECK_BYTES:
+        log.info("checking store integrity (%s, %.0f MB)", path, size / 1e6)
+    rows = conn.execute("PRAGMA quick_check(5)").fetchall()
+    problems = [str(r[0]) for r in rows]
+    if problems != ["ok"]:
+        raise StoreError(_damaged(path, "; ".join(problems)))
+
+
+def _damaged(path: str, detail: str) -> str:
+    return f"store {path} is damaged (SQLite: {detail}); {damaged_advice(path)}"
 
 
 def _value(v: Any, is_bool: int) -> Any:
@@ -517,7 +631,14 @@ def _insert_event(conn: sqlite3.Connection, kind: str, ts_ns: int, device_id: st
                  (ts_ns, device_id, kind, json.dumps(data, sort_keys=True)))
 
 
-def _prune_device(conn: sqlite3.Connection, device_id: str, limit_ns: int) -> int:
+def _prune_device(conn: sqlite3.Connection, device_id: str, cutoff_ns: int, stale_ns: int) -> int:
+    row = conn.execute("SELECT watermark_ns, dirty_from_ns FROM rollup_progress WHERE device_id = ?",
+                       (device_id,)).fetchone()
+    if row is None or row[0] is None:
+        return 0
+    watermark, dirty_from = row
+    safe = watermark if dirty_from is None else min(watermark, dirty_from)
+    limit_ns = min(cutoff_ns, safe - stale_ns)
     cur = conn.execute(
         "DELETE FROM samples WHERE series_id IN (SELECT id FROM series WHERE device_id = ?) "
         "AND ts_ns < ?", (device_id, limit_ns))

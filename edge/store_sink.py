@@ -1,23 +1,26 @@
 """The embedded store as a pipeline sink: batches are written in a worker thread.
 
-sqlite3 errors are sorted the way the pipeline acts on them: a busy/locked database or a full
-disk is temporary (RetryableSinkError: the pipeline keeps the batch and retries), anything else
-means the batch itself cannot be stored (RejectedSinkError with the device, signal and error).
-Samples that are malformed (not a Sample, value of an unsupported type...) are rejected on their
-own: the well-formed rest of the batch is still stored.
+What goes wrong is sorted the way the pipeline acts on it:
+  * a condition of the store, not of the data (busy/locked, disk full, I/O error, a damaged or
+    read-only file: edge.sqlite_errors) is RetryableSinkError with a line saying what to do;
+    the pipeline keeps the batch and retries it;
+  * a sample that cannot be stored (malformed, an int beyond int64...) is refused on its own:
+    known problems are found before writing, anything else that makes the write fail is narrowed
+    down by splitting the batch until the failing samples are found. The rest of the batch is
+    committed, the refused samples are dead-lettered in the store, and RejectedSinkError with
+    `rejected_count` tells the pipeline how many were refused. One poison sample never holds up
+    the others, and nothing is retried forever.
 """
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from typing import Sequence
+import time
+from typing import Any, Sequence
 
 from .errors import RejectedSinkError, RetryableSinkError
 from .model import Sample
-from .store import Store, check_sample
-
-_TEMPORARY = ("database is locked", "database is busy", "database table is locked",
-              "database or disk is full", "disk i/o error")
+from .sqlite_errors import condition, describe
+from .store import Store, sample_problem
 
 
 class StoreSink:
@@ -29,40 +32,63 @@ class StoreSink:
         self.store = store
 
     async def write(self, batch: Sequence[Sample]) -> None:
-        good, bad = _split_valid(batch)
+        await asyncio.to_thread(self._write, batch)
+
+    def _write(self, batch: Sequence[Sample]) -> None:
+        good: list[Sample] = []
+        refused: list[tuple[Any, str]] = []
+        for s in batch:
+            problem = sample_problem(s)
+            if problem is None:
+                good.append(s)
+            else:
+                refused.append((s, problem))
         if good:
-            try:
-                await asyncio.to_thread(self.store.write_samples, good)
-            except sqlite3.Error as exc:
-                raise _classify(exc, good) from exc
-        if bad:
-            exc = RejectedSinkError(f"store: {len(bad)} of {len(batch)} samples rejected; "
-                                    f"first: {bad[0]}")
-            # The pipeline counts only these as rejected; the rest of the batch is stored.
-            exc.rejected_count = len(bad)  # type: ignore[attr-defined]
-            raise exc
+            self._write_isolating(good, refused)
+        if not refused:
+            return
+        self._guarded(self.store.add_dead_letters, refused, time.time_ns(), waiting=len(batch))
+        first, reason = refused[0]
+        exc = RejectedSinkError(
+            f"store: {len(refused)} of {len(batch)} samples rejected and kept as dead letters; "
+            f"first: {_where(first)}: {reason}")
+        # The pipeline counts only these as rejected; the rest of the batch is stored.
+        exc.rejected_count = len(refused)  # type: ignore[attr-defined]
+        raise exc
+
+    def _write_isolating(self, samples: Sequence[Sample], refused: list[tuple[Any, str]]) -> None:
+        """Write `samples`; when that fails for a reason that may lie in the data, split them
+        until the failing ones are found and add those to `refused`."""
+        try:
+            self._guarded(self.store.write_samples, samples, waiting=len(samples))
+        except RetryableSinkError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - anything not a store condition is the data's
+            if len(samples) == 1:
+                refused.append((samples[0], _reason(exc)))
+                return
+            mid = len(samples) // 2
+            self._write_isolating(samples[:mid], refused)
+            self._write_isolating(samples[mid:], refused)
+
+    def _guarded(self, fn: Any, *args: Any, waiting: int) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:
+            cond = condition(exc)
+            if cond is not None:
+                raise RetryableSinkError(describe(cond, self.store.path, waiting, exc)) from exc
+            raise
 
     async def close(self) -> None:
         return None
 
 
-def _split_valid(batch: Sequence[Sample]) -> tuple[list[Sample], list[str]]:
-    good, bad = [], []
-    for i, s in enumerate(batch):
-        try:
-            check_sample(i, s)
-        except ValueError as exc:
-            bad.append(str(exc))
-        else:
-            good.append(s)
-    return good, bad
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
-def _classify(exc: sqlite3.Error, batch: Sequence[Sample]) -> Exception:
-    text = str(exc).lower()
-    first = batch[0]
-    context = (f"store: writing {len(batch)} samples (first {first.device_id}/{first.signal} "
-               f"at {first.ts_ns}) failed: {exc}")
-    if isinstance(exc, sqlite3.OperationalError) and any(t in text for t in _TEMPORARY):
-        return RetryableSinkError(context)
-    return RejectedSinkError(context)
+def _where(s: Any) -> str:
+    if isinstance(s, Sample):
+        return f"{s.device_id}/{s.signal} at {s.ts_ns}"
+    return type(s).__name__
