@@ -5,6 +5,8 @@
 fields). `carry_in` is the device's history just before the range: for each signal its last
 GOOD/UNCERTAIN sample before start, plus its last BAD sample before start (the store supplies
 both). History samples never count as samples of the range; they only say what is held at start.
+Samples at or after the end of the range are lookahead: they only bring the part of a counter or
+meter increase that falls inside the range (see Counters); the store passes stale_after_s of them.
 
 Rules
 -----
@@ -64,7 +66,8 @@ Rules
   most seconds of the minute, held like a state; 0 where none was held (code 0 means running,
   no reason, and ends the previous code). Ties go to the smaller code. Downtime analysis reads
   it to give events and loss Paretos their reasons.
-* BAD samples, non-numeric and non-finite values carry no value: they take part in no counter,
+* BAD samples, non-numeric and non-finite values (and negative counter or meter readings)
+  carry no value: they take part in no counter,
   meter or power figure (a non-finite power reading ends the held power like a BAD sample of
   that signal would), but they count as samples and keep the device alive.
 """
@@ -294,18 +297,19 @@ def _spread(a: np.ndarray, b: np.ndarray, amount: np.ndarray, start_ns: int, n_m
             ) -> np.ndarray:
     """Per minute of the range, the share of each amount that falls in it, each spread evenly
     over its interval [a, b); an interval of zero length puts its amount in the minute of b."""
-    out = np.zeros(n_minutes)
-    point = a == b
-    m = (b[point] - start_ns) // NS_PER_MIN
+    m_a = (a - start_ns) // NS_PER_MIN
+    m_b = np.maximum(b - 1 - start_ns, a - start_ns) // NS_PER_MIN
+    # Most intervals (a counter read every few seconds) lie inside one minute: no cutting.
+    whole = m_a == m_b
+    m, weight = m_a[whole], amount[whole]
+    cut = ~whole
+    if cut.any():
+        a, b, amount = a[cut], b[cut], amount[cut]
+        idx, m_cut, ns = split_minutes(a, b, start_ns)
+        m = np.concatenate((m, m_cut))
+        weight = np.concatenate((weight, amount[idx] * ns / (b - a)[idx]))
     here = (m >= 0) & (m < n_minutes)
-    np.add.at(out, m[here], amount[point][here])
-    span = ~point
-    if span.any():
-        idx, m, ns = split_minutes(a[span], b[span], start_ns)
-        share = amount[span][idx] * ns / (b[span] - a[span])[idx]
-        here = (m >= 0) & (m < n_minutes)
-        out += np.bincount(m[here], weights=share[here], minlength=n_minutes)
-    return out
+    return np.bincount(m[here], weights=weight[here], minlength=n_minutes)
 
 
 def split_minutes(a: np.ndarray, b: np.ndarray, start_ns: int
