@@ -115,3 +115,15 @@ def test_increase_spreading_into_the_previous_range_needs_the_next_sample():
     samples = [s("count_total", 30, 100), s("count_total", 90, 160)]
     alone = rollup_minutes(samples, T0, 1)
     assert alone[F["count_total"]].tolist() == [30]
+
+
+@pytest.mark.parametrize("cfg", [dict(reset_fraction=1.0), dict(reset_fraction=-0.1), dict(max_noise_drop=-1)])
+def test_reset_tunables_are_validated(cfg):
+    with pytest.raises(ValueError):
+        RollupConfig(**cfg)
+
+
+def test_reset_tunables_change_the_classification():
+    points = [(0, 1500), (20, 1000), (40, 1010)]
+    assert counts(points, 1, max_noise_drop=1000) == [0]      # noise now: resumes above 1500
+    assert counts([(0, 100), (20, 60), (40, 70)], 1, reset_fraction=0.7) == [10]   # a reset now
