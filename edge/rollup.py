@@ -29,6 +29,10 @@ Rules
   - *increase* (new >= prev): new - prev;
   - *wrap* (counters only): prev is within `wrap_window` below a counter width (2**16 by
     default, `counter_modulus`, and 2**32) and new < wrap_window: width - prev + new;
+  - *wrap seen backwards* (counters only): prev < wrap_window and new within wrap_window below
+    a width. Between two reads a counter advances a few thousand parts at most, so this is
+    a read from before the wrap whose source time came after one from past it (or a glitch),
+    never production: it is noise (below), not a jump of nearly the whole width;
   - *reset* (a restart): new <= `reset_fraction` * prev, or the drop prev - new exceeds
     `max_noise_drop`. The new value is a new base: the step adds 0. Why: a controller may
     come back at 0 or at a restored or preset value (a server restarting at 1000); counting
@@ -54,6 +58,7 @@ Rules
     0 s: 100, 20 s: 98, 40 s: 101         -> 1 (98 is noise; counting resumes above 100)
     10 s: 65530, 20 s: 65535, 70 s: 3     -> 8.2, 0.8 (the wrap adds 4, over 20-70 s)
     0 s: 30000, 30 s: 5                   -> 0 (not near the top: a reset, not a wrap)
+    0 s: 65534, 1 s: 1, 2 s: 65535, 3 s: 2 -> 4 (65535 was read before the wrap: noise)
     0 s: 1500, 20 s: 1000, 40 s: 1010     -> 10 (a 500 drop is no jitter: a reset)
     energy 0 s: 120.0, 60 s: 0.5, 90 s: 0.75 -> 0, 0.25 (meter reset: a new base)
 * **Energy**: when the device has `energy_kwh` meter samples (in the range or its history), the
@@ -274,10 +279,12 @@ def _increases(c: SignalColumns, start_ns: int, n_minutes: int, config: RollupCo
     dec = new < prev
     unwrap = np.zeros(prev.size)
     if wrap:
+        window = config.wrap_window
         for width in config.counter_widths:
-            wrapped = (dec & (unwrap == 0) & (prev < width) & (prev >= width - config.wrap_window)
-                       & (new < config.wrap_window))
-            unwrap[wrapped] = width
+            top_prev = (prev < width) & (prev >= width - window)
+            top_new = (new < width) & (new >= width - window)
+            unwrap[dec & (unwrap == 0) & top_prev & (new < window)] = width
+            unwrap[~dec & (unwrap == 0) & (prev < window) & top_new] = -width
     dec &= unwrap == 0
     reset = dec & ((new <= config.reset_fraction * prev) | (prev - new > config.max_noise_drop))
     level = v + np.concatenate(([0.0], np.cumsum(unwrap)))

@@ -83,6 +83,15 @@ def test_wrap_of_a_32_bit_counter():
     assert counts([(0, top - 10), (30, 5)], 1) == [15]
 
 
+def test_a_read_from_before_the_wrap_arriving_after_one_past_it_is_noise():
+    # Source times jitter across the wrap: 65534, 1, 65535, 2 are 4 parts, not 65538.
+    assert counts([(0, 65534), (1, 1), (2, 65535), (3, 2)], 1) == [4]
+
+
+def test_a_jump_from_near_zero_to_near_the_top_is_not_production():
+    assert counts([(0, 10), (20, 65000), (40, 12)], 1) == [2]
+
+
 def test_decrease_far_from_the_top_is_a_reset_even_with_a_small_new_value():
     # 30000 -> 5: not near 65535, so not a wrap (it would invent 35541 parts).
     assert counts([(0, 30000), (30, 5)], 1) == [0]
