@@ -7,11 +7,18 @@ and the rollups consume them; the verifier reads what the store kept.
 from __future__ import annotations
 
 import enum
+import math
+import numbers
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, NamedTuple, Union
+
+from .errors import PayloadError
 
 Value = Union[float, int, bool, str]
+
+NO_VALUE: Value = ""
+"""The value of a sample that carries no reading (BAD): "" cannot pass for a number."""
 
 NS_PER_S = 1_000_000_000
 
@@ -83,6 +90,10 @@ class Role(str, enum.Enum):
 
 
 COUNTER_ROLES: tuple[Role, ...] = (Role.COUNT_TOTAL, Role.COUNT_GOOD, Role.COUNT_REJECT)
+_COUNTERS = frozenset(r.value for r in COUNTER_ROLES)
+_MEASURES = frozenset((Role.POWER_KW.value, Role.ENERGY_KWH.value))
+# A scaled counter (raw * 0.1) is integral up to float rounding: 120 * 0.1 = 12.000000000000002.
+_INTEGRAL_TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +167,8 @@ class SignalSpec:
     node id, a Modbus register spec, a JSON path). `scale`/`offset` apply to numbers
     (value * scale + offset). `states` maps raw codes (as strings) to `State` names for the
     `state` role; a code missing from the map yields an UNCERTAIN sample carrying the raw value.
+    `width_bits` is a counter's register width when the connector knows it (a uint16 register:
+    16): a counter value must be below 2**width_bits.
     """
 
     name: str
@@ -163,25 +176,82 @@ class SignalSpec:
     scale: float = 1.0
     offset: float = 0.0
     states: Mapping[str, str] = field(default_factory=dict)
+    width_bits: int | None = None
+
+    def check(self, raw: Value) -> "Checked":
+        """Raw protocol value -> (sample value, quality, problem), by the signal's role.
+
+        * `state`: through the state map (or a State name); an unknown code is UNCERTAIN,
+          carrying the raw code as text.
+        * counters (`count_total`, `count_good`, `count_reject`): an integer >= 0 after scale
+          and offset (12.0 is 12), below 2**width_bits when the width is known.
+        * `power_kw`, `energy_kwh`: a finite number.
+        * any other signal: kept as sent (numbers scaled), GOOD.
+
+        A value that is not a reading of its role (text, a bool, NaN, a negative or fractional
+        count...) is BAD with NO_VALUE, and `problem` says why: a PayloadError for the source
+        to count and report (PayloadErrorReporter.report). `problem` is None otherwise.
+        """
+        if self.name == Role.STATE.value:
+            return self._check_state(raw)
+        if self.name in _COUNTERS or self.name in _MEASURES:
+            return self._check_number(raw)
+        if isinstance(raw, bool) or isinstance(raw, str):
+            return Checked(raw, Quality.GOOD)
+        return Checked(self._scaled(raw), Quality.GOOD)
 
     def convert(self, raw: Value) -> tuple[Value, Quality]:
-        """Raw protocol value -> (sample value, quality)."""
-        if self.name == Role.STATE.value:
-            key = _state_key(raw)
-            if self.states:
-                mapped = self.states.get(key)
-                if mapped is None:
-                    return str(raw), Quality.UNCERTAIN
-                return mapped, Quality.GOOD
-            try:
-                return State.parse(raw).value, Quality.GOOD
-            except ValueError:
-                return str(raw), Quality.UNCERTAIN
-        if isinstance(raw, bool) or isinstance(raw, str):
-            return raw, Quality.GOOD
+        """Raw protocol value -> (sample value, quality); `check` without the problem.
+
+        Kept for callers that do not count problems; a source should call `check` and report
+        the problem, or a device sending garbage goes unnoticed."""
+        value, quality, _ = self.check(raw)
+        return value, quality
+
+    def _check_state(self, raw: Value) -> "Checked":
+        if self.states:
+            mapped = self.states.get(_state_key(raw))
+            if mapped is not None:
+                return Checked(mapped, Quality.GOOD)
+            return Checked(str(raw), Quality.UNCERTAIN,
+                           PayloadError(f"state: code {raw!r} is not in the signal's state map"))
+        try:
+            return Checked(State.parse(raw).value, Quality.GOOD)
+        except ValueError as err:
+            return Checked(str(raw), Quality.UNCERTAIN, PayloadError(f"state: {err}"))
+
+    def _check_number(self, raw: Value) -> "Checked":
+        counter = self.name in _COUNTERS
+        what = "a count (an integer >= 0)" if counter else "a finite number"
+        if isinstance(raw, bool) or not isinstance(raw, numbers.Real):
+            return self._bad(f"{raw!r} is not {what}")
+        value = self._scaled(raw)
+        if not math.isfinite(value):
+            return self._bad(f"{raw!r} is not {what}")
+        if not counter:
+            return Checked(value, Quality.GOOD)
+        count = round(value)
+        if value < 0 or abs(value - count) > _INTEGRAL_TOLERANCE * max(1.0, abs(value)):
+            return self._bad(f"{raw!r} is not {what}" + (f" (scaled: {value!r})" if value != raw else ""))
+        if self.width_bits is not None and not 0 <= raw < 2**self.width_bits:
+            return self._bad(f"{raw!r} does not fit the counter's {self.width_bits}-bit register")
+        return Checked(int(count), Quality.GOOD)
+
+    def _scaled(self, raw: Any) -> Any:
         if self.scale == 1.0 and self.offset == 0.0:
-            return raw, Quality.GOOD
-        return raw * self.scale + self.offset, Quality.GOOD
+            return raw
+        return raw * self.scale + self.offset
+
+    def _bad(self, why: str) -> "Checked":
+        return Checked(NO_VALUE, Quality.BAD, PayloadError(f"{self.name}: {why}"))
+
+
+class Checked(NamedTuple):
+    """What `SignalSpec.check` makes of a raw value; unpacks as (value, quality, problem)."""
+
+    value: Value
+    quality: Quality
+    problem: PayloadError | None = None
 
 
 def _state_key(raw: Value) -> str:

@@ -4,8 +4,13 @@ Per device, `rollup_progress` says how far rollups are done (`watermark_ns`), th
 sample written below it since (`dirty_from_ns`), the newest sample (`max_ts_ns`) and where
 retention deleted raw samples (`pruned_before_ns`). A roll-up recomputes, a UTC day at a time,
 the minutes from the earlier of watermark and dirty-from up to `until_ns` floored to the minute.
-Samples only influence their own minute and later ones, so recomputing from there on and
-overwriting those minutes in the day records is exact.
+A sample influences its own minute and later ones, and, through a counter or meter increase
+spread over the interval before it (edge.rollup), at most the stale_after_s before it. So each
+chunk starts stale_after_s earlier (the back-off) and reads samples up to stale_after_s past
+its end (the lookahead); recomputing from there on and overwriting those minutes in the day
+records is exact. Where retention pruned the raw samples the back-off stops stale_after_s after
+the pruned limit, so recomputed minutes never lose their carry-in (an increase spreading back
+past that is not counted).
 
 Each day chunk is read, computed, merged into its day record and its progress committed while
 holding the store's writer lock, in one transaction: a concurrent write of late samples is
@@ -56,7 +61,7 @@ def roll_up(store: "Store", until_ns: int) -> int:
 
 def _next_chunk(store: "Store", conn: sqlite3.Connection, device_id: str, to: int) -> tuple[bool, int]:
     """Roll up the next day chunk of one device; (no more work, device-days written)."""
-    stale_ns = int(store.rollup_config.stale_after_s * NS_PER_S)
+    stale_ns = store.rollup_config.stale_ns
     watermark, dirty_from, max_ts, pruned_before = conn.execute(
         "SELECT watermark_ns, dirty_from_ns, max_ts_ns, pruned_before_ns FROM rollup_progress "
         "WHERE device_id = ?", (device_id,)).fetchone()
@@ -78,24 +83,32 @@ def _next_chunk(store: "Store", conn: sqlite3.Connection, device_id: str, to: in
         return True, 0
     chunk_end = min((frm // NS_PER_DAY + 1) * NS_PER_DAY, to)
     # Below pruned_before the raw samples behind the stored minutes are gone: late samples there
-    # (a replayed backlog) may only fill minutes that have no rollup yet, never replace one.
+    # (a replayed backlog) may only fill minutes that have no rollup yet, never replace one, and
+    # there is nothing earlier to back off into.
     fill_only = pruned_before is not None and frm < pruned_before
     if fill_only:
-        chunk_end = min(chunk_end, -(-pruned_before // NS_PER_MIN) * NS_PER_MIN)
-    n = (chunk_end - frm) // NS_PER_MIN
-    arr = rollup_columns(_read_columns(conn, device_id, frm, chunk_end), frm, n, store.rollup_config)
+        chunk_end = min(chunk_end, _ceil_minute(pruned_before))
+        back = frm
+    else:
+        back = (frm - stale_ns) // NS_PER_MIN * NS_PER_MIN
+        if pruned_before is not None:
+            back = max(back, min(_ceil_minute(pruned_before + stale_ns), frm))
+    n = (chunk_end - back) // NS_PER_MIN
+    columns = _read_columns(conn, device_id, back, chunk_end + stale_ns)
+    arr = rollup_columns(columns, back, n, store.rollup_config)
 
-    day = dt.date(1970, 1, 1) + dt.timedelta(days=frm // NS_PER_DAY)
-    first_minute = (frm % NS_PER_DAY) // NS_PER_MIN
     conn.execute("BEGIN IMMEDIATE")
     try:
-        wrote = _merge_day(conn, device_id, day, first_minute, arr, fill_only)
+        wrote = _merge(conn, device_id, back, arr, fill_only)
         new_watermark = chunk_end if watermark is None else max(watermark, chunk_end)
         still_dirty = chunk_end if watermark is not None and chunk_end < watermark else None
         _set_progress(conn, device_id, new_watermark, still_dirty)
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # SQLite rolls back by itself on some errors (disk full): a second ROLLBACK would raise
+        # "no transaction is active" and hide the real error.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
     return False, wrote
 
@@ -105,10 +118,29 @@ def _set_progress(conn: sqlite3.Connection, device_id: str, watermark: int, dirt
                  (watermark, dirty_from, device_id))
 
 
+def _ceil_minute(ns: int) -> int:
+    return -(-ns // NS_PER_MIN) * NS_PER_MIN
+
+
+def _merge(conn: sqlite3.Connection, device_id: str, start_ns: int, arr: np.ndarray,
+           fill_only: bool = False) -> int:
+    """Overwrite the minutes from start_ns on in their day records (a chunk with its back-off
+    can span midnight); the number of day records written."""
+    wrote, col = 0, 0
+    while col < arr.shape[1]:
+        at = start_ns + col * NS_PER_MIN
+        first_minute = (at % NS_PER_DAY) // NS_PER_MIN
+        take = min(arr.shape[1] - col, MINUTES_PER_DAY - first_minute)
+        day = dt.date(1970, 1, 1) + dt.timedelta(days=at // NS_PER_DAY)
+        wrote += _merge_day(conn, device_id, day, first_minute, arr[:, col:col + take], fill_only)
+        col += take
+    return wrote
+
+
 def _merge_day(conn: sqlite3.Connection, device_id: str, day: dt.date, first_minute: int,
-               arr: np.ndarray, fill_only: bool = False) -> int:
-    """Overwrite minutes [first_minute, first_minute + n) of the day record (with `fill_only`,
-    only those that are empty in it); 1 if written."""
+               arr: np.ndarray) -> int:
+    """Overwrite minutes [first_minute, first_minute + n) of the day record; 1 if written
+    (0 when they are already what is stored: a back-off usually recomputes the same minutes)."""
     row = conn.execute("SELECT layout_version, data FROM rollup_days WHERE device_id = ? AND day = ?",
                        (device_id, day.isoformat())).fetchone()
     if row is None:
@@ -118,12 +150,13 @@ def _merge_day(conn: sqlite3.Connection, device_id: str, day: dt.date, first_min
     else:
         full = unpack_day(row[1], row[0], f"{device_id}/{day}")
     assert first_minute + arr.shape[1] <= MINUTES_PER_DAY
-    window = full[:, first_minute:first_minute + arr.shape[1]]
+    piece = full[:, first_minute:first_minute + arr.shape[1]]
     if fill_only:
-        empty = ~window.any(axis=0)
-        window[:, empty] = arr[:, empty]
-    else:
-        window[:] = arr
+        empty = ~piece.any(axis=0)
+        arr = np.where(empty[None, :], arr, piece)
+    if row is not None and np.array_equal(piece, arr):
+        return 0
+    piece[...] = arr
     upsert_day(conn, device_id, day, pack_day(full), summarize_day(full))
     return 1
 

@@ -44,20 +44,23 @@ def test_uncovered_time_is_unknown_not_downtime():
 
 def test_counter_wrapping_at_65535():
     out = roll([s("count_total", 10, 65530), s("count_total", 20, 65535), s("count_total", 70, 3)], 2)
-    assert row(out, "count_total") == [5, 4]    # 65535 -> 0 is one part, then 3 more
+    # 65535 -> 0 is one part, then 3 more: 4 parts made over 20-70 s, 40 s of them in minute 0.
+    assert row(out, "count_total") == [5 + 3.2, 0.8]
 
 
 def test_counter_reset_after_restart():
     out = roll([s("count_good", 10, 1000), s("count_good", 20, 1010), s("count_good", 70, 5),
-                s("count_good", 130, 62000), s("count_good", 150, 5000)], 3)
-    # 1010 -> 5 is a restart (not near the top): 5 parts; 62000 -> 5000 lands above the wrap
-    # window so it is a restart too: 5000 parts (and 5 -> 62000 is an ordinary increase).
-    assert row(out, "count_good") == [10, 5, 61995 + 5000]
+                s("count_good", 90, 65), s("count_good", 110, 30000), s("count_good", 120, 30000),
+                s("count_good", 130, 62000), s("count_good", 150, 5000), s("count_good", 170, 5004)], 3)
+    # 1010 -> 5 is a restart (not near the top): 5 is a new base, +0; 62000 -> 5000 lands above
+    # the wrap window so it is a restart too, +0, and counting resumes from 5000. (The old rule
+    # added the new value at each restart: 5 and 5000 parts never made.)
+    assert row(out, "count_good") == [10, 60 + 29935, 32000 + 4]
 
 
 def test_wrap_heuristic_is_configurable():
     samples = [s("count_reject", 10, 900), s("count_reject", 20, 10)]
-    assert row(roll(samples, 1), "count_reject") == [10]       # a reset with the 16-bit default
+    assert row(roll(samples, 1), "count_reject") == [0]        # a reset (new base) with the 16-bit default
     assert row(roll(samples, 1, counter_modulus=1000, wrap_window=200), "count_reject") == [110]
 
 
@@ -70,8 +73,10 @@ def test_integrated_power_when_there_is_no_meter():
 
 def test_meter_energy_wins_over_integrated_power_and_handles_reset():
     power = [s("power_kw", 0, 6.0), s("power_kw", 30, 12.0)]
-    meter = [s("energy_kwh", 0, 100.0), s("energy_kwh", 50, 100.5), s("energy_kwh", 70, 0.25)]
+    meter = [s("energy_kwh", 0, 100.0), s("energy_kwh", 50, 100.5), s("energy_kwh", 70, 0.25),
+             s("energy_kwh", 110, 0.5)]
     out = roll(power + meter, 2)
+    # The reset to 0.25 is a new base (+0), the meter counts on from there.
     assert row(out, "energy_kwh") == [0.5, 0.25]
     assert row(out, "power_mean_kw") == [9.0, 12.0]
 
@@ -115,7 +120,7 @@ def test_samples_exactly_on_a_minute_boundary_belong_to_the_minute_they_start():
     out = roll([s("state", 60, "setup"), s("count_total", 0, 0), s("count_total", 60, 4),
                 s("power_kw", 120, 2.0)], 3)
     assert row(out, "setup_s") == [0, 60, 60]
-    assert row(out, "count_total") == [0, 4, 0]
+    assert row(out, "count_total") == [4, 0, 0]     # made during [0, 60): minute 0
     assert row(out, "samples") == [1, 2, 1]
     assert row(out, "power_max_kw") == [0, 0, 2.0]
 
@@ -125,7 +130,8 @@ def test_carry_in_holds_state_and_counter_from_before_start():
     out = roll([s("count_total", 30, 105)], 6, carry_in=carry)
     # Alive until the counter sample at 30 s + 300 s.
     assert row(out, "running_s") == [60, 60, 60, 60, 60, 30]
-    assert row(out, "count_total") == [5, 0, 0, 0, 0, 0]
+    # 5 parts over [-10 s, 30 s): the 10 s before start belong to the minute before the range.
+    assert row(out, "count_total") == [3.75, 0, 0, 0, 0, 0]
     assert row(out, "samples") == [1, 0, 0, 0, 0, 0]            # history is not counted
 
 
@@ -146,10 +152,12 @@ def test_empty_input_gives_zeros():
     assert not roll([], 5).any()
 
 
-def test_samples_past_the_range_are_ignored():
+def test_samples_past_the_range_only_spread_their_counter_increase_back():
     out = roll([s("state", 0, "running"), s("state", 30, "idle"), s("count_total", 0, 0),
                 s("count_total", 61, 5)], 1)
-    assert row(out, "count_total") == [0] and row(out, "running_s") == [30]
+    # 5 parts over [0, 61 s): 60/61 of them in the range's only minute.
+    assert row(out, "count_total") == [round(5 * 60 / 61, 6)] and row(out, "running_s") == [30]
+    assert row(out, "samples") == [3]
 
 
 def _history(samples: list[Sample], start: int) -> list[Sample]:
@@ -185,7 +193,10 @@ def test_chunked_computation_equals_whole_range(seed):
     parts = []
     for k0, k1 in ((0, 7), (7, 13), (13, 20)):
         lo, hi = T0 + k0 * 60 * S_NS, T0 + k1 * 60 * S_NS
-        inside = [x for x in samples if lo <= x.ts_ns < hi]
+        # Counter increases spread back up to stale_after_s before their sample: a chunk reads
+        # that much lookahead (as Store.roll_up does).
+        ahead = hi + int(cfg["stale_after_s"] * S_NS)
+        inside = [x for x in samples if lo <= x.ts_ns < ahead]
         parts.append(rollup_minutes(inside, lo, k1 - k0, _history(samples, lo), RollupConfig(**cfg)))
     np.testing.assert_allclose(np.concatenate(parts, axis=1), whole, rtol=1e-6, atol=1e-6)
     assert whole[F["samples"]].sum() == len(samples)
