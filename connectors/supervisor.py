@@ -37,6 +37,7 @@ from typing import Any, Awaitable, Callable, Mapping, Protocol
 from connectors.backoff import Backoff
 from connectors.base import AckedBatch, Source
 from edge.errors import SourceError
+from edge.plausibility import MAX_PAST_S, fix_timestamps
 from edge.model import IdentityEvidence, Quality, Sample, now_ns
 
 BAD_VALUE = ""
@@ -67,8 +68,11 @@ class LinkState(str, enum.Enum):
 class DeviceSupervisor:
     def __init__(self, source: Source, emit: Emit, observer: Observer, *,
                  backoff_initial_s: float = 1.0, backoff_max_s: float = 60.0,
-                 stall_min_s: float = 5.0, rng: random.Random | None = None):
+                 stall_min_s: float = 5.0, max_past_s: float = MAX_PAST_S,
+                 rng: random.Random | None = None):
         self.source = source
+        self.max_past_s = max_past_s
+        self.timestamps_fixed = 0   # samples whose device clock was implausible (edge.plausibility)
         self.device = source.device
         self.emit = emit
         self.observer = observer
@@ -143,7 +147,11 @@ class DeviceSupervisor:
                     raise self._as_source_error(err, "samples") from err
                 self.samples += len(batch)
                 blocked_at_ns, started = now_ns(), time.monotonic()
-                done = await self.emit(batch)
+                fixed, n_fixed = fix_timestamps(batch, blocked_at_ns, self.max_past_s)
+                if n_fixed:
+                    self._implausible_clock(n_fixed)
+                # The ack stays with the source's own batch: `fixed` may be a new plain list.
+                done = await self.emit(fixed if n_fixed else batch)
                 if isinstance(batch, AckedBatch) and batch.ack is not None:
                     _ack_when_done(batch.ack, done)
                 blocked_s = time.monotonic() - started
@@ -165,6 +173,13 @@ class DeviceSupervisor:
     def _bad_batch(self, ts_ns: int) -> list[Sample]:
         """One BAD sample per signal: from `ts_ns` on, the device's values are unknown."""
         return [Sample(self.device.id, s.name, ts_ns, BAD_VALUE, Quality.BAD) for s in self.device.signals]
+
+    def _implausible_clock(self, n: int) -> None:
+        if not self.timestamps_fixed:   # once per supervisor: the count keeps the tally
+            self._log.warning("device %s: %d samples with implausible timestamps (device clock "
+                              "not set?); stored at arrival time and marked uncertain",
+                              self.device.id, n)
+        self.timestamps_fixed += n
 
     async def _online(self, identity: IdentityEvidence) -> None:
         ts = now_ns()

@@ -138,9 +138,10 @@ def _merge(conn: sqlite3.Connection, device_id: str, start_ns: int, arr: np.ndar
 
 
 def _merge_day(conn: sqlite3.Connection, device_id: str, day: dt.date, first_minute: int,
-               arr: np.ndarray) -> int:
-    """Overwrite minutes [first_minute, first_minute + n) of the day record; 1 if written
-    (0 when they are already what is stored: a back-off usually recomputes the same minutes)."""
+               arr: np.ndarray, fill_only: bool = False) -> int:
+    """Overwrite minutes [first_minute, first_minute + n) of the day record (with `fill_only`,
+    only those that are empty in it); 1 if written (0 when they are already what is stored: a
+    back-off usually recomputes the same minutes)."""
     row = conn.execute("SELECT layout_version, data FROM rollup_days WHERE device_id = ? AND day = ?",
                        (device_id, day.isoformat())).fetchone()
     if row is None:

@@ -638,7 +638,8 @@ def _prune_device(conn: sqlite3.Connection, device_id: str, cutoff_ns: int, stal
         return 0
     watermark, dirty_from = row
     safe = watermark if dirty_from is None else min(watermark, dirty_from)
-    limit_ns = min(cutoff_ns, safe - stale_ns)
+    # Roll-ups back off stale_after_s before the watermark and need the readings just before that.
+    limit_ns = min(cutoff_ns, safe - 2 * stale_ns)
     cur = conn.execute(
         "DELETE FROM samples WHERE series_id IN (SELECT id FROM series WHERE device_id = ?) "
         "AND ts_ns < ?", (device_id, limit_ns))

@@ -111,7 +111,8 @@ class Gateway:
         await self.pipeline.start()
         for spec in self.devices:
             source = registry.get(spec.protocol).make_source(spec)
-            sup = DeviceSupervisor(source, self.pipeline.put_many, self.observer)
+            sup = DeviceSupervisor(source, self.pipeline.put_many, self.observer,
+                                   max_past_s=self.settings.store.retention_days * 86_400)
             self.supervisors[spec.id] = sup
             self._device_tasks[sup] = asyncio.create_task(self._supervise(spec.id, sup),
                                                           name=f"device:{spec.id}")

@@ -202,7 +202,9 @@ class ModbusSource(ReportsPayloadErrors):
         except PayloadError as err:
             self._errors.report(err, signal=name, registers=registers)
             return Sample(self.device.id, name, ts_ns, BAD_VALUE, Quality.BAD)
-        value, quality = self._signals[name].convert(raw)
+        value, quality, problem = self._signals[name].check(raw)
+        if problem is not None:   # wrong type or range for the signal's role: counted, not GOOD
+            self._errors.report(problem, signal=name, registers=registers)
         return Sample(self.device.id, name, ts_ns, value, quality)
 
     async def _read(self, table: str, start: int, count: int) -> tuple[list[int], int]:

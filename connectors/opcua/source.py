@@ -147,7 +147,9 @@ class OpcUaSource(ReportsPayloadErrors):
             raw = event.value
             if not isinstance(raw, (bool, int, float, str)):
                 raw = str(raw)  # LocalizedText, enums...: keep what the server said, as text
-            value, conv_q = self._signals[name].convert(raw)
+            value, conv_q, problem = self._signals[name].check(raw)
+            if problem is not None:   # wrong type or range for the role: counted, not GOOD
+                self._errors.report(problem, signal=name, node=str(event.node.nodeid))
             out.append(Sample(self.device.id, name, ts_ns, value, max(status_q, conv_q)))
         return out
 

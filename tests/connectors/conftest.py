@@ -13,6 +13,7 @@ MODBUS_IDENTITY = {0x00: "ACME", 0x01: "P100", 0x02: "1.2", 0x80: "SN-MB-1"}
 @pytest.fixture
 async def modbus_server() -> AsyncIterator[ModbusTestServer]:
     server = ModbusTestServer(free_port(), identity=MODBUS_IDENTITY)
+    server.holding[0] = 1   # a state code the test devices map (an unmapped one is a payload error)
     await server.start()
     yield server
     await server.stop()

@@ -144,6 +144,7 @@ async def test_refused_signal_is_asked_again_after_a_reconnect():
     events = []
     src.on_event = lambda kind, data: events.append((kind, data))
     server.holding[12] = 77
+    server.holding[0] = 1      # a mapped state code: an unknown one is a payload error of its own
     try:
         await src.connect()
         before = {s.signal: s for s in await src.poll()}

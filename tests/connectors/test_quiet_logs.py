@@ -61,7 +61,7 @@ async def test_outage_and_recovery_log_one_line_each(library_logging, caplog, mo
     sources = {
         "mb": ModbusSource(device("modbus", {"host": "127.0.0.1", "port": modbus_server.port,
                                              "poll_interval_s": 0.05, "timeout_s": 3.0},
-                                  [{"name": "state", "address": {"table": "holding", "offset": 0}}],
+                                  [{"name": "level", "address": {"table": "holding", "offset": 0}}],
                                   device_id="mb")),
         "hung": ModbusSource(modbus_device(hung_port, device_id="hung")),
         "ua": OpcUaSource(device("opcua", {"endpoint": opcua_server.endpoint, "publishing_interval_ms": 50,

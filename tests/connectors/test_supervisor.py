@@ -65,6 +65,7 @@ async def supervise():
 async def test_down_at_start_then_online(supervise, caplog):
     caplog.set_level(logging.INFO, logger="shangyun.connectors")
     server = ModbusTestServer(free_port(), identity=MODBUS_IDENTITY)
+    server.holding[0] = 1
     rec = Recorder()
     sup = supervise(ModbusSource(modbus_device(server.port)), rec)
     await eventually(lambda: sup.state is LinkState.OFFLINE, what="offline")
