@@ -59,14 +59,17 @@ def report_to_dict(report: "Report", *, generated_at: dt.datetime | None = None
     reasons = Counter(reason for r in report.devices for reason in {f.reason for f in r.flags})
     plant_oee = aggregate(r.oee for r in report.devices)
     plant_energy = aggregate_energy(r.energy for r in report.devices)
+    analysed = report.analysed or report.window
     hourly = sum((r.oee.output_per_hour.astype(np.float64) for r in report.devices),
-                 np.zeros(report.window.n_days * 24))
+                 np.zeros(analysed.n_days * 24))
     dconf = report.config.distinct_config() if report.distinct_checked else None
     return {
         "schema": SCHEMA,
         "generated_at": generated_at.isoformat() if generated_at else None,
         "verdict": v.verdict,
-        "window": report.window.to_dict(),
+        "window": {**report.window.to_dict(),
+                   "analysed": {"from": analysed.start.isoformat(),
+                                "to": analysed.end.isoformat(), "days": analysed.n_days}},
         "sources": report.sources,
         "voucher": {
             "programme": t.catalog.programme, "catalog": t.catalog.title,
@@ -92,7 +95,7 @@ def report_to_dict(report: "Report", *, generated_at: dt.datetime | None = None
         "oee": {"plant": plant_oee["plant"].to_dict() if plant_oee else None,
                 "lines": {k: o.to_dict() for k, o in
                           sorted(aggregate((r.oee for r in report.devices), by_line).items())}},
-        "output_per_hour": {"start": report.window.start.isoformat() + "T00:00:00Z",
+        "output_per_hour": {"start": analysed.start.isoformat() + "T00:00:00Z",
                             "unit": "parts per UTC hour, all devices",
                             "values": [round(float(x), 1) for x in hourly]},
         "energy": {"plant": plant_energy["plant"].to_dict() if plant_energy else None,

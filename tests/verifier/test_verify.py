@@ -1,6 +1,7 @@
 """The verification run end to end over a MemoryReader, and the JSON report's stability."""
 import datetime as dt
 import json
+import math
 import os
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from edge.errors import VerificationInputError
 from edge.model import IdentityEvidence
 from edge.rollup_layout import F
 from verifier.policy import Voucher
-from verifier.reading import EventRecord, MemoryReader
+from verifier.reading import DEFAULT_CHUNK_DEVICES, EventRecord, MemoryReader
 from verifier.report import SCHEMA
 from verifier.verify import VerifyConfig, verify
 from verifier.window import Window
@@ -114,8 +115,50 @@ def test_no_devices_is_bad_input():
                voucher=Voucher(item="设备物联", amount=1500))
 
 
-def test_window_outside_data_counts_nothing():
+def test_window_without_data_is_bad_input():
+    # A window holding no data at all is most likely a wrong year or the wrong store: refused
+    # with the span the stores do hold, not failed as a claim.
     far = Window(START + dt.timedelta(days=100), START + dt.timedelta(days=109))
-    report = verify(small_factory(), window=far, voucher=Voucher(item="设备物联", amount=1500))
-    assert report.verdict.counted_devices == 0
-    assert report.to_dict()["oee"]["plant"]["unknown_h"] == pytest.approx(6 * 240)
+    with pytest.raises(VerificationInputError, match="hold data from 2024-03-01 to 2024-03-08"):
+        verify(small_factory(), window=far, voucher=Voucher(item="设备物联", amount=1500))
+
+
+class DataDaysOnly(MemoryReader):
+    """Refuses, before allocating anything, to build cubes over more days than it holds."""
+
+    def iter_cubes(self, window, chunk_devices=DEFAULT_CHUNK_DEVICES):
+        assert window.n_days <= N_DAYS, f"asked for {window.n_days} days, holds {N_DAYS}"
+        return super().iter_cubes(window, chunk_devices)
+
+
+def data_days_only():
+    r = small_factory()
+    return DataDaysOnly(r.devices(), r._cube, events=r.events())
+
+
+def test_window_reaching_a_century_past_the_data_reads_only_the_data_days():
+    long = Window(START - dt.timedelta(days=36_500), WINDOW.end + dt.timedelta(days=3650))
+    report = verify(data_days_only(), window=long, voucher=Voucher(item="设备物联", amount=1500))
+    doc = report.to_dict()
+    assert doc["window"]["days"] == long.n_days
+    assert doc["window"]["analysed"] == {"from": "2024-03-01", "to": "2024-03-08", "days": 8}
+    # The rules still apply to the whole window asked for: 8 days of data are far too few.
+    assert report.verdict.verdict == "FAIL" and report.verdict.counted_devices == 0
+    assert all("too_few_days" in reasons(report)[d] for d in reasons(report))
+    assert doc["thresholds"]["activity"]["min_data_days"] == math.ceil(0.6 * long.n_days)
+    plant = doc["oee"]["plant"]
+    assert plant["planned_h"] == pytest.approx(6 * 24 * long.n_days)
+    assert plant["run_h"] == pytest.approx(run_small().to_dict()["oee"]["plant"]["run_h"])
+    assert len(doc["output_per_hour"]["values"]) == 8 * 24
+    assert any("not read" in n for n in report.notes)
+
+
+@pytest.mark.parametrize("before,after,bunched", [(0, 8, False), (8, 0, True)])
+def test_activity_rules_use_the_whole_window_when_only_part_is_read(before, after, bunched):
+    # 8 days of data in a 16-day window: too few days either way; bunched at the end only
+    # when the data sits in the window's second half.
+    w = Window(START - dt.timedelta(days=before), WINDOW.end + dt.timedelta(days=after))
+    report = verify(data_days_only(), window=w, voucher=Voucher(item="设备物联", amount=1500))
+    got = reasons(report)["m000"]
+    assert "too_few_days" in got
+    assert ("bunched_at_end" in got) == bunched
