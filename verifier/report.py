@@ -16,6 +16,7 @@ from .energy import aggregate_energy
 from .policy import yuan_plain
 
 if TYPE_CHECKING:
+    from .oee import OeeTotals
     from .verify import DeviceResult, Report
 
 SCHEMA = "shangyun.verify/1"
@@ -110,6 +111,23 @@ def _pct(x: float | None) -> str:
     return "—" if x is None else f"{x:.1%}"
 
 
+_OEE_HEADER = ("id", "availability", "performance", "quality", "OEE", "run h", "planned busy h",
+               "unknown h")
+
+
+def _oee_row(device_id: str, t: "OeeTotals") -> tuple[str, ...]:
+    quality = _pct(t.quality) + (" (assumed)" if t.quality_assumed and t.total > 0 else "")
+    return (device_id, _pct(t.availability), _pct(t.performance), quality, _pct(t.oee),
+            f"{t.run_s / 3600:.1f}", f"{t.busy_s / 3600:.1f}", f"{t.unknown_s / 3600:.1f}")
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    """Left-aligned columns, two spaces apart, indented by two."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip()
+            for row in rows]
+
+
 def render_text(report: "Report") -> str:
     t, v = report.terms, report.verdict
     w = report.window
@@ -138,9 +156,10 @@ def render_text(report: "Report") -> str:
                      str(r.activity.days_active), f"{r.activity.running_hours:.1f}",
                      "yes" if r.counted else "no: " + ", ".join(
                          sorted({f.reason for f in r.flags}))))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    for row in rows:
-        lines.append("  " + "  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip())
+    lines += _table(rows)
+    lines += ["", "OEE per device (ISO 22400-2: OEE = A × P × Q, unknown time excluded; "
+              "— = cannot be computed):"]
+    lines += _table([_OEE_HEADER] + [_oee_row(r.info.id, r.oee.totals) for r in report.devices])
     flagged = [f for r in report.devices for f in r.flags]
     if flagged:
         lines += ["", "Why devices were not counted:"]

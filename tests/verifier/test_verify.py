@@ -1,4 +1,5 @@
 """The verification run end to end over a MemoryReader, and the JSON report's stability."""
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -106,6 +107,32 @@ def test_text_report_shows_verdict_arithmetic_thresholds_and_table():
     assert "required devices = ⌈6,000.00 ÷ 1,500.00⌉ = 4" in text
     assert "min_data_days = 5" in text
     assert "m003" in text and "bunched_at_end" in text
+
+
+def test_text_report_gives_each_devices_oee_components():
+    r = small_factory()
+    # m000 without an ideal cycle time: performance, hence OEE, cannot be computed.
+    devs = [dataclasses.replace(d, ideal_cycle_s=None) if d.id == "m000" else d
+            for d in r.devices()]
+    report = verify(MemoryReader(devs, r._cube, events=r.events()), window=WINDOW,
+                    voucher=Voucher(item="设备物联", amount=6_000))
+    lines = report.render_text().splitlines()
+    heads = [i for i, x in enumerate(lines) if x.startswith("OEE per device")]
+    assert len(heads) == 1, "no per-device OEE section in the text report"
+    head = heads[0]
+    assert lines[head + 1].split() == ["id", "availability", "performance", "quality", "OEE",
+                                       "run", "h", "planned", "busy", "h", "unknown", "h"]
+    rows = {x.split()[0]: x.split() for x in lines[head + 2:head + 2 + len(devs)]}
+    assert set(rows) == {d.id for d in devs}
+    for res in report.devices:
+        t = res.oee.totals
+        pct = lambda x: "—" if x is None else f"{x:.1%}"  # noqa: E731
+        assert rows[res.info.id] == [res.info.id, pct(t.availability), pct(t.performance),
+                                     pct(t.quality), pct(t.oee), f"{t.run_s / 3600:.1f}",
+                                     f"{t.busy_s / 3600:.1f}", f"{t.unknown_s / 3600:.1f}"]
+    assert rows["m000"][2] == rows["m000"][4] == "—"
+    assert rows["m001"][4] != "—" and float(rows["m001"][4].rstrip("%")) > 0
+    assert float(rows["m003"][7]) == pytest.approx(6 * 24)   # no data on 6 of its 8 days
 
 
 def test_no_devices_is_bad_input():
