@@ -4,8 +4,12 @@ import contextlib
 import datetime as dt
 import io
 import json
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +19,7 @@ from edge.rollup_layout import F, empty_day
 from edge.store import Store
 from verifier.cli import add_arguments, main, run
 
+REPO = Path(__file__).resolve().parents[2]   # so the subprocess imports this checkout
 DAYS = 6
 START = dt.date(2024, 5, 1)
 WINDOW = ["--from", "2024-05-01", "--to", "2024-05-06"]
@@ -215,3 +220,22 @@ def test_not_a_store_exit_2(store_path, tmp_path, content, message):
     path.write_bytes(content)
     code, _, err = cli(str(path), "--item", "设备物联", "--amount", "4500", *WINDOW)
     assert code == 2 and message in err, err
+
+
+@pytest.mark.parametrize("case", ["directory", "text_blob", "far_future"])
+def test_python_m_verifier_bad_input_exit_2_without_traceback(store_path, tmp_path, case):
+    # In a real process, so an escaped exception would show as a traceback on stderr.
+    store, extra = store_path, list(WINDOW)
+    if case == "directory":
+        store = str(tmp_path)
+    elif case == "text_blob":
+        store = _edited(store_path, tmp_path, "UPDATE rollup_days SET data = 'text'")
+    else:
+        extra = ["--from", "2024-05-01", "--to", "9999-12-31"]
+    proc = subprocess.run([sys.executable, "-m", "verifier", store, "--item", "设备物联",
+                           "--amount", "4500", "--quiet", *extra],
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("shangyun verify: error: ") and proc.stderr.count("\n") == 1

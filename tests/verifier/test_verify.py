@@ -71,7 +71,8 @@ def test_counting_needs_active_and_unflagged():
     assert got["m000"] == [] and got["m001"] == [] and got["m002"] == []
     assert "bunched_at_end" in got["m003"] and "too_few_days" in got["m003"]
     assert got["m005"] == ["identity_changed"]
-    assert "shared_identity" in got["m004"] or not report.distinct_checked
+    # (This used to pass whenever distinctness was not checked at all.)
+    assert report.distinct_checked and "shared_identity" in got["m004"]
     assert report.verdict.counted_devices == sum(not v for v in got.values())
 
 
