@@ -23,7 +23,8 @@ import numpy as np
 from edge.model import NS_PER_S
 
 from .cube import Flag, RollupCube
-from .reading import EventRecord
+from .reading import EventRecord, date_of
+from .window import Window
 
 NS_PER_MINUTE = 60 * NS_PER_S
 
@@ -79,10 +80,14 @@ class DeviceActivity:
 
 
 def analyse_activity(cube: RollupCube, config: ActivityConfig = ActivityConfig(), *,
-                     identity_events: Mapping[str, Sequence[EventRecord]] | None = None
-                     ) -> list[DeviceActivity]:
-    """Per-device activity over the cube's days (the cube spans the whole window)."""
-    n_dev, n_days = cube.present.shape
+                     identity_events: Mapping[str, Sequence[EventRecord]] | None = None,
+                     window: Window | None = None) -> list[DeviceActivity]:
+    """Per-device activity. The rules apply to the review `window` (default: the cube's days);
+    the cube may cover only part of it, the days with data, the rest counting as no data."""
+    if window is None and len(cube.days):
+        window = Window(date_of(cube.days[0]), date_of(cube.days[-1]))
+    n_days = window.n_days if window is not None else 0
+    offset = window.offset(date_of(cube.days[0])) if window is not None and len(cube.days) else 0
     samples = cube.field("samples")
     has_minute = samples > 0
     data_day = cube.present & has_minute.any(axis=2)
@@ -99,7 +104,7 @@ def analyse_activity(cube: RollupCube, config: ActivityConfig = ActivityConfig()
                              | (power_std > config.power_noise_kw))
     days_with_data = data_day.sum(axis=1)
     days_active = active_day.sum(axis=1)
-    half = n_days // 2
+    half = min(max(n_days // 2 - offset, 0), len(cube.days))   # the window's half, in cube days
     first_half = active_day[:, :half].sum(axis=1)
 
     first_ns, last_ns = _first_last_ns(cube, has_minute)

@@ -31,19 +31,30 @@ def load_against(source: str, window: Window):
     from .distinct import AgainstSet, concat_features, device_features
     if not os.path.exists(source):
         raise VerificationInputError(f"--against {source!r} does not exist")
-    with open(source, "rb") as f:
-        head = f.read(len(SQLITE_MAGIC))
+    if not os.path.isfile(source):
+        raise VerificationInputError(f"--against {source!r} is not a file")
+    try:
+        with open(source, "rb") as f:
+            head = f.read(len(SQLITE_MAGIC))
+    except OSError as e:
+        raise VerificationInputError(f"cannot read --against {source!r}: {e.strerror}") from None
     if head == SQLITE_MAGIC:
-        span = Window(window.end - dt.timedelta(days=AGAINST_LOOKBACK_DAYS + window.n_days),
-                      window.end)
+        lookback = Window(window.end - dt.timedelta(days=AGAINST_LOOKBACK_DAYS + window.n_days),
+                          window.end)
         with StoreReader([source]) as reader:
             devices = reader.devices()
-            blocks = [device_features(c) for c in reader.iter_cubes(span, AGAINST_CHUNK_DEVICES)]
+            # Read only the days the earlier store holds, however long the lookback is.
+            span = reader.data_span(lookback)
+            blocks = [] if span is None else [
+                device_features(c) for c in reader.iter_cubes(lookback.clip(*span),
+                                                              AGAINST_CHUNK_DEVICES)]
         return AgainstSet.from_devices(devices, concat_features(blocks) if blocks else None,
                                        label=source)
     try:
         with open(source, encoding="utf-8") as f:
             raw = yaml.safe_load(f)   # JSON is YAML too
+    except OSError as e:
+        raise VerificationInputError(f"cannot read --against {source!r}: {e.strerror}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise VerificationInputError(f"--against {source}: neither a store nor YAML/JSON: {e}") \
             from None

@@ -181,9 +181,11 @@ class DeviceOee:
 
 def analyse_oee(cube: RollupCube, config: OeeConfig = OeeConfig(),
                 planned: np.ndarray | None = None, *,
-                dominant: np.ndarray | None = None) -> list[DeviceOee]:
+                dominant: np.ndarray | None = None,
+                unread_planned_s: float = 0.0) -> list[DeviceOee]:
     """Per-device OEE over the cube. `planned` (days, 1440) and `dominant`
-    (states.dominant_state) may be passed in precomputed."""
+    (states.dominant_state) may be passed in precomputed. `unread_planned_s` is planned time of
+    window days outside the cube (no store holds data there): planned and unknown, never read."""
     if planned is None:
         planned = config.calendar.planned_mask(cube.days)
     n_dev, n_days = cube.present.shape
@@ -201,7 +203,7 @@ def analyse_oee(cube: RollupCube, config: OeeConfig = OeeConfig(),
             return x.sum(axis=-1).sum(axis=-1, dtype=np.float64)
         return x.reshape(x.shape[0], -1) @ weights
 
-    planned_s = float(planned.sum()) * 60.0
+    planned_s = float(planned.sum()) * 60.0 + unread_planned_s
     known_planned = planned_sum(known)
     planned_stop = sum((planned_sum(secs[:, :, i]) for i in planned_ids), np.zeros(n_dev))
     run = planned_sum(secs[:, :, RUNNING])

@@ -27,6 +27,9 @@ PASS, FAIL = "PASS", "FAIL"
 PROGRAMME_ALIASES = {"2020": "2020", "2018": "2018", "2019": "2018", "2018-19": "2018",
                      "2018-2019": "2018", "2018–19": "2018"}
 REGIONS = ("prd", "ewn", "cluster")
+# No voucher, contract or subsidy of these programmes comes near 10 billion yuan (the enterprise
+# cap is 300,000); anything above is a typo or an attack on the arithmetic (1e300), not a claim.
+MAX_YUAN = 10_000_000_000
 
 
 # ---------------------------------------------------------------- money
@@ -43,6 +46,10 @@ def to_fen(value: object, what: str = "amount") -> int:
         raise VerificationInputError(f"{what} {value!r} is not a number of yuan") from None
     if not d.is_finite() or d < 0:
         raise VerificationInputError(f"{what} must be a non-negative amount, got {value!r}")
+    # Compared before scaling: Decimal would raise Overflow on 1e999999 × 100.
+    if d > MAX_YUAN:
+        raise VerificationInputError(
+            f"{what} {value!r} is not a plausible amount (at most {MAX_YUAN:,} yuan)")
     fen = d * 100
     if fen != fen.to_integral_value():
         raise VerificationInputError(f"{what} {value!r} has more than 2 decimals (fen)")

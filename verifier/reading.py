@@ -8,8 +8,13 @@ export bundles will come later as a third reader with the same surface.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 import os
+import sqlite3
+import zlib
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol, Sequence
 
@@ -48,6 +53,10 @@ class Reader(Protocol):
                    chunk_devices: int = DEFAULT_CHUNK_DEVICES) -> Iterator[RollupCube]:
         """Cubes over the window's days for consecutive groups of at most `chunk_devices`
         devices, in `devices()` order."""
+        ...
+
+    def data_span(self, window: Window | None = None) -> tuple[dt.date, dt.date] | None:
+        """First and last day with a stored rollup (inside `window` when given), or None."""
         ...
 
     def events(self, kind: str | None = None) -> list[EventRecord]: ...
@@ -103,6 +112,13 @@ class MemoryReader:
                 present[:, inside] = self._cube.present[rows][:, src]
             yield RollupCube(self._devices[lo:lo + chunk_devices], window.days, data, present)
 
+    def data_span(self, window: Window | None = None) -> tuple[dt.date, dt.date] | None:
+        days = self._cube.days[self._cube.present[self._rows].any(axis=0)]
+        if window is not None:
+            days = days[(days >= np.datetime64(window.start, "D"))
+                        & (days <= np.datetime64(window.end, "D"))]
+        return (date_of(days[0]), date_of(days[-1])) if len(days) else None
+
     def events(self, kind: str | None = None) -> list[EventRecord]:
         return [e for e in self._events if kind is None or e.kind == kind]
 
@@ -138,16 +154,28 @@ class StoreReader:
             raise VerificationInputError(f"the embedded store is not available: {e}") from None
         self._stores = []
         self._sources: list[str] = []
-        for p in paths:
-            path = os.fspath(p)
-            if not os.path.exists(path):
-                raise VerificationInputError(f"store {path!r} does not exist")
-            try:
-                self._stores.append(Store.open(path, readonly=True))
-            except StoreError as e:
-                raise VerificationInputError(f"cannot open store {path!r}: {e}") from None
-            self._sources.append(path)
-        self._entries = self._load_devices()
+        files: dict[tuple[int, int], str] = {}
+        try:
+            for p in paths:
+                path = os.fspath(p)
+                key = store_file_identity(path)
+                if key in files:
+                    # Refused rather than de-duplicated: the same file twice is most likely a
+                    # slip for another gateway's store, which would otherwise go unread.
+                    same = "given twice" if files[key] == path \
+                        else f"the same file as {files[key]!r}"
+                    raise VerificationInputError(
+                        f"store {path!r} is {same}: give each store once")
+                files[key] = path
+                try:
+                    self._stores.append(Store.open(path, readonly=True))
+                except StoreError as e:
+                    raise VerificationInputError(f"cannot open store {path!r}: {e}") from None
+                self._sources.append(path)
+            self._entries = self._load_devices()
+        except BaseException:
+            self.close()
+            raise
         self._by_id = {e.info.id: e for e in self._entries}
 
     def close(self) -> None:
@@ -163,11 +191,13 @@ class StoreReader:
     def _load_devices(self) -> list[_Entry]:
         raw: list[tuple[int, Any]] = []
         for i, store in enumerate(self._stores):
-            raw.extend((i, rec) for rec in store.devices())
+            with store_data(self._sources[i]):
+                raw.extend((i, rec) for rec in store.devices())
         seen = Counter(rec.id for _, rec in raw)
         entries = []
         for i, rec in raw:
             source = self._sources[i]
+            _check_cycle(source, rec.id, rec.ideal_cycle_s)
             vid = rec.id if seen[rec.id] == 1 else f"{rec.id}@{source}"
             info = DeviceInfo(id=vid, name=rec.name, protocol=rec.protocol, profile=rec.profile,
                               line=rec.line, location=rec.location,
@@ -200,21 +230,37 @@ class StoreReader:
                 rows = {e.store_id: r for r, e in enumerate(chunk) if e.store_index == store_index}
                 if not rows:
                     continue
-                for dev_id, day, arr in store.rollup_days(list(rows), window.start, window.end):
-                    k = int((np.datetime64(day, "D") - first).astype(np.int64))
-                    if dev_id not in rows or not 0 <= k < window.n_days:
-                        continue
-                    data[rows[dev_id], k] = arr
-                    present[rows[dev_id], k] = True
+                with store_data(self._sources[store_index]):
+                    for dev_id, day, arr in store.rollup_days(list(rows), window.start,
+                                                              window.end):
+                        k = int((np.datetime64(day, "D") - first).astype(np.int64))
+                        if dev_id not in rows or not 0 <= k < window.n_days:
+                            continue
+                        data[rows[dev_id], k] = arr
+                        present[rows[dev_id], k] = True
             yield RollupCube([e.info for e in chunk], window.days, data, present)
+
+    def data_span(self, window: Window | None = None) -> tuple[dt.date, dt.date] | None:
+        first: dt.date | None = None
+        last: dt.date | None = None
+        start, end = (window.start, window.end) if window is not None else (None, None)
+        for i, store in enumerate(self._stores):
+            # Day summaries only (no blobs): the cost grows with the data, not the window.
+            with store_data(self._sources[i]):
+                days = [row["day"] for row in store.rollup_day_summaries(None, start, end)]
+            if days:
+                first = min(days) if first is None else min(first, *days)
+                last = max(days) if last is None else max(last, *days)
+        return (first, last) if first is not None and last is not None else None
 
     def events(self, kind: str | None = None) -> list[EventRecord]:
         out: list[EventRecord] = []
         for i, store in enumerate(self._stores):
             # The store pages events; identity changes are rare, so a generous limit is safe.
-            for ev in store.events(kind=kind, limit=1_000_000):
-                out.append(EventRecord(ev.ts_ns, self._verifier_id(i, ev.device_id), ev.kind,
-                                       dict(ev.data or {}), self._sources[i]))
+            with store_data(self._sources[i]):
+                for ev in store.events(kind=kind, limit=1_000_000):
+                    out.append(EventRecord(int(ev.ts_ns), self._verifier_id(i, ev.device_id),
+                                           ev.kind, dict(ev.data or {}), self._sources[i]))
         out.sort(key=lambda e: e.ts_ns)
         return out
 
@@ -225,8 +271,57 @@ class StoreReader:
             raise VerificationInputError(f"unknown device {device_id!r}")
         # Distinct instants: signals polled together share one, which is one reading, not
         # zero-length intervals.
-        return self._stores[entry.store_index].sample_timestamps(
-            entry.store_id, start_ns=start_ns, end_ns=end_ns, limit=limit)
+        with store_data(self._sources[entry.store_index]):
+            return self._stores[entry.store_index].sample_timestamps(
+                entry.store_id, start_ns=start_ns, end_ns=end_ns, limit=limit)
+
+
+def _check_cycle(source: str, device_id: str, cycle: object) -> None:
+    # SQLite keeps whatever was written into a REAL column; a text there would surface much
+    # later as a TypeError deep inside OEE.
+    if cycle is None:
+        return
+    if isinstance(cycle, bool) or not isinstance(cycle, (int, float)) or not math.isfinite(cycle):
+        raise VerificationInputError(
+            f"store {source!r}: device {device_id!r} has an ideal cycle time that is not a "
+            f"number ({cycle!r})")
+
+
+def store_file_identity(path: str) -> tuple[int, int]:
+    """(device, inode) of a store file: the same file under two names (a symlink, ./x and x,
+    a hard link) is one store. VerificationInputError when `path` is not a readable file."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise VerificationInputError(f"store {path!r} does not exist") from None
+    except OSError as e:
+        raise VerificationInputError(f"cannot read store {path!r}: {e.strerror}") from None
+    if os.path.isdir(path):
+        raise VerificationInputError(
+            f"store {path!r} is a directory; give the store file (e.g. {path}/shangyun.db)")
+    if not os.path.isfile(path):
+        raise VerificationInputError(f"store {path!r} is not a regular file")
+    return st.st_dev, st.st_ino
+
+
+# What decoding a store's rows can raise when the file was damaged or edited by hand (a text
+# blob, malformed JSON, a non-number where a number belongs); edge.store maps SQLite's own
+# errors, these it lets through.
+_UNREADABLE = (sqlite3.Error, zlib.error, json.JSONDecodeError, ValueError, TypeError,
+               KeyError, AttributeError, IndexError)
+
+
+@contextmanager
+def store_data(source: str) -> Iterator[None]:
+    """Errors from decoding the store `source` become VerificationInputError naming it."""
+    try:
+        yield
+    except StoreError as e:
+        raise VerificationInputError(f"store {source!r}: {e}") from None
+    except _UNREADABLE as e:
+        raise VerificationInputError(
+            f"store {source!r} holds data this shangyun cannot read (damaged or edited?): "
+            f"{type(e).__name__}: {e}") from None
 
 
 def date_of(day: np.datetime64) -> dt.date:

@@ -16,6 +16,7 @@ from .energy import aggregate_energy
 from .policy import yuan_plain
 
 if TYPE_CHECKING:
+    from .oee import OeeTotals
     from .verify import DeviceResult, Report
 
 SCHEMA = "shangyun.verify/1"
@@ -59,14 +60,17 @@ def report_to_dict(report: "Report", *, generated_at: dt.datetime | None = None
     reasons = Counter(reason for r in report.devices for reason in {f.reason for f in r.flags})
     plant_oee = aggregate(r.oee for r in report.devices)
     plant_energy = aggregate_energy(r.energy for r in report.devices)
+    analysed = report.analysed or report.window
     hourly = sum((r.oee.output_per_hour.astype(np.float64) for r in report.devices),
-                 np.zeros(report.window.n_days * 24))
+                 np.zeros(analysed.n_days * 24))
     dconf = report.config.distinct_config() if report.distinct_checked else None
     return {
         "schema": SCHEMA,
         "generated_at": generated_at.isoformat() if generated_at else None,
         "verdict": v.verdict,
-        "window": report.window.to_dict(),
+        "window": {**report.window.to_dict(),
+                   "analysed": {"from": analysed.start.isoformat(),
+                                "to": analysed.end.isoformat(), "days": analysed.n_days}},
         "sources": report.sources,
         "voucher": {
             "programme": t.catalog.programme, "catalog": t.catalog.title,
@@ -92,7 +96,7 @@ def report_to_dict(report: "Report", *, generated_at: dt.datetime | None = None
         "oee": {"plant": plant_oee["plant"].to_dict() if plant_oee else None,
                 "lines": {k: o.to_dict() for k, o in
                           sorted(aggregate((r.oee for r in report.devices), by_line).items())}},
-        "output_per_hour": {"start": report.window.start.isoformat() + "T00:00:00Z",
+        "output_per_hour": {"start": analysed.start.isoformat() + "T00:00:00Z",
                             "unit": "parts per UTC hour, all devices",
                             "values": [round(float(x), 1) for x in hourly]},
         "energy": {"plant": plant_energy["plant"].to_dict() if plant_energy else None,
@@ -105,6 +109,23 @@ def report_to_dict(report: "Report", *, generated_at: dt.datetime | None = None
 
 def _pct(x: float | None) -> str:
     return "—" if x is None else f"{x:.1%}"
+
+
+_OEE_HEADER = ("id", "availability", "performance", "quality", "OEE", "run h", "planned busy h",
+               "unknown h")
+
+
+def _oee_row(device_id: str, t: "OeeTotals") -> tuple[str, ...]:
+    quality = _pct(t.quality) + (" (assumed)" if t.quality_assumed and t.total > 0 else "")
+    return (device_id, _pct(t.availability), _pct(t.performance), quality, _pct(t.oee),
+            f"{t.run_s / 3600:.1f}", f"{t.busy_s / 3600:.1f}", f"{t.unknown_s / 3600:.1f}")
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    """Left-aligned columns, two spaces apart, indented by two."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip()
+            for row in rows]
 
 
 def render_text(report: "Report") -> str:
@@ -135,9 +156,10 @@ def render_text(report: "Report") -> str:
                      str(r.activity.days_active), f"{r.activity.running_hours:.1f}",
                      "yes" if r.counted else "no: " + ", ".join(
                          sorted({f.reason for f in r.flags}))))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    for row in rows:
-        lines.append("  " + "  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip())
+    lines += _table(rows)
+    lines += ["", "OEE per device (ISO 22400-2: OEE = A × P × Q, unknown time excluded; "
+              "— = cannot be computed):"]
+    lines += _table([_OEE_HEADER] + [_oee_row(r.info.id, r.oee.totals) for r in report.devices])
     flagged = [f for r in report.devices for f in r.flags]
     if flagged:
         lines += ["", "Why devices were not counted:"]

@@ -87,6 +87,14 @@ class ShiftCalendar:
             planned |= on
         return planned.reshape(n, MINUTES_PER_DAY)
 
+    def planned_minutes(self, days: np.ndarray, chunk_days: int = 3653) -> int:
+        """Planned minutes over `days` (consecutive), counted ten years at a time so that a long
+        stretch (a window reaching centuries past the data) needs no mask of its own size."""
+        if self.is_24_7:
+            return len(days) * MINUTES_PER_DAY
+        return sum(int(self.planned_mask(days[i:i + chunk_days]).sum())
+                   for i in range(0, len(days), chunk_days))
+
     def _within(self, a: int, b: int, minute: np.ndarray, local_day: np.ndarray,
                 weekdays: frozenset[int] | None) -> np.ndarray:
         def starts_ok(day: np.ndarray) -> np.ndarray:

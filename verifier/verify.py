@@ -79,6 +79,11 @@ class Report:
     distinct_checked: bool
     sources: list[str]
     notes: list[str] = field(default_factory=list)
+    analysed: Window | None = None     # the days read: the window clipped to the data
+
+    def __post_init__(self) -> None:
+        if self.analysed is None:
+            self.analysed = self.window
 
     @property
     def passed(self) -> bool:
@@ -107,10 +112,14 @@ def verify(reader: Reader, *, window: Window, voucher: Voucher,
     if against and not DISTINCT_AVAILABLE:
         raise VerificationInputError("--against needs verifier.distinct, which is not installed")
 
+    analysed = _analysed_window(reader, window)
     id_events = identity_events_in(reader.events("identity_changed"),
                                    window.start_ns, window.end_ns)
-    planned = config.oee.calendar.planned_mask(window.days)
-    periods = config.energy.tariff.period_index(window.days)
+    planned = config.oee.calendar.planned_mask(analysed.days)
+    unread_planned_s = 60.0 * (
+        config.oee.calendar.planned_minutes(window.days[:window.offset(analysed.start)])
+        + config.oee.calendar.planned_minutes(window.days[window.offset(analysed.end) + 1:]))
+    periods = config.energy.tariff.period_index(analysed.days)
     dconf = config.distinct_config()
 
     activity: list[DeviceActivity] = []
@@ -118,10 +127,12 @@ def verify(reader: Reader, *, window: Window, voucher: Voucher,
     energy: list[DeviceEnergy] = []
     blocks = []
     done = 0
-    for cube in prefetched(reader.iter_cubes(window, config.chunk_devices)):
+    for cube in prefetched(reader.iter_cubes(analysed, config.chunk_devices)):
         dom = dominant_state(state_seconds(cube))
-        activity += analyse_activity(cube, config.activity, identity_events=id_events)
-        oee += analyse_oee(cube, config.oee, planned, dominant=dom)
+        activity += analyse_activity(cube, config.activity, identity_events=id_events,
+                                     window=window)
+        oee += analyse_oee(cube, config.oee, planned, dominant=dom,
+                           unread_planned_s=unread_planned_s)
         energy += analyse_energy(cube, config.energy, periods=periods, dominant=dom)
         if dconf is not None:
             blocks.append(device_features(cube, dconf))
@@ -130,9 +141,13 @@ def verify(reader: Reader, *, window: Window, voucher: Voucher,
             progress(done, len(devices))
 
     notes = []
+    if analysed != window:
+        notes.append(f"the stores hold data in this window only from {analysed.start} to "
+                     f"{analysed.end}: its other days count as days without data and were not "
+                     "read")
     distinct_flags: list[Flag] = []
     if dconf is not None:
-        raw = _raw_timing(reader, devices, window, config)
+        raw = _raw_timing(reader, devices, analysed, config)
         distinct_flags = find_flags(concat_features(blocks), devices, dconf,
                                     against=list(against) if against else None,
                                     raw_timing=raw or None)
@@ -157,7 +172,24 @@ def verify(reader: Reader, *, window: Window, voucher: Voucher,
         results.append(DeviceResult(info, act, o, e, act.flags + by_device[info.id]))
     verdict = decide(terms, sum(r.counted for r in results))
     sources = sorted({d.source for d in devices if d.source})
-    return Report(window, terms, verdict, results, config, dconf is not None, sources, notes)
+    return Report(window, terms, verdict, results, config, dconf is not None, sources, notes,
+                  analysed=analysed)
+
+
+def _analysed_window(reader: Reader, window: Window) -> Window:
+    """The review window clipped to the days the stores hold: memory and time follow the data,
+    whatever window is asked for. A window with no data at all is refused as bad input (a
+    wrong year or the wrong store, most likely) rather than failed as a claim."""
+    span = reader.data_span(window)
+    if span is None:
+        held = reader.data_span()
+        raise VerificationInputError(
+            f"no rollups in the review window {window.start} – {window.end}: "
+            + (f"the stores hold data from {held[0]} to {held[1]}" if held
+               else "the stores hold no rollups at all"))
+    clipped = window.clip(*span)
+    assert clipped is not None   # the span lies inside the window
+    return clipped
 
 
 def _raw_timing(reader: Reader, devices: Sequence[DeviceInfo], window: Window,

@@ -13,6 +13,15 @@ import numpy as np
 from edge.errors import VerificationInputError
 
 DEFAULT_WINDOW_DAYS = 90
+# Stores keep UTC nanoseconds in int64, which cover 1677-09-21 to 2262-04-11: no data can lie
+# outside, and window arithmetic in nanoseconds stays exact inside.
+FIRST_DAY, LAST_DAY = dt.date(1678, 1, 1), dt.date(2261, 12, 31)
+
+
+def _check_range(day: dt.date, what: str) -> None:
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise VerificationInputError(
+            f"{what} {day} is outside the dates a store can hold ({FIRST_DAY} – {LAST_DAY})")
 
 
 @dataclass(frozen=True)
@@ -21,6 +30,8 @@ class Window:
     end: dt.date  # included
 
     def __post_init__(self) -> None:
+        _check_range(self.start, "review window start")
+        _check_range(self.end, "review window end")
         if self.end < self.start:
             raise VerificationInputError(
                 f"review window ends ({self.end}) before it starts ({self.start})")
@@ -33,6 +44,15 @@ class Window:
             raise VerificationInputError(f"window must span at least one day, got {n_days}")
         today = today or dt.datetime.now(dt.timezone.utc).date()
         return cls(today - dt.timedelta(days=n_days), today - dt.timedelta(days=1))
+
+    def clip(self, first: dt.date, last: dt.date) -> "Window | None":
+        """The part of this window between `first` and `last` (both included), or None."""
+        start, end = max(self.start, first), min(self.end, last)
+        return Window(start, end) if start <= end else None
+
+    def offset(self, day: dt.date) -> int:
+        """Index of `day` among the window's days (negative before its start)."""
+        return (day - self.start).days
 
     @property
     def n_days(self) -> int:
@@ -64,6 +84,8 @@ def _date_ns(day: dt.date) -> int:
 
 def parse_date(text: str, what: str = "date") -> dt.date:
     try:
-        return dt.date.fromisoformat(text)
+        day = dt.date.fromisoformat(text)
     except (TypeError, ValueError):
         raise VerificationInputError(f"{what} {text!r} is not a date like 2024-03-01") from None
+    _check_range(day, what)
+    return day

@@ -1,8 +1,15 @@
 """`shangyun verify` exit codes on a small real store: 0 PASS, 1 FAIL, 2 bad input."""
 import argparse
+import contextlib
 import datetime as dt
 import io
 import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +19,7 @@ from edge.rollup_layout import F, empty_day
 from edge.store import Store
 from verifier.cli import add_arguments, main, run
 
+REPO = Path(__file__).resolve().parents[2]   # so the subprocess imports this checkout
 DAYS = 6
 START = dt.date(2024, 5, 1)
 WINDOW = ["--from", "2024-05-01", "--to", "2024-05-06"]
@@ -93,6 +101,11 @@ def test_voucher_file(store_path, tmp_path):
     (["--item", "设备物联", "--amount", "100", "--from", "2024-05-06", "--to", "2024-05-01"],
      "before it starts"),
     (["--item", "设备物联", "--amount", "100", "--calendar", "/nonexistent.yaml"], "calendar"),
+    # used to end in an OverflowError traceback (the day after 9999-12-31, 90 days before 0001)
+    (["--item", "设备物联", "--amount", "100", "--from", "2024-05-01", "--to", "9999-12-31"],
+     "outside the dates a store can hold"),
+    (["--item", "设备物联", "--amount", "100", "--to", "0001-01-02"],
+     "outside the dates a store can hold"),
 ])
 def test_bad_input_exit_2_without_traceback(store_path, argv, message):
     code, out, err = cli(store_path, *argv)
@@ -114,3 +127,115 @@ def test_against_list_flags_claimed_devices(store_path, tmp_path):
 
 def test_main_usage_error_is_2(capsys):
     assert main(["--item"]) == 2
+
+
+# ------------------------------------------------------------------ bad input (issue 7)
+
+def no_traceback(code, err):
+    return code in (0, 1, 2) and "Traceback" not in err
+
+
+def test_window_a_century_before_the_data_fails_on_too_few_days(store_path):
+    # Used to allocate a cube for every day since 1926 (55 GiB at 32 devices) and crash.
+    code, out, err = cli(store_path, "--item", "设备物联", "--amount", "4500",
+                         "--from", "1926-01-01", "--to", "2024-05-06")
+    assert code == 1 and no_traceback(code, err)
+    assert "too_few_days" in out and "were not read" in out
+
+
+def test_window_without_data_exit_2_names_the_data_span(store_path):
+    code, _, err = cli(store_path, "--item", "设备物联", "--amount", "4500",
+                       "--from", "1926-01-01", "--to", "1930-01-01")
+    assert code == 2 and "hold data from 2024-05-01 to 2024-05-06" in err
+
+
+def test_same_store_twice_exit_2(store_path, tmp_path):
+    link = tmp_path / "same.db"
+    link.symlink_to(store_path)
+    for twice in ([store_path, store_path], [store_path, str(link)]):
+        code, _, err = cli(*twice, "--item", "设备物联", "--amount", "4500", *WINDOW)
+        assert code == 2 and "give each store once" in err, err
+
+
+def test_directory_as_store_exit_2(tmp_path, capsys):
+    # Through `python -m verifier`'s entry point.
+    code = main([str(tmp_path), "--item", "设备物联", "--amount", "4500", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "is a directory" in err and "disk I/O" not in err
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("--amount", "1e300", "not a plausible amount"),
+    ("--amount", "1e999999", "not a plausible amount"),   # Decimal overflow when scaled
+    ("--amount", "10000000001", "not a plausible amount"),
+    ("--amount", "-1500", "non-negative"),
+    ("--amount", "nan", "non-negative"),
+    ("--amount", "inf", "non-negative"),
+    ("--amount", "-inf", "non-negative"),
+    ("--contract-amount", "1e300", "not a plausible amount"),
+])
+def test_implausible_amount_exit_2(store_path, flag, value, message):
+    extra = ["--region", "prd"] if flag == "--contract-amount" else []
+    code, out, err = cli(store_path, "--item", "设备物联", f"{flag}={value}", *extra, *WINDOW)
+    assert code == 2 and message in err and out == ""
+
+
+def _edited(store_path, tmp_path, sql):
+    path = tmp_path / "edited.db"
+    shutil.copyfile(store_path, path)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute(sql)
+        conn.commit()
+    return str(path)
+
+
+@pytest.mark.parametrize("sql,message", [
+    ("PRAGMA user_version = 999", "newer shangyun"),
+    ("UPDATE rollup_days SET data = 'text' WHERE day = '2024-05-02'", "cannot read"),
+    ("UPDATE rollup_days SET data = x'00112233' WHERE day = '2024-05-02'", "corrupt"),
+    ("UPDATE devices SET identity = '{not json' WHERE id = 'press-0'", "cannot read"),
+    ("UPDATE devices SET identity = '[1, 2]' WHERE id = 'press-0'", "cannot read"),
+    ("UPDATE devices SET ideal_cycle_s = 'fast' WHERE id = 'press-0'", "not a number"),
+    ("INSERT INTO events (ts_ns, device_id, kind, data) "
+     "VALUES (1714600000000000000, 'press-0', 'identity_changed', '{bad')", "cannot read"),
+    ("INSERT INTO events (ts_ns, device_id, kind, data) "
+     "VALUES ('soon', 'press-0', 'identity_changed', '{}')", "cannot read"),
+])
+def test_damaged_store_exit_2_naming_it(store_path, tmp_path, sql, message):
+    path = _edited(store_path, tmp_path, sql)
+    code, _, err = cli(path, "--item", "设备物联", "--amount", "4500", *WINDOW)
+    assert code == 2 and message in err and path in err, err
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "not a shangyun store"),
+    (b"device,day\npress-0,2024-05-01\n", "not a database"),
+    ("truncated", "malformed"),
+])
+def test_not_a_store_exit_2(store_path, tmp_path, content, message):
+    path = tmp_path / "x.db"
+    if content == "truncated":
+        with open(store_path, "rb") as f:
+            content = f.read(4096)
+    path.write_bytes(content)
+    code, _, err = cli(str(path), "--item", "设备物联", "--amount", "4500", *WINDOW)
+    assert code == 2 and message in err, err
+
+
+@pytest.mark.parametrize("case", ["directory", "text_blob", "far_future"])
+def test_python_m_verifier_bad_input_exit_2_without_traceback(store_path, tmp_path, case):
+    # In a real process, so an escaped exception would show as a traceback on stderr.
+    store, extra = store_path, list(WINDOW)
+    if case == "directory":
+        store = str(tmp_path)
+    elif case == "text_blob":
+        store = _edited(store_path, tmp_path, "UPDATE rollup_days SET data = 'text'")
+    else:
+        extra = ["--from", "2024-05-01", "--to", "9999-12-31"]
+    proc = subprocess.run([sys.executable, "-m", "verifier", store, "--item", "设备物联",
+                           "--amount", "4500", "--quiet", *extra],
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("shangyun verify: error: ") and proc.stderr.count("\n") == 1

@@ -1,7 +1,9 @@
 """Unit tests of verifier.distinct's pieces: config, features, grouping, endpoints, timestamps."""
 from __future__ import annotations
 
+import ast
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,9 +30,23 @@ def test_every_threshold_is_reported_and_documented():
     assert set(d) == {f.name for f in dataclasses.fields(DistinctConfig)}
     for code in distinct.REASONS:
         assert f"`{code}`" in distinct.__doc__
-    for name in d:
-        if name.endswith(("_max", "_min", "_corr", "_days")):
-            assert name in distinct.__doc__ or name in open(distinct.config.__file__).read()
+    # Every threshold carries its reason: the string right after the field in config.py.
+    # (This used to accept a name merely appearing in config.py, which every field does.)
+    assert set(_field_reasons()) == set(d)
+    for name, reason in _field_reasons().items():
+        assert reason is not None and len(reason.split()) >= 5, f"{name} has no reason"
+
+
+def _field_reasons() -> dict[str, str | None]:
+    tree = ast.parse(Path(distinct.config.__file__).read_text(encoding="utf-8"))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "DistinctConfig")
+    out: dict[str, str | None] = {}
+    for stmt, after in zip(cls.body, cls.body[1:] + [None]):
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            doc = after.value.value if isinstance(after, ast.Expr) and isinstance(
+                after.value, ast.Constant) and isinstance(after.value.value, str) else None
+            out[stmt.target.id] = doc
+    return out
 
 
 def test_features_stay_small_per_device(small):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -12,21 +13,32 @@ def test_order_and_values_are_kept():
     assert list(prefetched(iter(range(100)))) == list(range(100))
 
 
-def test_read_ahead_is_bounded():
-    produced = []
-    gate = threading.Event()
+@pytest.mark.parametrize("depth", [1, 3])
+def test_read_ahead_is_bounded(depth):
+    # The source itself checks the bound each time it is asked for an item, so a prefetcher
+    # running ahead fails here whenever it happens (no sleep deciding how long to look).
+    produced: list[int] = []
+    received = [0]
 
     def source():
-        for i in range(10):
+        for i in range(20):
+            # depth items in the queue and one in hand beyond what the consumer has; +1 for
+            # the item the consumer holds but has not counted yet.
+            assert i <= received[0] + depth + 1, f"read {i} with {received[0]} consumed"
             produced.append(i)
             yield i
 
-    it = prefetched(source(), depth=1)
-    assert next(it) == 0
-    # The producer may hold one item in the queue and one in hand, never all ten.
-    gate.wait(0.3)
-    assert len(produced) <= 3
-    assert list(it) == list(range(1, 10))
+    it = prefetched(source(), depth=depth)
+    got = [next(it)]
+    received[0] = 1
+    deadline = time.monotonic() + 10
+    while len(produced) < depth + 2 and time.monotonic() < deadline:   # it reaches the bound
+        time.sleep(0.005)
+    assert len(produced) == depth + 2
+    for item in it:
+        got.append(item)
+        received[0] += 1
+    assert got == list(range(20))
 
 
 def test_reader_errors_reach_the_consumer():

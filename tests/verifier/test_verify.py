@@ -1,6 +1,8 @@
 """The verification run end to end over a MemoryReader, and the JSON report's stability."""
+import dataclasses
 import datetime as dt
 import json
+import math
 import os
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from edge.errors import VerificationInputError
 from edge.model import IdentityEvidence
 from edge.rollup_layout import F
 from verifier.policy import Voucher
-from verifier.reading import EventRecord, MemoryReader
+from verifier.reading import DEFAULT_CHUNK_DEVICES, EventRecord, MemoryReader
 from verifier.report import SCHEMA
 from verifier.verify import VerifyConfig, verify
 from verifier.window import Window
@@ -69,7 +71,8 @@ def test_counting_needs_active_and_unflagged():
     assert got["m000"] == [] and got["m001"] == [] and got["m002"] == []
     assert "bunched_at_end" in got["m003"] and "too_few_days" in got["m003"]
     assert got["m005"] == ["identity_changed"]
-    assert "shared_identity" in got["m004"] or not report.distinct_checked
+    # (This used to pass whenever distinctness was not checked at all.)
+    assert report.distinct_checked and "shared_identity" in got["m004"]
     assert report.verdict.counted_devices == sum(not v for v in got.values())
 
 
@@ -107,6 +110,32 @@ def test_text_report_shows_verdict_arithmetic_thresholds_and_table():
     assert "m003" in text and "bunched_at_end" in text
 
 
+def test_text_report_gives_each_devices_oee_components():
+    r = small_factory()
+    # m000 without an ideal cycle time: performance, hence OEE, cannot be computed.
+    devs = [dataclasses.replace(d, ideal_cycle_s=None) if d.id == "m000" else d
+            for d in r.devices()]
+    report = verify(MemoryReader(devs, r._cube, events=r.events()), window=WINDOW,
+                    voucher=Voucher(item="设备物联", amount=6_000))
+    lines = report.render_text().splitlines()
+    heads = [i for i, x in enumerate(lines) if x.startswith("OEE per device")]
+    assert len(heads) == 1, "no per-device OEE section in the text report"
+    head = heads[0]
+    assert lines[head + 1].split() == ["id", "availability", "performance", "quality", "OEE",
+                                       "run", "h", "planned", "busy", "h", "unknown", "h"]
+    rows = {x.split()[0]: x.split() for x in lines[head + 2:head + 2 + len(devs)]}
+    assert set(rows) == {d.id for d in devs}
+    for res in report.devices:
+        t = res.oee.totals
+        pct = lambda x: "—" if x is None else f"{x:.1%}"  # noqa: E731
+        assert rows[res.info.id] == [res.info.id, pct(t.availability), pct(t.performance),
+                                     pct(t.quality), pct(t.oee), f"{t.run_s / 3600:.1f}",
+                                     f"{t.busy_s / 3600:.1f}", f"{t.unknown_s / 3600:.1f}"]
+    assert rows["m000"][2] == rows["m000"][4] == "—"
+    assert rows["m001"][4] != "—" and float(rows["m001"][4].rstrip("%")) > 0
+    assert float(rows["m003"][7]) == pytest.approx(6 * 24)   # no data on 6 of its 8 days
+
+
 def test_no_devices_is_bad_input():
     cube = empty_cube(0, 1)
     with pytest.raises(VerificationInputError, match="no devices"):
@@ -114,8 +143,50 @@ def test_no_devices_is_bad_input():
                voucher=Voucher(item="设备物联", amount=1500))
 
 
-def test_window_outside_data_counts_nothing():
+def test_window_without_data_is_bad_input():
+    # A window holding no data at all is most likely a wrong year or the wrong store: refused
+    # with the span the stores do hold, not failed as a claim.
     far = Window(START + dt.timedelta(days=100), START + dt.timedelta(days=109))
-    report = verify(small_factory(), window=far, voucher=Voucher(item="设备物联", amount=1500))
-    assert report.verdict.counted_devices == 0
-    assert report.to_dict()["oee"]["plant"]["unknown_h"] == pytest.approx(6 * 240)
+    with pytest.raises(VerificationInputError, match="hold data from 2024-03-01 to 2024-03-08"):
+        verify(small_factory(), window=far, voucher=Voucher(item="设备物联", amount=1500))
+
+
+class DataDaysOnly(MemoryReader):
+    """Refuses, before allocating anything, to build cubes over more days than it holds."""
+
+    def iter_cubes(self, window, chunk_devices=DEFAULT_CHUNK_DEVICES):
+        assert window.n_days <= N_DAYS, f"asked for {window.n_days} days, holds {N_DAYS}"
+        return super().iter_cubes(window, chunk_devices)
+
+
+def data_days_only():
+    r = small_factory()
+    return DataDaysOnly(r.devices(), r._cube, events=r.events())
+
+
+def test_window_reaching_a_century_past_the_data_reads_only_the_data_days():
+    long = Window(START - dt.timedelta(days=36_500), WINDOW.end + dt.timedelta(days=3650))
+    report = verify(data_days_only(), window=long, voucher=Voucher(item="设备物联", amount=1500))
+    doc = report.to_dict()
+    assert doc["window"]["days"] == long.n_days
+    assert doc["window"]["analysed"] == {"from": "2024-03-01", "to": "2024-03-08", "days": 8}
+    # The rules still apply to the whole window asked for: 8 days of data are far too few.
+    assert report.verdict.verdict == "FAIL" and report.verdict.counted_devices == 0
+    assert all("too_few_days" in reasons(report)[d] for d in reasons(report))
+    assert doc["thresholds"]["activity"]["min_data_days"] == math.ceil(0.6 * long.n_days)
+    plant = doc["oee"]["plant"]
+    assert plant["planned_h"] == pytest.approx(6 * 24 * long.n_days)
+    assert plant["run_h"] == pytest.approx(run_small().to_dict()["oee"]["plant"]["run_h"])
+    assert len(doc["output_per_hour"]["values"]) == 8 * 24
+    assert any("not read" in n for n in report.notes)
+
+
+@pytest.mark.parametrize("before,after,bunched", [(0, 8, False), (8, 0, True)])
+def test_activity_rules_use_the_whole_window_when_only_part_is_read(before, after, bunched):
+    # 8 days of data in a 16-day window: too few days either way; bunched at the end only
+    # when the data sits in the window's second half.
+    w = Window(START - dt.timedelta(days=before), WINDOW.end + dt.timedelta(days=after))
+    report = verify(data_days_only(), window=w, voucher=Voucher(item="设备物联", amount=1500))
+    got = reasons(report)["m000"]
+    assert "too_few_days" in got
+    assert ("bunched_at_end" in got) == bunched
