@@ -194,7 +194,10 @@ class DeviceSupervisor:
         self.last_error = None
         await _call(self.observer.on_online, self.device.id, identity, ts)
         await self._check_identity(identity, ts)
-        self.identity = identity
+        if identity.fingerprint() or self.identity is None:
+            # An identity the device did not present this time (a missing or late MQTT birth
+            # message) is unknown, not changed: the last evidence seen stays the reference.
+            self.identity = identity
 
     async def _offline(self, err: SourceError, *, link_was_up: bool) -> None:
         ts = now_ns()
@@ -214,7 +217,7 @@ class DeviceSupervisor:
         if reference is None:
             return
         expected, got = reference.fingerprint(), seen.fingerprint()
-        if not expected or got == expected or got in self._identity_reported:
+        if not expected or not got or got == expected or got in self._identity_reported:
             return
         self._identity_reported.add(got)
         self._log.warning("device %s: identity changed from %r to %r", self.device.id, expected, got)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from connectors import registry
-from connectors.supervisor import DeviceSupervisor, stop_all
+from connectors.supervisor import IDENTITY_CHANGED, DeviceSupervisor, stop_all
 from edge.model import NS_PER_S, DeviceSpec, IdentityEvidence, Quality, Sample, now_ns
 from edge.pipeline import Pipeline
 from edge.store import Store
@@ -44,6 +44,10 @@ class StoreObserver:
     def __init__(self, store: Store):
         self.store = store
         self.failures = 0
+        # Devices whose last online call had a stored identity to compare with: the store then
+        # records any change itself (Store.set_identity), so the supervisor's event is the same
+        # change a second time and is not written again.
+        self._store_compared: set[str] = set()
 
     def _guard(self, what: str, device_id: str, write: Callable[[], Any]) -> None:
         try:
@@ -54,7 +58,17 @@ class StoreObserver:
 
     def on_online(self, device_id: str, identity: IdentityEvidence, ts_ns: int) -> None:
         def write() -> None:
-            self.store.set_identity(device_id, identity, ts_ns)
+            rec = self.store.device(device_id)
+            stored = rec.identity if rec is not None else None
+            known = stored is not None and bool(stored.fingerprint())
+            if known:
+                self._store_compared.add(device_id)
+            else:
+                self._store_compared.discard(device_id)
+            # Unknown is not changed: an identity without a fingerprint (no birth message this
+            # time) must not replace the evidence on record nor count as a change.
+            if identity.fingerprint() or not known:
+                self.store.set_identity(device_id, identity, ts_ns)
             self.store.set_status(device_id, online=True, ts_ns=ts_ns)
             self.store.add_event("online", ts_ns, device_id, {"identity": identity.to_dict()})
         self._guard("online", device_id, write)
@@ -66,6 +80,8 @@ class StoreObserver:
         self._guard("offline", device_id, write)
 
     def on_event(self, device_id: str, kind: str, data: dict, ts_ns: int) -> None:
+        if kind == IDENTITY_CHANGED and device_id in self._store_compared:
+            return      # recorded once already, by the store, with the old and new evidence
         self._guard(kind, device_id, lambda: self.store.add_event(kind, ts_ns, device_id, data))
 
 
