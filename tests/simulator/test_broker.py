@@ -50,3 +50,51 @@ def test_missing_executable_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) ->
 def test_port_before_start_is_an_error() -> None:
     with pytest.raises(BrokerError, match="start"):
         MosquittoBroker().port
+
+
+def test_queued_messages_for_an_offline_session_survive_a_broker_restart() -> None:
+    """QoS 1 messages the broker acknowledged to the publisher, queued for a persistent session
+    that is offline, are still delivered after the broker restarts (persistence on)."""
+    n = 200
+    got: queue.Queue[bytes] = queue.Queue()
+
+    def subscriber() -> mqtt.Client:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t-durable", clean_session=False)
+        c.on_message = lambda cl, u, msg: got.put(msg.payload)
+        return c
+
+    with MosquittoBroker() as b:
+        sub = subscriber()
+        sub.connect(b.host, b.port)
+        sub.loop_start()
+        sub.subscribe("t/durable", qos=1)
+        probe = sub.publish("t/durable", b"probe", qos=1)
+        probe.wait_for_publish(10)
+        assert got.get(timeout=10) == b"probe"  # the subscription is in place
+        sub.disconnect()
+        sub.loop_stop()
+
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t-durable-pub")
+        pub.connect(b.host, b.port)
+        pub.loop_start()
+        infos = [pub.publish("t/durable", str(i).encode(), qos=1) for i in range(n)]
+        for info in infos:
+            info.wait_for_publish(10)
+            assert info.is_published()  # PUBACKed by the broker: it promised to keep it
+        pub.disconnect()
+        pub.loop_stop()
+
+        b.stop()
+        b.start()
+
+        sub = subscriber()
+        sub.connect(b.host, b.port)
+        sub.loop_start()
+        try:
+            received = [got.get(timeout=10) for _ in range(n)]
+        except queue.Empty:
+            received = []
+        finally:
+            sub.disconnect()
+            sub.loop_stop()
+    assert received == [str(i).encode() for i in range(n)]
