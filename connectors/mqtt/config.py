@@ -60,8 +60,12 @@ class MqttConnection(BaseModel):
     # there the broker's own limit (Mosquitto: max_inflight_messages) plays this role.
     receive_maximum: int = Field(
         default=1000, ge=1, le=65535, description="MQTT 5: unacknowledged messages the broker may send us")
-    max_payload_bytes: int = Field(
-        default=256 * 1024, ge=1, description="larger messages are refused (MQTT 5: by the broker already)")
+    max_payload_bytes: int = Field(default=256 * 1024, ge=1, description="larger messages are refused")
+    # Off by default: Mosquitto 2.0.11 (Debian 11, Ubuntu 22.04) counts every message it drops
+    # for being too large against Receive Maximum for as long as the connection lasts, so after
+    # receive_maximum of them it silently stops sending to us (connectors/mqtt/source.py).
+    send_maximum_packet_size: bool = Field(
+        default=False, description="MQTT 5: ask the broker not to send messages over max_payload_bytes")
     max_string_chars: int = Field(default=256, ge=1, description="longer string values are a payload error")
     max_json_depth: int = Field(default=32, ge=1, description="deeper JSON nesting is a payload error")
 

@@ -20,9 +20,13 @@ would hold one of the broker's in-flight slots for good). QoS 1 plus the store's
 gives the same result, safely. QoS 0 messages have nothing to acknowledge and no broker limit;
 while `receive_maximum` of them wait in the hand-off queue further ones are dropped and counted.
 
-Size limits: with MQTT 5 the CONNECT carries Maximum Packet Size, so the broker does not even
-send a message much larger than `max_payload_bytes` (it drops it); every payload is also
-checked here (for 3.1.1 this is the only check, so configure the broker's message_size_limit).
+Size limits: every payload is checked here against `max_payload_bytes` as it arrives; a larger
+one is a payload error, acknowledged, never queued or stored. Only paho's read buffer holds it
+for a moment, so the broker's `message_size_limit` is what keeps huge ones off the wire. With
+`send_maximum_packet_size` (MQTT 5) the CONNECT also carries Maximum Packet Size and the broker
+drops bigger messages itself, unseen by us; it is off by default because Mosquitto 2.0.11 keeps
+each such dropped message in its in-flight count for the connection: after `receive_maximum` of
+them it sends nothing more while the link stays up (measured; tests/connectors/test_mqtt_limits.py).
 """
 from __future__ import annotations
 
@@ -158,7 +162,8 @@ class MqttSource(ReportsPayloadErrors):
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 0 if cfg.clean_session else cfg.session_expiry_s
         props.ReceiveMaximum = cfg.receive_maximum
-        props.MaximumPacketSize = min(cfg.max_payload_bytes + _PACKET_HEADROOM, _MAX_PACKET)
+        if cfg.send_maximum_packet_size:
+            props.MaximumPacketSize = min(cfg.max_payload_bytes + _PACKET_HEADROOM, _MAX_PACKET)
         client.connect(cfg.host, cfg.port, cfg.keepalive_s, clean_start=cfg.clean_session,
                        properties=props)
 
