@@ -327,7 +327,11 @@ class MqttSource(ReportsPayloadErrors):
 
     def _on_connect(self, client: mqtt.Client, userdata: int, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
-            self._call(userdata, self._resolve, "connack", SourceError(f"{self.endpoint}: broker refused: {reason}"))
+            hint = ""
+            if self.config.protocol == "5" and "protocol" in str(reason).lower():
+                hint = " (a broker without MQTT 5 needs `protocol: 3.1.1`)"
+            self._call(userdata, self._resolve, "connack",
+                       SourceError(f"{self.endpoint}: broker refused: {reason}{hint}"))
         else:
             self._call(userdata, self._resolve, "connack", True)
 
