@@ -3,10 +3,15 @@
     with MosquittoBroker() as broker:        # or: host, port = broker.start(); ...; broker.stop()
         connect(broker.host, broker.port)
         broker.stop(); broker.start()        # comes back on the same port (reconnect tests)
+
+Configured as a gateway's broker must be (see the README): persistence on, in its temporary
+directory, which outlives stop()/start() of the same object, so a restart keeps the retained
+messages, the persistent sessions and the QoS 1 messages queued for them.
 """
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -34,6 +39,13 @@ def find_mosquitto() -> str:
     raise BrokerError("mosquitto not found on PATH or in /usr/sbin; install it: apt-get install mosquitto")
 
 
+def _user_name() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # a uid without a passwd entry (containers)
+        return str(os.geteuid())
+
+
 def _accepts(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):
@@ -43,7 +55,7 @@ def _accepts(host: str, port: int) -> bool:
 
 
 class MosquittoBroker:
-    """One Mosquitto process; anonymous, no persistence, listening on `host` only."""
+    """One Mosquitto process; anonymous, persistent, listening on `host` only."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int | None = None,
                  executable: str | None = None, start_timeout_s: float = 10.0) -> None:
@@ -91,10 +103,21 @@ class MosquittoBroker:
         conf.write_text(
             f"listener {port} {self.host}\n"
             "allow_anonymous true\n"
-            "persistence false\n"
+            # Without persistence a restart loses every message acknowledged to a publisher but
+            # not yet delivered. Saved on a clean stop, and every second against a crash.
+            "persistence true\n"
+            f"persistence_location {self._dir.name}/\n"
+            "autosave_interval 1\n"
+            # Started as root, Mosquitto would switch to the `mosquitto` user, which cannot write
+            # our private directory; run as whoever started us.
+            f"user {_user_name()}\n"
             # The default (1000) drops QoS 1 messages queued for a subscriber that is applying
             # backpressure; a gateway must lose nothing, so the queue is bounded by memory only.
             "max_queued_messages 0\n"
+            # Unacknowledged messages in flight to one MQTT 3.1.1 client (an MQTT 5 client sets
+            # its own Receive Maximum). The gateway acknowledges only after storing, so the
+            # default of 20 would starve it; this is its backpressure window.
+            "max_inflight_messages 1000\n"
             "log_dest stderr\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
         )

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
@@ -37,7 +38,9 @@ class MqttConnection(BaseModel):
     port: int = Field(default=1883, ge=1, le=65535)
     topic: str = Field(min_length=1, description="telemetry topic (wildcards allowed)")
     identity_topic: str | None = Field(default=None, description="topic of the retained birth message")
-    qos: int = Field(default=1, ge=0, le=2)
+    protocol: Literal["5", "3.1.1"] = Field(
+        default="5", description="MQTT version: 5 (Receive Maximum, Maximum Packet Size) or 3.1.1")
+    qos: int = Field(default=1, ge=0, le=2, description="2 is subscribed as 1 (see connectors/mqtt/source.py)")
     client_id: str | None = Field(default=None, description="default: shangyun-<device id>")
     username: str | None = None
     password: str | None = None
@@ -46,10 +49,31 @@ class MqttConnection(BaseModel):
     timeout_s: float = Field(default=5.0, gt=0, description="connect / subscribe timeout")
     identity_wait_s: float = Field(default=2.0, ge=0, description="how long to wait for the birth message")
     # A persistent session (with the stable default client id) is what lets a gateway restart
-    # lose nothing: the broker queues QoS 1 telemetry until we are back.
+    # lose nothing: the broker queues QoS 1 telemetry until we are back. MQTT 5: clean_start.
     clean_session: bool = Field(
         default=False, description="false: the broker keeps our QoS 1 messages while we are away")
-    queue_size: int = Field(default=1000, ge=1, description="messages buffered before the broker is slowed down")
+    session_expiry_s: int = Field(
+        default=0xFFFFFFFF, ge=0, le=0xFFFFFFFF,
+        description="MQTT 5: how long the broker keeps the session offline (4294967295: forever, as 3.1.1)")
+    # Messages are acknowledged only once stored, so this is how many the broker may have sent
+    # us unacknowledged: the backpressure, held at the broker. MQTT 3.1.1 has no such property;
+    # there the broker's own limit (Mosquitto: max_inflight_messages) plays this role.
+    receive_maximum: int = Field(
+        default=1000, ge=1, le=65535, description="MQTT 5: unacknowledged messages the broker may send us")
+    max_payload_bytes: int = Field(default=256 * 1024, ge=1, description="larger messages are refused")
+    # Off by default: Mosquitto 2.0.11 (Debian 11, Ubuntu 22.04) counts every message it drops
+    # for being too large against Receive Maximum for as long as the connection lasts, so after
+    # receive_maximum of them it silently stops sending to us (connectors/mqtt/source.py).
+    send_maximum_packet_size: bool = Field(
+        default=False, description="MQTT 5: ask the broker not to send messages over max_payload_bytes")
+    max_string_chars: int = Field(default=256, ge=1, description="longer string values are a payload error")
+    max_json_depth: int = Field(default=32, ge=1, description="deeper JSON nesting is a payload error")
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol(cls, v: Any) -> Any:
+        # YAML reads `protocol: 5` as an int and `protocol: 3.1.1` as a string.
+        return str(v).strip() if isinstance(v, (int, str)) and not isinstance(v, bool) else v
 
     @field_validator("timestamp_field")
     @classmethod

@@ -9,6 +9,11 @@ Timestamp forms accepted in the payload's timestamp field:
   local time without saying so are misconfigured, and guessing the gateway's zone would hide it).
 A missing timestamp field means receive time; a present but unreadable one is an error
 (the values are still used, at receive time).
+
+`Limits` bound what one message may cost: JSON nested deeper than `max_depth` is refused as a
+whole (Python's parser would otherwise recurse until RecursionError), a string value longer
+than `max_string_chars` is a bad field (it is never stored), and so is an integer SQLite cannot
+hold. The payload's size is checked before this module sees it (connectors/mqtt/source.py).
 """
 from __future__ import annotations
 
@@ -35,17 +40,41 @@ class Decoded:
     errors: dict[str, PayloadError] = field(default_factory=dict)  # signal (or "ts") -> what was wrong
 
 
+@dataclass(frozen=True)
+class Limits:
+    max_depth: int = 32
+    max_string_chars: int = 256
+
+
+DEFAULT_LIMITS = Limits()
+_INT64 = (-(2**63), 2**63 - 1)
 _MISSING = object()
 
 
-def parse_json(raw: bytes) -> Mapping[str, Any]:
+def parse_json(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Mapping[str, Any]:
     try:
         doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except RecursionError:
+        raise PayloadError(f"JSON nested deeper than {limits.max_depth} levels") from None
+    except (UnicodeDecodeError, ValueError) as err:  # ValueError: also an int of > 4300 digits
         raise PayloadError(f"not JSON: {err}") from None
     if not isinstance(doc, dict):
         raise PayloadError(f"expected a JSON object, got {type(doc).__name__}")
+    # Depth cannot exceed the number of opening brackets: the walk is needed only past that.
+    if raw.count(b"[") + raw.count(b"{") > limits.max_depth and _deeper_than(doc, limits.max_depth):
+        raise PayloadError(f"JSON nested deeper than {limits.max_depth} levels")
     return doc
+
+
+def _deeper_than(doc: Any, max_depth: int) -> bool:
+    stack = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
 
 
 def lookup(doc: Any, parts: Sequence[str]) -> Any:
@@ -63,8 +92,17 @@ def lookup(doc: Any, parts: Sequence[str]) -> Any:
     return node
 
 
-def as_value(raw: Any, path: str) -> Value:
-    if isinstance(raw, bool) or isinstance(raw, int) or isinstance(raw, str):
+def as_value(raw: Any, path: str, limits: Limits = DEFAULT_LIMITS) -> Value:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, int):
+        if not _INT64[0] <= raw <= _INT64[1]:
+            raise PayloadError(f"{path}: integer {_abbrev(str(raw))} does not fit 64 bits")
+        return raw
+    if isinstance(raw, str):
+        if len(raw) > limits.max_string_chars:
+            raise PayloadError(f"{path}: string of {len(raw)} characters, longer than "
+                               f"max_string_chars {limits.max_string_chars}: {_abbrev(raw)!r}")
         return raw
     if isinstance(raw, float):
         if not math.isfinite(raw):
@@ -72,6 +110,10 @@ def as_value(raw: Any, path: str) -> Value:
         return raw
     kind = "null" if raw is None else type(raw).__name__
     raise PayloadError(f"{path}: expected a number, bool or string, got {kind}")
+
+
+def _abbrev(text: str, keep: int = 24) -> str:
+    return text if len(text) <= keep else f"{text[:keep]}..."
 
 
 def parse_timestamp(raw: Any) -> int:
@@ -87,10 +129,10 @@ def parse_timestamp(raw: Any) -> int:
         try:
             return datetime_to_ns(datetime.fromisoformat(_EXCESS_FRACTION.sub(r"\1", text)))
         except ValueError:
-            raise PayloadError(f"timestamp {raw!r} is neither epoch time nor ISO 8601") from None
+            raise PayloadError(f"timestamp {_abbrev(raw)!r} is neither epoch time nor ISO 8601") from None
     if isinstance(raw, (int, float)):
         return _epoch_to_ns(float(raw), exact=raw if isinstance(raw, int) else None)
-    raise PayloadError(f"timestamp {raw!r} is a {type(raw).__name__}, not a number or string")
+    raise PayloadError(f"timestamp {_abbrev(repr(raw))} is a {type(raw).__name__}, not a number or string")
 
 
 def _epoch_to_ns(x: float, *, exact: int | None) -> int:
@@ -107,10 +149,11 @@ def _epoch_to_ns(x: float, *, exact: int | None) -> int:
 
 def decode_message(
     raw: bytes, fields: Mapping[str, Sequence[str]], *, ts_path: Sequence[str] | None, receive_ns: int,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Decoded:
     """Values of `fields` (signal -> path parts) in one message. A malformed message raises
     PayloadError; a bad single field lands in `errors` and the other fields still count."""
-    doc = parse_json(raw)
+    doc = parse_json(raw, limits)
     out = Decoded(ts_ns=receive_ns, ts_from_payload=False)
     if ts_path:
         ts_raw = lookup(doc, ts_path)
@@ -124,7 +167,7 @@ def decode_message(
         if value is _MISSING:
             continue  # partial messages are normal: a device reports what changed
         try:
-            out.values[name] = as_value(value, ".".join(parts))
+            out.values[name] = as_value(value, ".".join(parts), limits)
         except PayloadError as err:
             out.errors[name] = err
     return out

@@ -3,7 +3,7 @@ from datetime import datetime, timezone
 import pytest
 
 from connectors.mqtt.config import split_path
-from connectors.mqtt.payload import decode_message, parse_timestamp
+from connectors.mqtt.payload import Limits, decode_message, parse_json, parse_timestamp
 from edge.errors import PayloadError
 
 T = 1_700_000_000  # 2023-11-14T22:13:20Z
@@ -83,3 +83,49 @@ def test_malformed_messages(raw, message):
 def test_bad_paths(path):
     with pytest.raises(ValueError):
         split_path(path)
+
+
+# --- limits: what one message may cost -------------------------------------------------------
+
+def nested(depth: int) -> bytes:
+    """A JSON object `depth` levels deep ({"n": 1} is depth 1)."""
+    return b'{"a":' * (depth - 1) + b'{"n": 1}' + b"}" * (depth - 1)
+
+
+@pytest.mark.parametrize("raw", [b"[" * 100_000, b'{"a":' * 100_000, b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}"])
+def test_pathological_nesting_is_a_payload_error_not_a_recursion_error(raw):
+    with pytest.raises(PayloadError, match="nested deeper than 32"):
+        parse_json(raw)
+
+
+def test_nesting_up_to_the_limit_is_fine_one_more_is_refused():
+    assert parse_json(nested(32), Limits(max_depth=32))
+    with pytest.raises(PayloadError, match="nested deeper than 32"):
+        parse_json(nested(33), Limits(max_depth=32))
+
+
+def test_brackets_inside_strings_do_not_count_as_depth():
+    assert parse_json(b'{"note": "' + b"[{" * 100 + b'"}')["note"] == "[{" * 100
+
+
+def test_a_number_too_long_to_parse_is_a_payload_error():
+    with pytest.raises(PayloadError, match="not JSON"):
+        parse_json(b'{"n": ' + b"9" * 5000 + b"}")
+
+
+def test_limits_per_field_other_fields_still_count():
+    fields = {"label": ("label",), "n": ("n",), "big": ("big",)}
+    payload = b'{"label": "' + b"x" * 257 + b'", "n": 3, "big": ' + str(2**64).encode() + b"}"
+    d = decode_message(payload, fields, ts_path=None, receive_ns=1)
+    assert d.values == {"n": 3}
+    assert "longer than max_string_chars 256" in str(d.errors["label"])
+    assert "x" * 25 not in str(d.errors["label"])  # the log line quotes the start only
+    assert "does not fit 64 bits" in str(d.errors["big"])
+    assert decode_message(b'{"label": "' + b"x" * 300 + b'"}', fields, ts_path=None, receive_ns=1,
+                          limits=Limits(max_string_chars=300)).values == {"label": "x" * 300}
+
+
+def test_an_unreadable_long_timestamp_is_quoted_short():
+    with pytest.raises(PayloadError) as err:
+        parse_timestamp("z" * 100_000)
+    assert len(str(err.value)) < 200

@@ -47,11 +47,14 @@ def machine(port: int, **conn) -> MqttSource:
 
 
 async def take(src: MqttSource, n: int, timeout_s: float = 10.0):
+    """The first `n` samples, acknowledging each batch at once (as if stored)."""
     got = []
 
     async def run():
         async for batch in src.samples():
             got.extend(batch)
+            if batch.ack is not None:
+                batch.ack()
             if len(got) >= n:
                 return
 
@@ -109,7 +112,7 @@ async def test_malformed_payload_counted_reported_once_and_source_goes_on(broker
 
 
 async def test_bounded_queue_backpressure_loses_nothing(broker, publisher):
-    src = machine(broker.port, identity_wait_s=0, queue_size=2)
+    src = machine(broker.port, identity_wait_s=0, receive_maximum=2)
     try:
         await src.connect()
         for i in range(40):  # far more than the queue holds while nobody consumes

@@ -8,15 +8,15 @@ import pytest
 
 from simulator.broker import BrokerError, MosquittoBroker
 
-def roundtrip(host: str, port: int, payload: bytes) -> bytes:
+def roundtrip(host: str, port: int, payload: bytes, topic: str = "t/x") -> bytes:
     got: queue.Queue[bytes] = queue.Queue()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t-roundtrip")
     client.on_message = lambda c, u, msg: got.put(msg.payload)
     client.connect(host, port)
     client.loop_start()
     try:
-        client.subscribe("t/x", qos=1)
-        client.publish("t/x", payload, qos=1, retain=True)
+        client.subscribe(topic, qos=1)
+        client.publish(topic, payload, qos=1, retain=True)
         return got.get(timeout=10)
     finally:
         client.loop_stop()
@@ -31,7 +31,8 @@ def test_start_roundtrip_stop_restart_same_port() -> None:
         b.stop()
         assert not b.running
         assert b.start() == (host, port)
-        assert roundtrip(host, port, b"two") == b"two"
+        # A fresh topic: t/x still holds the retained b"one" (persistence keeps it).
+        assert roundtrip(host, port, b"two", topic="t/y") == b"two"
     finally:
         b.close()
     assert not b.running
@@ -50,3 +51,51 @@ def test_missing_executable_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) ->
 def test_port_before_start_is_an_error() -> None:
     with pytest.raises(BrokerError, match="start"):
         MosquittoBroker().port
+
+
+def test_queued_messages_for_an_offline_session_survive_a_broker_restart() -> None:
+    """QoS 1 messages the broker acknowledged to the publisher, queued for a persistent session
+    that is offline, are still delivered after the broker restarts (persistence on)."""
+    n = 200
+    got: queue.Queue[bytes] = queue.Queue()
+
+    def subscriber() -> mqtt.Client:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t-durable", clean_session=False)
+        c.on_message = lambda cl, u, msg: got.put(msg.payload)
+        return c
+
+    with MosquittoBroker() as b:
+        sub = subscriber()
+        sub.connect(b.host, b.port)
+        sub.loop_start()
+        sub.subscribe("t/durable", qos=1)
+        probe = sub.publish("t/durable", b"probe", qos=1)
+        probe.wait_for_publish(10)
+        assert got.get(timeout=10) == b"probe"  # the subscription is in place
+        sub.disconnect()
+        sub.loop_stop()
+
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t-durable-pub")
+        pub.connect(b.host, b.port)
+        pub.loop_start()
+        infos = [pub.publish("t/durable", str(i).encode(), qos=1) for i in range(n)]
+        for info in infos:
+            info.wait_for_publish(10)
+            assert info.is_published()  # PUBACKed by the broker: it promised to keep it
+        pub.disconnect()
+        pub.loop_stop()
+
+        b.stop()
+        b.start()
+
+        sub = subscriber()
+        sub.connect(b.host, b.port)
+        sub.loop_start()
+        try:
+            received = [got.get(timeout=10) for _ in range(n)]
+        except queue.Empty:
+            received = []
+        finally:
+            sub.disconnect()
+            sub.loop_stop()
+    assert received == [str(i).encode() for i in range(n)]

@@ -1,0 +1,60 @@
+"""Acknowledging QoS 1 messages once they are stored, in the order they arrived.
+
+MQTT (3.1.1 §4.6, 5 §4.6) requires PUBACKs in the order of the PUBLISHes. The pipeline
+commits in FIFO order, but a message may also be settled without a commit (a birth message,
+a payload that produced no sample), so each message waits here until every one received before
+it is settled too. One `InOrderAcks` belongs to one connection: after the link is lost nothing
+more is sent (`close()`), because the broker redelivers every unacknowledged message of the
+session on the next connection, where the message ids are new.
+
+Runs on the event loop thread only; `send` is what puts the PUBACK on the wire.
+"""
+from __future__ import annotations
+
+import collections
+from typing import Callable, Iterable
+
+
+class Pending:
+    """One received QoS 1 message waiting for its acknowledgement."""
+
+    __slots__ = ("mid", "settled")
+
+    def __init__(self, mid: int):
+        self.mid = mid
+        self.settled = False
+
+
+class InOrderAcks:
+    def __init__(self, send: Callable[[int], None]):
+        self._send = send
+        self._queue: collections.deque[Pending] = collections.deque()
+        self._closed = False
+        self.max_in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Messages received and not acknowledged yet."""
+        return len(self._queue)
+
+    def received(self, mid: int) -> Pending:
+        entry = Pending(mid)
+        self._queue.append(entry)
+        self.max_in_flight = max(self.max_in_flight, len(self._queue))
+        return entry
+
+    def settle(self, entries: Iterable[Pending]) -> None:
+        """These messages are durable (or need no storing): acknowledge every message from the
+        oldest on that is settled."""
+        for entry in entries:
+            entry.settled = True
+        queue = self._queue
+        while queue and queue[0].settled:
+            mid = queue.popleft().mid
+            if not self._closed:
+                self._send(mid)
+
+    def close(self) -> None:
+        """The connection is gone: acknowledge nothing more on it."""
+        self._closed = True
+        self._queue.clear()
