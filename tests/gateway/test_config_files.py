@@ -1,0 +1,107 @@
+"""Config files as engineers' editors save them: encodings (Chinese Windows saves GBK), keys given
+twice; each refused file gets a ConfigError naming it and `shangyun check` exits 2."""
+from __future__ import annotations
+
+import codecs
+import logging
+
+import pytest
+
+from edge.errors import ConfigError
+from gateway.cli import main
+from gateway.config import load_config
+
+CONFIG = """\
+gateway:
+  store: {path: plant.db}
+devices:
+  - id: press-01
+    name: 冲压机 1号
+    type: modbus
+    line: 一车间
+    connection: {host: 127.0.0.1, port: 5020}
+    signals:
+      - {name: state, address: {table: holding, offset: 0, type: uint16}, states: {1: running}}
+"""
+
+ENCODINGS = {
+    "utf-8": CONFIG.encode("utf-8"),
+    "utf-8 with BOM": codecs.BOM_UTF8 + CONFIG.encode("utf-8"),
+    "utf-16-le with BOM": codecs.BOM_UTF16_LE + CONFIG.encode("utf-16-le"),
+    "utf-16-be with BOM": codecs.BOM_UTF16_BE + CONFIG.encode("utf-16-be"),
+    "gbk": CONFIG.encode("gbk"),
+    "gb18030": CONFIG.encode("gb18030"),
+}
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_chinese_names_read_from_every_common_encoding(tmp_path, encoding, capsys):
+    path = tmp_path / "gateway.yaml"
+    path.write_bytes(ENCODINGS[encoding])
+    cfg = load_config(path)
+    assert cfg.devices[0].name == "冲压机 1号" and cfg.devices[0].line == "一车间"
+    assert main(["check", "-c", str(path)]) == 0
+    assert "冲压机 1号" in capsys.readouterr().out
+
+
+def test_the_gb18030_guess_is_said_in_an_info_line(tmp_path, caplog):
+    path = tmp_path / "gateway.yaml"
+    path.write_bytes(ENCODINGS["gbk"])
+    with caplog.at_level(logging.INFO, logger="gateway.yamlconfig"):
+        load_config(path)
+    assert any("GB18030" in r.getMessage() and r.levelno == logging.INFO for r in caplog.records)
+
+
+def test_undecodable_bytes_are_refused_with_the_byte_offset(tmp_path, capsys):
+    raw = CONFIG.encode("utf-8")
+    offset = raw.index(b"plant")
+    # 0xFF is neither UTF-8 nor the first byte of any GB18030 sequence.
+    path = tmp_path / "gateway.yaml"
+    path.write_bytes(raw[:offset] + b"\xff\xff" + raw[offset:])
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(str(path))
+    assert f"byte offset {offset}" in str(info.value)
+    assert main(["check", "-c", str(path)]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_broken_utf16_after_its_bom_is_refused(tmp_path):
+    path = tmp_path / "gateway.yaml"
+    path.write_bytes(codecs.BOM_UTF16_LE + CONFIG.encode("utf-16-le")[:-1])
+    with pytest.raises(ConfigError, match="byte offset"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("text, first, second", [
+    (CONFIG.replace("    line: 一车间\n", "    line: 一车间\n    name: 冲压机 2号\n"), 5, 8),
+    (CONFIG.replace("port: 5020}", "port: 5020, port: 502}"), 8, 8),
+    (CONFIG.replace("gateway:\n", "gateway:\n  name: a\n  name: b\n"), 2, 3),
+])
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path, text, first, second, capsys):
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.line == second
+    assert f"line {first}" in str(info.value) and f"line {second}" in str(info.value)
+    assert "duplicate key" in str(info.value)
+    assert main(["check", "-c", str(path)]) == 2
+
+
+def test_merge_keys_and_aliases_are_not_duplicates(tmp_path):
+    text = CONFIG.replace("devices:\n", "x-conn: &conn {host: 127.0.0.1, port: 5020}\ndevices:\n")
+    text = text.replace("    connection: {host: 127.0.0.1, port: 5020}\n",
+                        "    connection: {<<: *conn, port: 5021}\n")
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text, encoding="utf-8")
+    # The anchor's home key is unknown to the schema: that, not a duplicate, is the error.
+    with pytest.raises(ConfigError, match="x-conn"):
+        load_config(path)
+
+
+def test_a_recursive_anchor_is_refused_not_a_crash(tmp_path):
+    path = tmp_path / "gateway.yaml"
+    path.write_text("devices: &d\n  - *d\n", encoding="utf-8")
+    with pytest.raises(ConfigError):
+        load_config(path)
