@@ -58,7 +58,7 @@ class SignalConfig(_Strict):
     address: Any = None
     scale: float = 1.0
     offset: float = 0.0
-    states: dict[str, str] = {}
+    states: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -97,8 +97,8 @@ class DeviceConfig(_Strict):
     ideal_cycle_s: PositiveFloat | None = None
     enabled: bool = True
     connection: dict[str, Any]
-    signals: list[SignalConfig] = []
-    vars: dict[str, str] = {}
+    signals: list[SignalConfig] = Field(default_factory=list)
+    vars: dict[str, str] = Field(default_factory=dict)
     identity: IdentityConfig | None = None
 
     @field_validator("id")

@@ -14,9 +14,11 @@ Chinese Windows editors save as "ANSI"); anything else is refused with the byte 
 from __future__ import annotations
 
 import codecs
+import contextlib
+import gc
 import logging
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -27,8 +29,24 @@ log = logging.getLogger(__name__)
 
 Loc = tuple[Any, ...]
 
-# libyaml's scanner, parser and composer are C; construction stays Python (SafeConstructor).
-_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """libyaml's scanner, parser and composer (C) when PyYAML has them; the tag of every plain
+    scalar is still resolved in Python, by regular expressions, so resolutions are memoised
+    (a config repeats the same few words and numbers thousands of times)."""
+
+    _resolved: dict[tuple[Any, Any, Any], str] = {}
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        key = (kind, value, implicit)
+        tag = self._resolved.get(key)
+        if tag is None:
+            tag = super().resolve(kind, value, implicit)
+            if len(self._resolved) < 100_000:
+                self._resolved[key] = tag
+        return tag
 
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
          (codecs.BOM_UTF16_BE, "utf-16"))
@@ -75,31 +93,93 @@ def read_config_text(path: str) -> str:
     return decode_config(raw, path)
 
 
-def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], path: str,
-          above: frozenset[int] = frozenset()) -> None:
-    lines[loc] = node.start_mark.line + 1
-    if id(node) in above:
-        raise ConfigError("an alias refers to a node that contains it (a recursive anchor)",
-                          path=path, line=lines[loc])
-    above = above | {id(node)} if isinstance(node, yaml.CollectionNode) else above
-    if isinstance(node, yaml.MappingNode):
+_STR, _INT, _FLOAT = "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_BOOL, _NULL = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"
+_MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class _Builder:
+    """Builds the data and the line table in one walk over the node tree.
+
+    Plain maps, lists and the scalar types a config uses are built here directly (PyYAML's
+    generic constructor was a third of the load time); anything else (merge keys, timestamps,
+    explicit tags) goes through the loader's own constructor, so the result is what
+    `yaml.safe_load` gives, except that aliases become copies.
+    """
+
+    def __init__(self, loader: Any, path: str):
+        self.loader = loader
+        self.path = path
+        self.lines: dict[Loc, int] = {}
+        self._active: set[int] = set()  # collection nodes on the current path
+        self._scalars = {_STR: lambda n: n.value, _INT: loader.construct_yaml_int,
+                         _FLOAT: loader.construct_yaml_float, _BOOL: loader.construct_yaml_bool,
+                         _NULL: lambda n: None}
+
+    def build(self, node: yaml.Node, loc: Loc) -> Any:
+        self.lines[loc] = node.start_mark.line + 1
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node)
+        if id(node) in self._active:
+            raise ConfigError("an alias refers to a node that contains it (a recursive anchor)",
+                              path=self.path, line=self.lines[loc])
+        self._active.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                items = [self.build(item, loc + (i,)) for i, item in enumerate(node.value)]
+                return items if node.tag == _SEQ else self._generic(node)
+            return self._mapping(node, loc)
+        finally:
+            self._active.discard(id(node))
+
+    def _mapping(self, node: yaml.MappingNode, loc: Loc) -> Any:
+        out: dict[Any, Any] = {}
         seen: dict[tuple[str, Any], int] = {}
+        plain = node.tag == _MAP
         for key_node, value_node in node.value:
-            key = key_node.value
             key_line = key_node.start_mark.line + 1
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+            if not isinstance(key_node, yaml.ScalarNode):
+                key = f"(key at line {key_line})"  # a list or map as key: the loader refuses it
+                plain = False
+            elif key_node.tag == _MERGE:
+                key = key_node.value
+                plain = False
+            else:
+                key = key_node.value
                 first = seen.get((key_node.tag, key))
-                if first is None:
-                    seen[(key_node.tag, key)] = key_line
-                else:
+                if first is not None:
                     raise ConfigError(f"duplicate key {key!r}: given at line {first} and again "
-                                      f"at line {key_line}; keep one", path=path, line=key_line)
-            _walk(value_node, loc + (key,), lines, path, above)
+                                      f"at line {key_line}; keep one", path=self.path,
+                                      line=key_line)
+                seen[(key_node.tag, key)] = key_line
+            value = self.build(value_node, loc + (key,))
             # A value's own line is where its key stands; more helpful for scalars.
-            lines[loc + (key,)] = key_line
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _walk(item, loc + (i,), lines, path, above)
+            self.lines[loc + (key,)] = key_line
+            if plain:
+                out[self._scalar(key_node)] = value
+        return out if plain else self._generic(node)
+
+    def _scalar(self, node: yaml.ScalarNode) -> Any:
+        make = self._scalars.get(node.tag)
+        if make is None:
+            return self._generic(node)
+        try:
+            return make(node)
+        except ValueError as e:  # an explicit tag on a value it cannot be: `!!int abc`
+            raise ConfigError(f"invalid YAML: {node.value!r} is not a {node.tag.rsplit(':', 1)[-1]}"
+                              f" ({e})", path=self.path, line=node.start_mark.line + 1) from None
+
+    def _generic(self, node: yaml.Node) -> Any:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.MarkedYAMLError as e:  # e.g. a bad !!timestamp, an unknown tag
+            mark = e.problem_mark or e.context_mark
+            raise ConfigError(f"invalid YAML: {e.problem}", path=self.path,
+                              line=mark.line + 1 if mark else None) from None
+        except TypeError as e:  # a list or map used as a key
+            raise ConfigError(f"invalid YAML: {e}", path=self.path,
+                              line=node.start_mark.line + 1) from None
 
 
 class LocatedYaml:
@@ -120,6 +200,34 @@ class LocatedYaml:
         return self.lines.get(())
 
 
+def _compose(loader: Any, path: str) -> yaml.Node | None:
+    try:
+        return loader.get_single_node()
+    except yaml.MarkedYAMLError as e:
+        line = e.problem_mark.line + 1 if e.problem_mark else None
+        raise ConfigError(f"invalid YAML: {e.problem}", path=path, line=line) from None
+    except yaml.YAMLError as e:  # libyaml reports a few reader errors without marks
+        raise ConfigError(f"invalid YAML: {e}", path=path) from None
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a document is built.
+
+    Composing a big file creates hundreds of thousands of nodes and marks, none in a cycle; with
+    the collector on, its full passes over the growing heap took 85 % of the load time of a
+    1,000-device config (tests/bench/bench_config.py). The tree is freed by reference counting
+    as soon as the data is built, so nothing is left for the collector to find.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def load_yaml(path: str | Path, text: str | None = None) -> LocatedYaml:
     """Parse a YAML file once, raising ConfigError with the line for syntax errors and for keys
     given twice."""
@@ -127,27 +235,19 @@ def load_yaml(path: str | Path, text: str | None = None) -> LocatedYaml:
     if text is None:
         text = read_config_text(path)
     loader = _Loader(text)
-    try:
+    with _gc_paused():
         try:
-            node = loader.get_single_node()
-        except yaml.MarkedYAMLError as e:
-            line = e.problem_mark.line + 1 if e.problem_mark else None
-            raise ConfigError(f"invalid YAML: {e.problem}", path=path, line=line) from None
-        except yaml.YAMLError as e:  # libyaml reports a few reader errors without marks
-            raise ConfigError(f"invalid YAML: {e}", path=path) from None
-        if node is None:
-            return LocatedYaml({}, {(): 1}, path)
-        lines: dict[Loc, int] = {}
-        _walk(node, (), lines, path)
-        try:
-            data = loader.construct_document(node)
-        except yaml.MarkedYAMLError as e:  # e.g. a bad !!timestamp, an unknown tag
-            mark = e.problem_mark or e.context_mark
-            raise ConfigError(f"invalid YAML: {e.problem}", path=path,
-                              line=mark.line + 1 if mark else None) from None
-    finally:
-        loader.dispose()
-    return LocatedYaml(data, lines, path)
+            node = _compose(loader, path)
+            if node is None:
+                return LocatedYaml({}, {(): 1}, path)
+            builder = _Builder(loader, path)
+            data = builder.build(node, ())
+        finally:
+            # Free the node tree while the collector is still paused, or its first pass after
+            # the pause would walk every node once more.
+            node = None
+            loader.dispose()
+    return LocatedYaml(data, builder.lines, path)
 
 
 def format_loc(loc: Iterable[Any]) -> str:

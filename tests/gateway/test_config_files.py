@@ -3,13 +3,16 @@ twice; each refused file gets a ConfigError naming it and `shangyun check` exits
 from __future__ import annotations
 
 import codecs
+import gc
 import logging
 
 import pytest
+import yaml
 
 from edge.errors import ConfigError
 from gateway.cli import main
 from gateway.config import load_config
+from gateway.yamlconfig import load_yaml
 
 CONFIG = """\
 gateway:
@@ -105,3 +108,54 @@ def test_a_recursive_anchor_is_refused_not_a_crash(tmp_path):
     path.write_text("devices: &d\n  - *d\n", encoding="utf-8")
     with pytest.raises(ConfigError):
         load_config(path)
+
+
+def _big_config(n: int) -> str:
+    blocks = [f"  - id: m{i:03d}\n    type: modbus\n    connection: {{host: 127.0.0.1, port: 502}}\n"
+              "    signals:\n      - name: state\n        address: {table: holding, offset: 0}\n"
+              "        states: {1: running, 2: idle}\n"
+              for i in range(n)]
+    return "devices:\n" + "".join(blocks)
+
+
+@pytest.mark.skipif(not yaml.__with_libyaml__, reason="PyYAML built without libyaml")
+def test_configs_are_parsed_once_by_libyaml(tmp_path, monkeypatch):
+    """Issue 13: the pure-Python scanner was 88 % of a 1,000-device check, and ran twice."""
+    parses = []
+    real_init = yaml.CSafeLoader.__init__
+
+    def counting_init(self, stream):
+        parses.append(1)
+        real_init(self, stream)
+
+    def forbidden(*_a, **_kw):
+        raise AssertionError("the pure-Python YAML scanner was used")
+
+    monkeypatch.setattr(yaml.scanner.Scanner, "__init__", forbidden)
+    monkeypatch.setattr(yaml.CSafeLoader, "__init__", counting_init)
+    path = tmp_path / "gateway.yaml"
+    path.write_text(_big_config(50), encoding="utf-8")
+    cfg = load_config(path)
+    assert len(cfg.devices) == 50 and len(parses) == 1
+    bad = _big_config(50).replace("port: 502}", "port: x}", 1)
+    path.write_text(bad, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.line == 4  # line numbers survive the C parser
+
+
+@pytest.mark.parametrize("text", [
+    "a: &x {b: 1, c: [1, 2.5, .nan, ~, yes, '1', 0x1f]}\nd:\n  <<: *x\n  e: 2\n",
+    "t: 2024-01-01\ns: !!set {x, y}\nb: !!binary aGVsbG8=\nk: {1: one, 1.5: x, null: n}\n",
+])
+def test_data_is_what_safe_load_gives(text):
+    assert load_yaml("t.yaml", text).data == yaml.safe_load(text)
+
+
+@pytest.mark.parametrize("text", ["a: !!int abc\n", "? [1]\n: 2\n", "a: !foo 1\n", "a: [1\n"])
+def test_bad_yaml_is_a_config_error_and_the_collector_is_back_on(text):
+    assert gc.isenabled()
+    with pytest.raises(ConfigError) as info:
+        load_yaml("t.yaml", text)
+    assert info.value.line is not None
+    assert gc.isenabled()
