@@ -116,12 +116,32 @@ class GatewayConfig(_Strict):
 
 
 class LoadedConfig:
-    """A validated config: settings, device specs, and where it came from."""
+    """A validated config: settings, device specs, and where it came from.
 
-    def __init__(self, path: str, settings: GatewaySettings, devices: list[DeviceSpec]):
+    `lines` keeps the line of every `gateway:` entry and of each device's own keys and
+    connection keys (not the whole file's table, which is large for a big plant), so later
+    checks can still name the line.
+    """
+
+    def __init__(self, path: str, settings: GatewaySettings, devices: list[DeviceSpec],
+                 lines: dict[tuple, int] | None = None):
         self.path = path
         self.settings = settings
         self.devices = devices
+        self.devices_by_id = {d.id: d for d in devices}
+        self.lines = lines or {}
+
+    def line_of(self, *loc: Any) -> int | None:
+        """Line of a `gateway:` entry, e.g. line_of("gateway", "store", "path"), or of the
+        nearest enclosing key given."""
+        while loc:
+            if loc in self.lines:
+                return self.lines[loc]
+            loc = loc[:-1]
+        return None
+
+    def line_of_device(self, device_id: str, *keys: Any) -> int | None:
+        return self.line_of("device", device_id, *keys)
 
     @property
     def store_path(self) -> str:
@@ -142,8 +162,15 @@ def load_config(path: str | Path, text: str | None = None) -> LoadedConfig:
     cfg: GatewayConfig = validate(doc, GatewayConfig)
     seen: dict[str, int] = {}
     specs = []
+    lines = {loc: line for loc, line in doc.lines.items() if loc[:1] == ("gateway",)}
     for i, dev in enumerate(cfg.devices):
         loc = ("devices", i)
+        keys = [("id",), ("type",), ("connection",), *(("connection", k) for k in dev.connection)]
+        for key in keys:
+            line = doc.line_of(loc + key)
+            if line is not None:
+                lines[("device", dev.id, *key)] = line
+        lines[("device", dev.id)] = doc.line_of(loc) or 0
         if dev.id in seen:
             raise ConfigError(f"devices[{i}].id: duplicate device id {dev.id!r} "
                               f"(first defined at line {seen[dev.id]})",
@@ -151,7 +178,7 @@ def load_config(path: str | Path, text: str | None = None) -> LoadedConfig:
         seen[dev.id] = doc.line_of(loc + ("id",)) or 0
         if dev.enabled:
             specs.append(_device_spec(doc, dev, loc))
-    return LoadedConfig(doc.path, cfg.gateway, specs)
+    return LoadedConfig(doc.path, cfg.gateway, specs, lines)
 
 
 def _device_spec(doc: LocatedYaml, dev: DeviceConfig, loc: tuple) -> DeviceSpec:
