@@ -77,6 +77,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
     warnings = len(findings) - errors
     print(f"{args.config}: OK, {len(config.devices)} devices, store {config.store_path}"
           + (f", {warnings} warning(s)" if warnings else ""))
+    if config.oee is not None:
+        cal = config.oee.calendar
+        print(f"  calendar {config.calendar_path}: {len(cal.shifts)} shifts, "
+              f"{len(cal.holidays)} holidays, planned stops: "
+              f"{', '.join(sorted(config.oee.planned_states))}")
     for d in config.devices:
         print(f"  {d.id:<16} {d.protocol:<7} {len(d.signals):>2} signals  {d.name}")
     return 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
 
@@ -28,6 +28,9 @@ from edge.errors import ConfigError
 from edge.model import DeviceSpec, IdentityEvidence, SignalSpec, State
 
 from .yamlconfig import LocatedYaml, format_loc, load_yaml, validate
+
+if TYPE_CHECKING:
+    from verifier.oee import OeeConfig
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
@@ -51,6 +54,8 @@ class GatewaySettings(_Strict):
     # Minutes are rolled up only once this old, so samples still in flight land first.
     rollup_lag_s: float = Field(90.0, ge=0)
     prune_interval_s: PositiveFloat = 3600.0
+    # Shift calendar for the dashboard's OEE (gateway/calendar.py); none: 24/7, as the verifier.
+    calendar: str | None = None
 
 
 class SignalConfig(_Strict):
@@ -130,6 +135,7 @@ class LoadedConfig:
         self.devices = devices
         self.devices_by_id = {d.id: d for d in devices}
         self.lines = lines or {}
+        self.oee: OeeConfig | None = None   # from `gateway.calendar`; None: 24/7
 
     def line_of(self, *loc: Any) -> int | None:
         """Line of a `gateway:` entry, e.g. line_of("gateway", "store", "path"), or of the
@@ -145,7 +151,15 @@ class LoadedConfig:
 
     @property
     def store_path(self) -> str:
-        p = Path(self.settings.store.path)
+        return self.relative_path(self.settings.store.path)
+
+    @property
+    def calendar_path(self) -> str | None:
+        return self.relative_path(self.settings.calendar) if self.settings.calendar else None
+
+    def relative_path(self, path: str) -> str:
+        """`path` as written in the config: relative paths are relative to the config file."""
+        p = Path(path)
         if not p.is_absolute():
             p = Path(self.path).resolve().parent / p
         return str(p)
@@ -178,7 +192,17 @@ def load_config(path: str | Path, text: str | None = None) -> LoadedConfig:
         seen[dev.id] = doc.line_of(loc + ("id",)) or 0
         if dev.enabled:
             specs.append(_device_spec(doc, dev, loc))
-    return LoadedConfig(doc.path, cfg.gateway, specs, lines)
+    loaded = LoadedConfig(doc.path, cfg.gateway, specs, lines)
+    if loaded.calendar_path:
+        from .calendar import load_calendar  # imports the verifier's OEE: only when needed
+
+        if not Path(loaded.calendar_path).is_file():
+            raise ConfigError(f"gateway.calendar: no calendar file at {loaded.calendar_path} "
+                              "(relative paths are relative to this file)", path=doc.path,
+                              line=doc.line_of(("gateway", "calendar")))
+
+        loaded.oee = load_calendar(loaded.calendar_path)
+    return loaded
 
 
 def _device_spec(doc: LocatedYaml, dev: DeviceConfig, loc: tuple) -> DeviceSpec:

@@ -28,16 +28,17 @@ OEE = OeeConfig()
 
 
 def today_figures(device_id: str, day: dt.date, arr: np.ndarray | None,
-                  ideal_cycle_s: float | None) -> dict[str, Any]:
-    """Totals of one day record, and its OEE factors computed by the verifier's own OEE
-    (24/7 calendar, unknown time excluded), so dashboard and report cannot disagree."""
+                  ideal_cycle_s: float | None, oee_config: OeeConfig = OEE) -> dict[str, Any]:
+    """Totals of one day record, and its OEE factors computed by the verifier's own OEE (the
+    plant's calendar, 24/7 by default; unknown time excluded), so dashboard and report cannot
+    disagree."""
     if arr is None:
         return {"covered_min": 0}
     secs = {name[:-2]: float(arr[F[name]].sum()) for name in STATE_FIELDS}
     cube = RollupCube([DeviceInfo(id=device_id, ideal_cycle_s=ideal_cycle_s)],
                       np.array([np.datetime64(day, "D")]), arr[None, None].astype(np.float32),
                       np.ones((1, 1), dtype=bool))
-    oee = analyse_oee(cube, OEE)[0].totals
+    oee = analyse_oee(cube, oee_config)[0].totals
     return {
         "covered_min": round(sum(secs.values()) / 60, 1),
         "state_min": {k: round(v / 60, 1) for k, v in secs.items()},
@@ -50,7 +51,8 @@ def today_figures(device_id: str, day: dt.date, arr: np.ndarray | None,
     }
 
 
-def snapshot(store: Store, *, window_s: float = 10.0) -> dict[str, Any]:
+def snapshot(store: Store, *, window_s: float = 10.0,
+             oee: OeeConfig | None = None) -> dict[str, Any]:
     """Everything the dashboard shows, as strict JSON data (no NaN or infinity anywhere).
 
     Each device is computed on its own: whatever one device's samples or rollups hold, the
@@ -65,7 +67,7 @@ def snapshot(store: Store, *, window_s: float = 10.0) -> dict[str, Any]:
     errors = 0
     for row in status["devices"]:
         try:
-            _live_row(store, row, records.get(row["id"]), today, since)
+            _live_row(store, row, records.get(row["id"]), today, since, oee or OEE)
         except Exception as e:  # noqa: BLE001 - one bad device must not blank the dashboard
             _log_once(row["id"], e)
             row.update(machine_state=None, power_kw=None, today={"covered_min": 0})
@@ -85,7 +87,7 @@ def snapshot(store: Store, *, window_s: float = 10.0) -> dict[str, Any]:
 
 
 def _live_row(store: Store, row: dict[str, Any], rec: DeviceRecord | None, today: dt.date,
-              since: int) -> None:
+              since: int, oee: OeeConfig) -> None:
     problems = [row["error"]] if row.get("error") else []
     row["machine_state"], row["machine_quality"] = None, None
     row["power_kw"] = None
@@ -105,7 +107,8 @@ def _live_row(store: Store, row: dict[str, Any], rec: DeviceRecord | None, today
             else:
                 row["power_kw"] = round(kw, 2)
     ideal = rec.ideal_cycle_s if rec is not None else None
-    row["today"] = today_figures(row["id"], today, store.rollup_day(row["id"], today), ideal)
+    row["today"] = today_figures(row["id"], today, store.rollup_day(row["id"], today), ideal,
+                                 oee)
     row["error"] = "; ".join(problems) or None
 
 
