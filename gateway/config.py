@@ -4,6 +4,7 @@ A config file has two sections:
 
     gateway:                 # all optional, defaults shown in GatewaySettings
       store: {path: shangyun.db, retention_days: 30}
+      calendar: shifts.yaml  # the plant's shift calendar (gateway/calendar.py); default 24/7
     devices:
       - id: press-01         # letters, digits, '-', '_', '.'
         type: modbus         # a connector name: see `shangyun run --help` / connectors.registry
@@ -13,6 +14,9 @@ A config file has two sections:
 
 Validation happens in two passes: the common shape here, then each device's `connection` and
 signal `address` against its connector's models, so every error carries the file and line.
+Files are read as UTF-8, UTF-16 with a BOM or GB18030 (gateway/yamlconfig.py); relative paths
+in the file are relative to it. What needs the machine (the store's directory, host names, MQTT
+topic filters) is checked by `shangyun check` (gateway/check.py).
 """
 from __future__ import annotations
 

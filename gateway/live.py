@@ -70,7 +70,8 @@ def snapshot(store: Store, *, window_s: float = 10.0,
             _live_row(store, row, records.get(row["id"]), today, since, oee or OEE)
         except Exception as e:  # noqa: BLE001 - one bad device must not blank the dashboard
             _log_once(row["id"], e)
-            row.update(machine_state=None, power_kw=None, today={"covered_min": 0})
+            row.update(machine_state=None, machine_quality=None, power_kw=None,
+                       today={"covered_min": 0})
             row["error"] = f"{type(e).__name__}: {e}"
         errors += row.get("error") is not None
         plant["parts"] += _finite(row["today"].get("parts")) or 0
