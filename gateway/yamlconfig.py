@@ -64,6 +64,12 @@ def decode_config(raw: bytes, path: str) -> str:
                                   "save the file as UTF-8", path=path) from None
             log.debug("%s: read as %s (byte order mark)", path, codec)
             return text
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        # Valid UTF-8 and GB18030 both, so it must be caught before them; YAML would only say
+        # "special characters are not allowed".
+        raise ConfigError(f"NUL byte at byte offset {nul}: UTF-16 without a byte order mark? "
+                          "save the file as UTF-8", path=path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as utf8_error:

@@ -159,3 +159,10 @@ def test_bad_yaml_is_a_config_error_and_the_collector_is_back_on(text):
         load_yaml("t.yaml", text)
     assert info.value.line is not None
     assert gc.isenabled()
+
+
+def test_utf16_without_a_bom_is_named(tmp_path):
+    path = tmp_path / "gateway.yaml"
+    path.write_bytes(CONFIG.encode("utf-16-le"))
+    with pytest.raises(ConfigError, match="byte offset 1: UTF-16 without a byte order mark"):
+        load_config(path)
