@@ -48,6 +48,7 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
                 self._resolved[key] = tag
         return tag
 
+
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
          (codecs.BOM_UTF16_BE, "utf-16"))
 
