@@ -67,10 +67,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from .check import check_config
     from .config import load_config
 
     config = load_config(args.config)
-    print(f"{args.config}: OK, {len(config.devices)} devices, store {config.store_path}")
+    findings = check_config(config, resolve=not args.no_resolve)
+    for f in findings:
+        print(f"shangyun: {f.format(args.config)}", file=sys.stderr)
+    errors = sum(f.level == "error" for f in findings)
+    if errors:
+        print(f"{args.config}: {errors} error(s); not valid", file=sys.stderr)
+        return 2
+    warnings = len(findings) - errors
+    print(f"{args.config}: OK, {len(config.devices)} devices, store {config.store_path}"
+          + (f", {warnings} warning(s)" if warnings else ""))
+    if config.oee is not None:
+        cal = config.oee.calendar
+        print(f"  calendar {config.calendar_path}: {len(cal.shifts)} shifts, "
+              f"{len(cal.holidays)} holidays, planned stops: "
+              f"{', '.join(sorted(config.oee.planned_states))}")
     for d in config.devices:
         print(f"  {d.id:<16} {d.protocol:<7} {len(d.signals):>2} signals  {d.name}")
     return 0
@@ -130,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="validate a config file and list its devices")
     p.add_argument("-c", "--config", required=True, help="gateway YAML file")
+    p.add_argument("--no-resolve", action="store_true",
+                   help="do not look up host names (e.g. before every start: a dead DNS server "
+                        "would delay it by up to 5 s, and only ever gives warnings)")
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("status", help="devices, online/offline, last sample, samples per second")

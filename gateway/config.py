@@ -4,6 +4,7 @@ A config file has two sections:
 
     gateway:                 # all optional, defaults shown in GatewaySettings
       store: {path: shangyun.db, retention_days: 30}
+      calendar: shifts.yaml  # the plant's shift calendar (gateway/calendar.py); default 24/7
     devices:
       - id: press-01         # letters, digits, '-', '_', '.'
         type: modbus         # a connector name: see `shangyun run --help` / connectors.registry
@@ -13,13 +14,16 @@ A config file has two sections:
 
 Validation happens in two passes: the common shape here, then each device's `connection` and
 signal `address` against its connector's models, so every error carries the file and line.
+Files are read as UTF-8, UTF-16 with a BOM or GB18030 (gateway/yamlconfig.py); relative paths
+in the file are relative to it. What needs the machine (the store's directory, host names, MQTT
+topic filters) is checked by `shangyun check` (gateway/check.py).
 """
 from __future__ import annotations
 
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
 
@@ -28,6 +32,9 @@ from edge.errors import ConfigError
 from edge.model import DeviceSpec, IdentityEvidence, SignalSpec, State
 
 from .yamlconfig import LocatedYaml, format_loc, load_yaml, validate
+
+if TYPE_CHECKING:
+    from verifier.oee import OeeConfig
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
@@ -51,6 +58,8 @@ class GatewaySettings(_Strict):
     # Minutes are rolled up only once this old, so samples still in flight land first.
     rollup_lag_s: float = Field(90.0, ge=0)
     prune_interval_s: PositiveFloat = 3600.0
+    # Shift calendar for the dashboard's OEE (gateway/calendar.py); none: 24/7, as the verifier.
+    calendar: str | None = None
 
 
 class SignalConfig(_Strict):
@@ -58,7 +67,7 @@ class SignalConfig(_Strict):
     address: Any = None
     scale: float = 1.0
     offset: float = 0.0
-    states: dict[str, str] = {}
+    states: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -97,8 +106,8 @@ class DeviceConfig(_Strict):
     ideal_cycle_s: PositiveFloat | None = None
     enabled: bool = True
     connection: dict[str, Any]
-    signals: list[SignalConfig] = []
-    vars: dict[str, str] = {}
+    signals: list[SignalConfig] = Field(default_factory=list)
+    vars: dict[str, str] = Field(default_factory=dict)
     identity: IdentityConfig | None = None
 
     @field_validator("id")
@@ -116,16 +125,45 @@ class GatewayConfig(_Strict):
 
 
 class LoadedConfig:
-    """A validated config: settings, device specs, and where it came from."""
+    """A validated config: settings, device specs, and where it came from.
 
-    def __init__(self, path: str, settings: GatewaySettings, devices: list[DeviceSpec]):
+    `lines` keeps the line of every `gateway:` entry and of each device's own keys and
+    connection keys (not the whole file's table, which is large for a big plant), so later
+    checks can still name the line.
+    """
+
+    def __init__(self, path: str, settings: GatewaySettings, devices: list[DeviceSpec],
+                 lines: dict[tuple, int] | None = None):
         self.path = path
         self.settings = settings
         self.devices = devices
+        self.devices_by_id = {d.id: d for d in devices}
+        self.lines = lines or {}
+        self.oee: OeeConfig | None = None   # from `gateway.calendar`; None: 24/7
+
+    def line_of(self, *loc: Any) -> int | None:
+        """Line of a `gateway:` entry, e.g. line_of("gateway", "store", "path"), or of the
+        nearest enclosing key given."""
+        while loc:
+            if loc in self.lines:
+                return self.lines[loc]
+            loc = loc[:-1]
+        return None
+
+    def line_of_device(self, device_id: str, *keys: Any) -> int | None:
+        return self.line_of("device", device_id, *keys)
 
     @property
     def store_path(self) -> str:
-        p = Path(self.settings.store.path)
+        return self.relative_path(self.settings.store.path)
+
+    @property
+    def calendar_path(self) -> str | None:
+        return self.relative_path(self.settings.calendar) if self.settings.calendar else None
+
+    def relative_path(self, path: str) -> str:
+        """`path` as written in the config: relative paths are relative to the config file."""
+        p = Path(path)
         if not p.is_absolute():
             p = Path(self.path).resolve().parent / p
         return str(p)
@@ -142,8 +180,15 @@ def load_config(path: str | Path, text: str | None = None) -> LoadedConfig:
     cfg: GatewayConfig = validate(doc, GatewayConfig)
     seen: dict[str, int] = {}
     specs = []
+    lines = {loc: line for loc, line in doc.lines.items() if loc[:1] == ("gateway",)}
     for i, dev in enumerate(cfg.devices):
         loc = ("devices", i)
+        keys = [("id",), ("type",), ("connection",), *(("connection", k) for k in dev.connection)]
+        for key in keys:
+            line = doc.line_of(loc + key)
+            if line is not None:
+                lines[("device", dev.id, *key)] = line
+        lines[("device", dev.id)] = doc.line_of(loc) or 0
         if dev.id in seen:
             raise ConfigError(f"devices[{i}].id: duplicate device id {dev.id!r} "
                               f"(first defined at line {seen[dev.id]})",
@@ -151,7 +196,17 @@ def load_config(path: str | Path, text: str | None = None) -> LoadedConfig:
         seen[dev.id] = doc.line_of(loc + ("id",)) or 0
         if dev.enabled:
             specs.append(_device_spec(doc, dev, loc))
-    return LoadedConfig(doc.path, cfg.gateway, specs)
+    loaded = LoadedConfig(doc.path, cfg.gateway, specs, lines)
+    if loaded.calendar_path:
+        from .calendar import load_calendar  # imports the verifier's OEE: only when needed
+
+        if not Path(loaded.calendar_path).is_file():
+            raise ConfigError(f"gateway.calendar: no calendar file at {loaded.calendar_path} "
+                              "(relative paths are relative to this file)", path=doc.path,
+                              line=doc.line_of(("gateway", "calendar")))
+
+        loaded.oee = load_calendar(loaded.calendar_path)
+    return loaded
 
 
 def _device_spec(doc: LocatedYaml, dev: DeviceConfig, loc: tuple) -> DeviceSpec:

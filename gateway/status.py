@@ -1,60 +1,125 @@
 """`shangyun status`: what the store says about each device, readable while the gateway writes.
 
 A device's online flag is what its supervisor last recorded; if the gateway process is gone the
-flag can be stale, so a device whose last sample is older than `stale_after_s` is shown as
-`stale` whatever the flag says.
+flag can be stale, so a device whose newest sample (of any quality) is older than
+`stale_after_s` is shown as `stale` whatever the flag says.
+
+"Last sample" is the last GOOD or UNCERTAIN one: the BAD markers the gateway writes when a
+machine goes away are not readings from the machine. A device that is connected but has sent
+only BAD data over the window is `degraded`, not online: it answers, but nothing it says is
+usable.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 from datetime import datetime, timezone
 from typing import Any
 
 from edge.errors import StoreError
-from edge.model import NS_PER_S, now_ns
+from edge.model import NS_PER_S, Quality, now_ns
+from edge.records import DeviceRecord
 from edge.store import Store
 
+log = logging.getLogger(__name__)
+
 STALE_AFTER_S = 300.0
+# Device states `device_status` reports; only `online` counts as online.
+DEVICE_STATES = ("online", "degraded", "offline", "stale", "never seen", "error")
 
 
 def device_status(store: Store, *, window_s: float = 60.0,
                   at_ns: int | None = None) -> dict[str, Any]:
-    """Per-device status rows plus totals, as plain data (used by the CLI and the demo)."""
+    """Per-device status rows plus totals, as plain data (used by the CLI, the API and the demo).
+
+    Each row is computed on its own: a device whose records cannot be read gets state `error`
+    and an `error` text, and the others are still reported.
+    """
     now = at_ns or now_ns()
     since = now - int(window_s * NS_PER_S)
     rows = []
     for d in store.devices():
-        recent = store.sample_count(device_id=d.id, since_ns=since)
-        last = d.last_sample_ns
-        age_s = (now - last) / NS_PER_S if last else None
-        if last is None:
-            state = "never seen"
-        elif age_s is not None and age_s > STALE_AFTER_S:
-            state = "stale"
-        else:
-            state = "online" if d.online else "offline"
-        rows.append({
-            "id": d.id,
-            "name": d.name,
-            "protocol": d.protocol,
-            "line": d.line,
-            "state": state,
-            "last_sample": _iso(last),
-            "last_sample_age_s": round(age_s, 1) if age_s is not None else None,
-            "samples_per_s": round(recent / window_s, 2),
-            "identity": d.identity.fingerprint() if d.identity else "",
-            "last_error": d.last_error,
-        })
+        try:
+            rows.append(_device_row(store, d, now, since, window_s))
+        except Exception as e:  # noqa: BLE001 - one unreadable device must not hide the rest
+            log.debug("status of %s failed", d.id, exc_info=True)
+            rows.append(_error_row(d, e))
     total_recent = store.sample_count(since_ns=since)
     return {
         "devices": rows,
         "total": len(rows),
         "online": sum(1 for r in rows if r["state"] == "online"),
+        "degraded": sum(1 for r in rows if r["state"] == "degraded"),
         "samples_per_s": round(total_recent / window_s, 1),
         "window_s": window_s,
     }
+
+
+def _device_row(store: Store, d: DeviceRecord, now: int, since: int,
+                window_s: float) -> dict[str, Any]:
+    recent, recent_usable = usable_counts(store, d.id, since)
+    last_any = d.last_sample_ns
+    last = last_usable_ns(store, d.id) if last_any else None
+    any_age_s = (now - last_any) / NS_PER_S if last_any else None
+    if last_any is None:
+        state = "never seen"
+    elif any_age_s is not None and any_age_s > STALE_AFTER_S:
+        state = "stale"
+    elif not d.online:
+        state = "offline"
+    elif last is None or (recent > 0 and recent_usable == 0):
+        state = "degraded"
+    else:
+        state = "online"
+    age_s = (now - last) / NS_PER_S if last else None
+    return {
+        "id": d.id,
+        "name": d.name,
+        "protocol": d.protocol,
+        "line": d.line,
+        "state": state,
+        "last_sample": _iso(last),
+        "last_sample_age_s": round(age_s, 1) if age_s is not None else None,
+        "samples_per_s": round(recent / window_s, 2),
+        "usable_per_s": round(recent_usable / window_s, 2),
+        "identity": d.identity.fingerprint() if d.identity else "",
+        "last_error": d.last_error,
+        "error": None,
+    }
+
+
+def _error_row(d: DeviceRecord, exc: Exception) -> dict[str, Any]:
+    return {"id": d.id, "name": d.name, "protocol": d.protocol, "line": d.line,
+            "state": "error", "last_sample": None, "last_sample_age_s": None,
+            "samples_per_s": 0.0, "usable_per_s": 0.0, "identity": "",
+            "last_error": d.last_error, "error": f"{type(exc).__name__}: {exc}"}
+
+
+# The two queries below filter on quality, which Store's public readers cannot yet; they use its
+# read connection (Store._read) until Store grows `latest(..., usable_only=True)` and
+# `sample_count(..., usable_only=True)` (asked of the edge owner). Both walk each series'
+# primary key backwards or over the window only, so they stay cheap on a months-old store.
+_BAD = int(Quality.BAD)
+
+
+def last_usable_ns(store: Store, device_id: str) -> int | None:
+    """Timestamp of the device's newest sample that is not BAD, or None."""
+    rows = store._read(  # noqa: SLF001 - see the note above
+        "SELECT max((SELECT x.ts_ns FROM samples x WHERE x.series_id = s.id AND x.quality != ? "
+        "ORDER BY x.ts_ns DESC LIMIT 1)) FROM series s WHERE s.device_id = ?",
+        (_BAD, device_id))
+    return rows[0][0] if rows and rows[0][0] is not None else None
+
+
+def usable_counts(store: Store, device_id: str, since_ns: int) -> tuple[int, int]:
+    """(all samples, samples that are not BAD) of a device since `since_ns`."""
+    rows = store._read(  # noqa: SLF001 - see the note above
+        "SELECT count(*), coalesce(sum(x.quality != ?), 0) FROM samples x "
+        "WHERE x.series_id IN (SELECT id FROM series WHERE device_id = ?) AND x.ts_ns >= ?",
+        (_BAD, device_id, since_ns))
+    return int(rows[0][0]), int(rows[0][1])
 
 
 def _iso(ts_ns: int | None) -> str | None:
@@ -64,7 +129,8 @@ def _iso(ts_ns: int | None) -> str | None:
 
 
 def render(status: dict[str, Any]) -> str:
-    lines = [f"{status['online']}/{status['total']} devices online, "
+    degraded = f", {status['degraded']} degraded" if status.get("degraded") else ""
+    lines = [f"{status['online']}/{status['total']} devices online{degraded}, "
              f"{status['samples_per_s']} samples/s over the last {status['window_s']:.0f} s", ""]
     header = f"{'device':<14} {'protocol':<8} {'state':<10} {'last sample (UTC)':<26} {'samples/s':>9}  identity"
     lines.append(header)
@@ -76,6 +142,8 @@ def render(status: dict[str, Any]) -> str:
                      f"{r['samples_per_s']:>9.2f}  {r['identity']}")
         if r["state"] != "online" and r["last_error"]:
             lines.append(f"{'':<14} last error: {r['last_error']}")
+        if r.get("error"):
+            lines.append(f"{'':<14} status error: {r['error']}")
     return "\n".join(lines)
 
 

@@ -3,6 +3,8 @@ loaded in headless Chromium, the DOM read after the page's own JavaScript has ru
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import re
 import shutil
 import subprocess
@@ -10,6 +12,7 @@ import subprocess
 import httpx
 import pytest
 
+from edge.model import NS_PER_S, Sample, now_ns
 from gateway import api
 from gateway.config import load_config
 from gateway.runner import Gateway
@@ -35,7 +38,8 @@ def chromium(url: str, tmp_path, *extra: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-async def running_gateway(tmp_path):
+async def live_plant(tmp_path):
+    """(dashboard URL, machine specs, factory, gateway) of a running gateway with 3 machines."""
     with MosquittoBroker() as broker:
         specs = make_specs(3, seed=5)
         factory = Factory(specs, broker=(broker.host, broker.port))
@@ -47,11 +51,16 @@ async def running_gateway(tmp_path):
         try:
             await wait_for(lambda: all(gateway.store.sample_count(device_id=s.id) > 5
                                        for s in specs), "samples from every machine")
-            yield f"http://127.0.0.1:{api.bound_port(server)}", specs
+            yield f"http://127.0.0.1:{api.bound_port(server)}", specs, factory, gateway
         finally:
             await api.stop(server)
             await gateway.stop()
             await factory.stop()
+
+
+@pytest.fixture
+def running_gateway(live_plant):
+    return live_plant[:2]
 
 
 async def test_status_api_reports_every_device(running_gateway):
@@ -84,3 +93,30 @@ async def test_dashboard_renders_a_tile_per_machine_in_chromium(running_gateway,
     await asyncio.to_thread(chromium, base + "/", tmp_path, f"--screenshot={shot}",
                             "--window-size=1280,800")
     assert shot.exists() and shot.stat().st_size > 10_000
+
+
+async def test_an_offline_machine_and_a_nan_reading_do_not_break_the_page(live_plant, tmp_path):
+    assert CHROMIUM, "needs Debian's chromium: `make test` installs it (apt-get install chromium)"
+    base, specs, factory, gateway = live_plant
+    gone, broken = specs[0].id, specs[1].id
+    await factory.stop_machine(gone)
+    await wait_for(lambda: not gateway.store.device(gone).online, f"{gone} to go offline")
+    # A register reading NaN, newer than anything the machine will send during the test.
+    gateway.store.write_samples([Sample(broken, "power_kw", now_ns() + 600 * NS_PER_S, math.nan)])
+    async with httpx.AsyncClient(base_url=base) as client:
+        resp = await client.get("/api/status")
+    assert resp.status_code == 200, resp.text[:500]
+    status = json.loads(resp.text, parse_constant=lambda c: pytest.fail(f"{c} in /api/status"))
+    by_id = {d["id"]: d for d in status["devices"]}
+    assert by_id[gone]["state"] == "offline" and by_id[gone]["last_sample"] is not None
+    assert by_id[broken]["power_kw"] is None and "power_kw" in by_id[broken]["error"]
+    result = await asyncio.to_thread(chromium, base + "/", tmp_path, "--dump-dom")
+    dom = result.stdout
+    assert 'data-loaded="1"' in dom, result.stderr[-2000:]
+    main = re.search(r'<main id="tiles">(.*?)</main>', dom, re.S)
+    assert main, "no tiles container in the rendered page"
+    tiles = dict(re.findall(r'data-device="([^"]+)" data-state="([^"]+)"', main.group(1)))
+    assert set(tiles) == {s.id for s in specs}
+    assert tiles[gone] == "offline"
+    assert tiles[broken] in STATES and tiles[specs[2].id] in STATES
+    assert re.search(r'id="k-online">2/3<', dom)

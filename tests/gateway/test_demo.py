@@ -12,11 +12,23 @@ from edge.store import Store
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+# Why this test once accepted either verdict: history starts at the current time of day N days
+# ago, so the window's first UTC day is only partly covered, and with 2 days that partial day
+# is the window's whole first half. Two-shift machines are off from 22:00 to 06:00 China time
+# and all Sunday, so when the covered part holds no shift time (any day after ~23:50 UTC,
+# Mondays after ~14:00 UTC) the verifier flags them `bunched_at_end` and the verdict is FAIL.
+# 4 days is not safe either: from 3 days on the clone check applies, and with only 6 machines
+# on one shift calendar it sometimes takes two of them for copies (see the report). 7 days
+# (what `make demo` runs) gave PASS at every hour tried over a week, by backfilling the same
+# history ending at chosen instants (gateway.history.backfill(end_ts=...)).
+HISTORY_DAYS = 7
+
+
 def test_short_demo_with_history_prints_a_summary_and_a_verdict(tmp_path):
     out_dir = tmp_path / "demo"
     proc = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "demo", "--machines", "6", "--duration", "15",
-         "--history-days", "2", "--no-dashboard", "--dir", str(out_dir)],
+         "--history-days", str(HISTORY_DAYS), "--no-dashboard", "--dir", str(out_dir)],
         capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
@@ -28,9 +40,15 @@ def test_short_demo_with_history_prints_a_summary_and_a_verdict(tmp_path):
     assert summary["live_samples_per_s"] > 0
     assert summary["history"]["simulated"] is True and summary["history"]["samples"] > 0
     verification = summary["verification"]
-    assert verification["verdict"] in {"PASS", "FAIL"}
+    # Simulated history is accepted (the demo passes --accept-simulated), so every machine of
+    # the virtual factory counts and the voucher sized to it passes.
+    assert verification["not_counted"] == {}, verification["not_counted"]
+    assert verification["verdict"] == "PASS"
     assert verification["voucher"]["required_devices"] == 6  # 6 × 1,500 yuan ÷ 1,500
-    assert verification["devices_seen"] == 6
+    assert verification["devices_seen"] == 6 and verification["devices_counted"] == 6
+    assert verification["voucher"]["amount"] == "9000.00"
+    assert verification["window"]["days"] == HISTORY_DAYS
+    assert any("SIMULATED DATA ACCEPTED" in n for n in verification["notes"])
     report_text = (out_dir / "verification.txt").read_text(encoding="utf-8")
     assert "VERDICT:" in report_text and "SIMULATED DATA ACCEPTED" in report_text
     assert json.loads((out_dir / "verification.json").read_text())["schema"] == "shangyun.verify/1"
