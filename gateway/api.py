@@ -23,13 +23,17 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from edge.errors import ConfigError
 from edge.store import Store
 
+from verifier.oee import OeeConfig
+
 from .live import snapshot
 
 
 def create_app(store_path: str, *, title: str = "shangyun",
-               health: Callable[[], dict[str, Any]] | None = None) -> FastAPI:
+               health: Callable[[], dict[str, Any]] | None = None,
+               oee: OeeConfig | None = None) -> FastAPI:
     """The app over the store at `store_path`; `health` (Gateway.health) makes /healthz report
-    the data path, not just that the process answers."""
+    the data path, not just that the process answers; `oee` is the plant's shift calendar
+    (`gateway.calendar`) for the dashboard's OEE, 24/7 without one."""
     reader: dict[str, Store] = {}
 
     @contextlib.asynccontextmanager
@@ -54,7 +58,7 @@ def create_app(store_path: str, *, title: str = "shangyun",
 
     @app.get("/api/status")
     async def status() -> dict[str, Any]:
-        return await asyncio.to_thread(snapshot, store())
+        return await asyncio.to_thread(snapshot, store(), oee=oee)
 
     @app.get("/api/devices/{device_id}")
     async def device(device_id: str) -> dict[str, Any]:

@@ -53,7 +53,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             from . import api
 
             host, port = api.parse_listen(args.http)
-            http = await api.serve(api.create_app(config.store_path, health=gw.health), host, port)
+            http = await api.serve(api.create_app(config.store_path, health=gw.health,
+                                                 oee=config.oee), host, port)
             log.info("dashboard on http://%s:%d/", host, api.bound_port(http))
         try:
             await gw.run(stop, on_tick=lambda g: log.info("status %s", g.summary()),

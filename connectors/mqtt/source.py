@@ -261,7 +261,9 @@ class MqttSource(ReportsPayloadErrors):
             if name in self._signals:
                 out.append(Sample(self.device.id, name, decoded.ts_ns, BAD_VALUE, Quality.BAD))
         for name, raw in decoded.values.items():
-            value, quality = self._signals[name].convert(raw)
+            value, quality, problem = self._signals[name].check(raw)
+            if problem is not None:   # wrong type or range for the role: counted, not GOOD
+                self._errors.report(problem, topic=topic, field=name, payload=payload[:_BYTES_IN_LOG])
             out.append(Sample(self.device.id, name, decoded.ts_ns, value, quality))
         return out
 
