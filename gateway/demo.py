@@ -94,7 +94,10 @@ async def _demo(args: argparse.Namespace) -> dict[str, Any]:
     broker = MosquittoBroker()
     host, port = broker.start()
     factory = None
-    history_start = time.time() - args.history_days * 86_400 if args.history_days else None
+    # History from UTC midnight of the review window's first day (Window.last_days: the N whole
+    # days before today), so the window's first day is whole whatever the hour the demo runs.
+    history_start = ((time.time() // 86_400 - args.history_days) * 86_400
+                     if args.history_days else None)
     try:
         factory = _start_factory(args, host, port, manifest_path, out / "factory.log",
                                  start_ts=history_start)
