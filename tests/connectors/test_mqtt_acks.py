@@ -5,6 +5,7 @@ import asyncio
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -17,7 +18,9 @@ from edge.store import Store
 from tests.connectors.mqtt_rig import DEVICE_ID, TOPIC, rig_device, running, spawn
 from tests.connectors.servers import eventually
 
-T0_MS = 1_700_000_000_000
+MARKER = 10**6     # a count no message reaches (a negative one would now be refused as a count)
+# An hour back: recent enough for the plausible-timestamp window, clear of the live minute.
+T0_MS = (time.time_ns() // 1_000_000 // 1000 - 3600) * 1000
 
 
 class Publisher:
@@ -179,9 +182,9 @@ async def test_the_broker_holds_back_what_exceeds_the_in_flight_limit(broker, pu
     await src.connect()
     try:
         await asyncio.to_thread(publisher.send, range(n))
-        publisher.send([-1], qos=0)
+        publisher.send([MARKER], qos=0)
         held: list = []
-        assert await take(src, limit + 1, ack=False, keep=held) == [*range(limit), -1]
+        assert await take(src, limit + 1, ack=False, keep=held) == [*range(limit), MARKER]
         assert src.in_flight == limit
         for batch in held:
             if batch.ack is not None:  # the QoS 0 marker's batch has nothing to acknowledge
