@@ -239,3 +239,20 @@ def test_python_m_verifier_bad_input_exit_2_without_traceback(store_path, tmp_pa
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("shangyun verify: error: ") and proc.stderr.count("\n") == 1
+
+
+def test_against_a_directory_exit_2(store_path, tmp_path):
+    code, _, err = cli(store_path, "--item", "设备物联", "--amount", "4500", *WINDOW,
+                       "--against", str(tmp_path))
+    assert code == 2 and "is not a file" in err
+
+
+def test_against_store_with_a_century_long_window_reads_only_its_data(store_path, tmp_path):
+    # The earlier claim's lookback reached back 365 days before a window from 1926: a cube
+    # per day for the against store too. Its identical days still mark every device claimed.
+    earlier = tmp_path / "earlier.db"
+    shutil.copyfile(store_path, earlier)
+    code, out, err = cli(store_path, "--item", "设备物联", "--amount", "4500",
+                         "--from", "1926-01-01", "--to", "2024-05-06", "--against", str(earlier))
+    assert code == 1, err
+    assert out.count("claimed_before") >= 3

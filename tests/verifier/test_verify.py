@@ -181,6 +181,20 @@ def test_window_reaching_a_century_past_the_data_reads_only_the_data_days():
     assert any("not read" in n for n in report.notes)
 
 
+class NoSpan:
+    """A reader that cannot tell which days it holds (the benchmark's generator)."""
+
+    def __init__(self, inner):
+        self.devices, self.iter_cubes = inner.devices, inner.iter_cubes
+        self.events, self.raw_timestamps = inner.events, inner.raw_timestamps
+
+
+def test_reader_without_data_span_is_read_over_the_whole_window():
+    w = Window(START, WINDOW.end + dt.timedelta(days=2))
+    report = verify(NoSpan(small_factory()), window=w, voucher=Voucher(item="设备物联", amount=1500))
+    assert report.analysed == w and report.to_dict()["window"]["analysed"]["days"] == 10
+
+
 @pytest.mark.parametrize("before,after,bunched", [(0, 8, False), (8, 0, True)])
 def test_activity_rules_use_the_whole_window_when_only_part_is_read(before, after, bunched):
     # 8 days of data in a 16-day window: too few days either way; bunched at the end only
