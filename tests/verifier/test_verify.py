@@ -136,6 +136,15 @@ def test_text_report_gives_each_devices_oee_components():
     assert float(rows["m003"][7]) == pytest.approx(6 * 24)   # no data on 6 of its 8 days
 
 
+def test_text_report_says_how_many_minutes_had_no_plausible_energy():
+    r = small_factory()
+    r._cube.data[1, 2, F["energy_kwh"], 600:605] = np.nan
+    r._cube.data[2, 3, F["energy_kwh"], 700] = 1e9
+    report = verify(r, window=WINDOW, voucher=Voucher(item="设备物联", amount=6_000))
+    assert "Energy: 6 device-minutes carried no plausible energy" in report.render_text()
+    assert report.to_dict()["energy"]["plant"]["broken_minutes"] == 6
+
+
 def test_no_devices_is_bad_input():
     cube = empty_cube(0, 1)
     with pytest.raises(VerificationInputError, match="no devices"):
