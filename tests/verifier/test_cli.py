@@ -290,3 +290,13 @@ def test_calendar_without_breaks_or_holidays_loads(store_path, tmp_path):
                          "--amount", "4500", *WINDOW)
     assert code == 0, err
     assert "Plant OEE" in out
+
+
+@pytest.mark.parametrize("content", ["ids: 5\n", "serials: {SN1: true}\n"])
+def test_malformed_against_list_exit_2(store_path, tmp_path, content):
+    # `ids: 5` was a TypeError traceback; a mapping was silently read as its keys.
+    path = tmp_path / "earlier.yaml"
+    path.write_text(content, encoding="utf-8")
+    code, _, err = cli(store_path, "--item", "设备物联", "--amount", "4500", *WINDOW,
+                       "--against", str(path))
+    assert code == 2 and "must be a list" in err, err
