@@ -66,7 +66,12 @@ def load_against(source: str, window: Window):
             raise VerificationInputError(
                 f"--against {source}: unknown keys {sorted(unknown)}; "
                 "valid: label, ids, serials, fingerprints")
-        as_list = lambda k: [str(x) for x in raw.get(k) or ()]  # noqa: E731
+        def as_list(key: str) -> list[str]:
+            values = raw.get(key) or []
+            if not isinstance(values, list):
+                raise VerificationInputError(
+                    f"--against {source}: {key} must be a list, got {values!r}")
+            return [str(x) for x in values]
         return AgainstSet.from_lists(as_list("ids"), as_list("serials"), as_list("fingerprints"),
                                      label=str(raw.get("label") or source))
     raise VerificationInputError(

@@ -36,20 +36,25 @@ STATE_GROUPS = {
 # nothing: coarser units bias steady loads (1 Wh per minute would turn a steady 25 W into 0 kWh
 # and 35 W into 60 W; 1 mWh still shifts 2 kW by 1e-5).
 UNITS_PER_KWH = 1_000_000_000
-# A minute above this (60 MW) is a broken reading, not energy; capping it also keeps int64
-# sums from overflowing (one device's 17 years of such minutes stay below 2**63).
+# A minute above this (60 MW) is a broken reading, not energy: it counts 0 like a NaN and is
+# reported in `broken_minutes`. The bound also keeps int64 sums from overflowing (one device's
+# 17 years of such minutes stay below 2**63).
 MAX_KWH_PER_MINUTE = 1_000.0
 # Energy units (µWh) × price units (micro-yuan per kWh) = 1e-15 yuan; a fen is 1e-2 yuan.
 _EXACT_PER_FEN = UNITS_PER_KWH * PRICE_UNITS_PER_YUAN // 100
 
 
-def quantize_kwh(kwh: np.ndarray) -> np.ndarray:
-    """Minute kWh (float) -> int64 energy units; negative or non-finite minutes count 0."""
+def quantize_kwh(kwh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Minute kWh (float) -> (int64 energy units, broken-minute mask). Negative minutes count 0
+    (the rollup's resets, never subtracted); non-finite or implausible ones count 0 and are
+    marked broken."""
     x = np.array(kwh, dtype=np.float64)
-    x[~np.isfinite(x)] = 0.0
-    np.clip(x, 0.0, MAX_KWH_PER_MINUTE, out=x)
+    with np.errstate(invalid="ignore"):
+        broken = ~np.isfinite(x) | (x > MAX_KWH_PER_MINUTE)
+    x[broken] = 0.0
+    np.maximum(x, 0.0, out=x)
     x *= UNITS_PER_KWH
-    return np.rint(x, out=x).astype(np.int64)
+    return np.rint(x, out=x).astype(np.int64), broken
 
 
 def fen_of(exact: int) -> int:
@@ -83,6 +88,7 @@ class EnergyTotals:
     idle_fen: int = 0
     units_by_day: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     units_by_quarter: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    broken_minutes: int = 0          # minutes whose energy was not a plausible number
     day0: np.datetime64 | None = None
     n_days: int = 0
 
@@ -90,6 +96,7 @@ class EnergyTotals:
         self.units += o.units
         self.good += o.good
         self.idle_fen += o.idle_fen
+        self.broken_minutes += o.broken_minutes
         for mine, theirs in ((self.units_by_state, o.units_by_state),
                              (self.units_by_period, o.units_by_period),
                              (self.fen_by_period, o.fen_by_period)):
@@ -169,6 +176,7 @@ class EnergyTotals:
             "cost_by_period": {k: v / 100 for k, v in self.fen_by_period.items()},
             "cost_by_period_fen": dict(self.fen_by_period),
             "cost": self.cost, "cost_fen": self.cost_fen,
+            "broken_minutes": self.broken_minutes,
             "savings_potential": {
                 "basis": "energy drawn while idle, at the prices of the periods it was drawn in",
                 "kwh": r(_kwh(idle_units)), "cost": self.idle_cost, "cost_fen": self.idle_fen,
@@ -205,7 +213,7 @@ def analyse_energy(cube: RollupCube, config: EnergyConfig | None = None, *,
     if dominant is None:
         dominant = dominant_state(state_seconds(cube))
     n_dev, n_days = cube.present.shape
-    units = quantize_kwh(cube.field("energy_kwh"))                        # (D, K, M) int64
+    units, broken = quantize_kwh(cube.field("energy_kwh"))                # (D, K, M) int64
     names = tariff.period_names
     prices = tariff.price_units
     zero = np.zeros((), dtype=np.int64)
@@ -223,6 +231,7 @@ def analyse_energy(cube: RollupCube, config: EnergyConfig | None = None, *,
     _, good, _ = quantities(cube)
     good_sum = good.sum(axis=(1, 2), dtype=np.float64)
     quarters = units.reshape(n_dev, n_days * QUARTERS_PER_DAY, 15).sum(axis=2)
+    n_broken = broken.sum(axis=(1, 2))
 
     out = []
     for d, info in enumerate(cube.devices):
@@ -235,7 +244,8 @@ def analyse_energy(cube: RollupCube, config: EnergyConfig | None = None, *,
             # Idle energy at the prices it was drawn at, in exact units, rounded once.
             idle_fen=fen_of(sum(int(idle_by_period[d, i]) * prices[p]
                                 for i, p in enumerate(names))),
-            units_by_day=units_day[d], units_by_quarter=quarters[d], day0=cube.days[0],
+            units_by_day=units_day[d], units_by_quarter=quarters[d],
+            broken_minutes=int(n_broken[d]), day0=cube.days[0],
             n_days=n_days)
         out.append(DeviceEnergy(info, t))
     return out

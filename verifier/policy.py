@@ -193,12 +193,21 @@ class Voucher:
                 f"{where}: unknown keys {sorted(unknown)}; valid: {sorted(known)}")
         if "item" not in raw:
             raise VerificationInputError(f"{where}: 'item' is required (e.g. 设备物联 or 5)")
+        prior = raw.get("prior_items") or []
+        if not isinstance(prior, list):
+            raise VerificationInputError(f"{where}: prior_items must be a list, e.g. [5, 7]")
+        region = raw.get("region")
+        if region is not None and not isinstance(region, str):
+            raise VerificationInputError(f"{where}: region must be one of {', '.join(REGIONS)}")
+        bonus = raw.get("lianghua_bonus", False)
+        if not isinstance(bonus, bool):
+            # bool("no") is True: a quoted answer must not grant the bonus by accident.
+            raise VerificationInputError(
+                f"{where}: lianghua_bonus must be true or false, got {bonus!r}")
         return cls(item=str(raw["item"]), programme=str(raw.get("programme", "2020")),
                    amount=raw.get("amount"), contract_amount=raw.get("contract_amount"),
-                   region=raw.get("region"),
-                   prior_items=tuple(str(x) for x in raw.get("prior_items") or ()),
-                   prior_subsidy=raw.get("prior_subsidy") or 0,
-                   lianghua_bonus=bool(raw.get("lianghua_bonus", False)))
+                   region=region, prior_items=tuple(str(x) for x in prior),
+                   prior_subsidy=raw.get("prior_subsidy") or 0, lianghua_bonus=bonus)
 
 
 def load_voucher(path: str) -> Voucher:

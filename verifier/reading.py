@@ -56,7 +56,8 @@ class Reader(Protocol):
         ...
 
     def data_span(self, window: Window | None = None) -> tuple[dt.date, dt.date] | None:
-        """First and last day with a stored rollup (inside `window` when given), or None."""
+        """First and last day with a stored rollup (inside `window` when given), or None.
+        Optional: without it, verify reads the whole window asked for."""
         ...
 
     def events(self, kind: str | None = None) -> list[EventRecord]: ...

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .oee import aggregate, by_line
-from .energy import aggregate_energy
+from .energy import MAX_KWH_PER_MINUTE, aggregate_energy
 from .policy import yuan_plain
 
 if TYPE_CHECKING:
@@ -182,5 +182,9 @@ def render_text(report: "Report") -> str:
         lines.append("Top downtime reasons (停机原因): " + "; ".join(
             f"{p['state']}" + (f" {p['reason_code']}" if p["reason_code"] else "")
             + f" {p['hours']:.1f} h in {p['events']} events ({p['share']:.0%})" for p in reasons))
+    if energy.broken_minutes:
+        lines.append(f"Energy: {energy.broken_minutes:,} device-minutes carried no plausible "
+                     f"energy (not a number, or above {MAX_KWH_PER_MINUTE:,.0f} kWh in a minute) "
+                     "and count 0")
     lines += [f"Note: {n}" for n in report.notes]
     return "\n".join(lines) + "\n"

@@ -41,6 +41,19 @@ def parse_hhmm(text: str, where: str) -> int:
     return minute
 
 
+def parse_utc_offset(value: object, where: str) -> float:
+    """A local time zone's offset from UTC in hours (-12 to +14, as real zones are)."""
+    try:
+        hours = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise VerificationInputError(f"{where}: utc_offset_h {value!r} is not a number of hours") \
+            from None
+    if isinstance(value, bool) or not -12.0 <= hours <= 14.0:   # also refuses NaN
+        raise VerificationInputError(
+            f"{where}: utc_offset_h {value!r} is not an offset between -12 and +14 hours")
+    return hours
+
+
 @dataclass(frozen=True)
 class Shift:
     name: str
@@ -122,30 +135,45 @@ class ShiftCalendar:
     def from_mapping(cls, raw: Mapping[str, Any], where: str = "calendar") -> "ShiftCalendar":
         if not isinstance(raw, Mapping):
             raise VerificationInputError(f"{where}: expected a mapping with shifts")
-        shifts = []
-        for i, s in enumerate(raw.get("shifts") or ()):
-            w = f"{where}: shifts[{i}]"
-            try:
-                start, end = parse_hhmm(s["start"], w), parse_hhmm(s["end"], w)
-            except (KeyError, TypeError):
-                raise VerificationInputError(f"{w}: needs start and end (HH:MM)") from None
-            if start == end:
-                raise VerificationInputError(f"{w}: start equals end")
-            days = s.get("days", WEEKDAYS)
-            bad = [d for d in days if str(d).lower()[:3] not in WEEKDAYS]
-            if bad:
-                raise VerificationInputError(f"{w}: unknown days {bad}; use {', '.join(WEEKDAYS)}")
-            breaks = tuple((parse_hhmm(a, w), parse_hhmm(b, w)) for a, b in s.get("breaks") or ())
-            shifts.append(Shift(str(s.get("name", f"shift{i + 1}")), start, end,
-                                frozenset(WEEKDAYS.index(str(d).lower()[:3]) for d in days),
-                                breaks))
+        raw_shifts = raw.get("shifts") or []
+        if not isinstance(raw_shifts, list):
+            raise VerificationInputError(f"{where}: shifts must be a list of shifts")
+        shifts = [_shift(s, f"{where}: shifts[{i}]", i) for i, s in enumerate(raw_shifts)]
+        raw_holidays = raw.get("holidays") or []
+        if not isinstance(raw_holidays, list):
+            raise VerificationInputError(f"{where}: holidays must be a list of dates")
         try:
             holidays = frozenset(h if isinstance(h, dt.date) else dt.date.fromisoformat(str(h))
-                                 for h in raw.get("holidays") or ())
+                                 for h in raw_holidays)
         except ValueError as e:
             raise VerificationInputError(f"{where}: holidays: {e}") from None
-        return cls(tuple(shifts), float(raw.get("utc_offset_h", 8.0)), holidays)
+        return cls(tuple(shifts), parse_utc_offset(raw.get("utc_offset_h", 8.0), where),
+                   holidays)
 
     @classmethod
     def load(cls, path: str) -> "ShiftCalendar":
         return cls.from_mapping(read_yaml(path, "calendar"), path)
+
+
+def _shift(s: Any, w: str, i: int) -> Shift:
+    if not isinstance(s, Mapping):
+        raise VerificationInputError(f"{w}: needs start and end (HH:MM)")
+    try:
+        start, end = parse_hhmm(s["start"], w), parse_hhmm(s["end"], w)
+    except KeyError:
+        raise VerificationInputError(f"{w}: needs start and end (HH:MM)") from None
+    if start == end:
+        raise VerificationInputError(f"{w}: start equals end")
+    days = s.get("days", WEEKDAYS)
+    if not isinstance(days, (list, tuple)):
+        raise VerificationInputError(f"{w}: days must be a list like [mon, tue]")
+    bad = [d for d in days if str(d).lower()[:3] not in WEEKDAYS]
+    if bad:
+        raise VerificationInputError(f"{w}: unknown days {bad}; use {', '.join(WEEKDAYS)}")
+    raw_breaks = s.get("breaks") or []
+    if not isinstance(raw_breaks, list) or not all(
+            isinstance(b, (list, tuple)) and len(b) == 2 for b in raw_breaks):
+        raise VerificationInputError(f"{w}: breaks must be a list of [start, end] pairs")
+    breaks = tuple((parse_hhmm(a, w), parse_hhmm(b, w)) for a, b in raw_breaks)
+    return Shift(str(s.get("name", f"shift{i + 1}")), start, end,
+                 frozenset(WEEKDAYS.index(str(d).lower()[:3]) for d in days), breaks)

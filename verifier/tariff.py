@@ -18,7 +18,7 @@ from edge.errors import VerificationInputError
 from edge.rollup_layout import MINUTES_PER_DAY
 
 from .yamlfile import read_yaml
-from .shifts import parse_hhmm
+from .shifts import parse_hhmm, parse_utc_offset
 
 CRITICAL = "critical_peak"
 # Prices are held as integers of this unit so that cost is exact integer arithmetic
@@ -118,7 +118,8 @@ class Tariff:
         if any(not 1 <= m <= 12 for m in months):
             raise VerificationInputError(f"{where}: critical_peak months must be 1–12")
         return cls(str(raw.get("name", where)), str(raw.get("currency", "CNY")),
-                   float(raw.get("utc_offset_h", 8.0)), prices, periods, default, months,
+                   parse_utc_offset(raw.get("utc_offset_h", 8.0), where), prices, periods,
+                   default, months,
                    crit_ranges)
 
     @classmethod

@@ -239,3 +239,64 @@ def test_python_m_verifier_bad_input_exit_2_without_traceback(store_path, tmp_pa
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("shangyun verify: error: ") and proc.stderr.count("\n") == 1
+
+
+def test_against_a_directory_exit_2(store_path, tmp_path):
+    code, _, err = cli(store_path, "--item", "设备物联", "--amount", "4500", *WINDOW,
+                       "--against", str(tmp_path))
+    assert code == 2 and "is not a file" in err
+
+
+def test_against_store_with_a_century_long_window_reads_only_its_data(store_path, tmp_path):
+    # The earlier claim's lookback reached back 365 days before a window from 1926: a cube
+    # per day for the against store too. Its identical days still mark every device claimed.
+    earlier = tmp_path / "earlier.db"
+    shutil.copyfile(store_path, earlier)
+    code, out, err = cli(store_path, "--item", "设备物联", "--amount", "4500",
+                         "--from", "1926-01-01", "--to", "2024-05-06", "--against", str(earlier))
+    assert code == 1, err
+    assert out.count("claimed_before") >= 3
+
+
+@pytest.mark.parametrize("flag,content,message", [
+    ("--calendar", 'shifts:\n  - {start: "08:00", end: "20:00", breaks: [["12:00"]]}\n',
+     "breaks must be a list of [start, end] pairs"),
+    ("--calendar", "utc_offset_h: abc\n", "utc_offset_h 'abc' is not a number"),
+    ("--calendar", "utc_offset_h: .nan\n", "between -12 and +14"),
+    ("--calendar", "holidays: 5\n", "holidays must be a list"),
+    ("--calendar", "shifts: abc\n", "shifts must be a list"),
+    ("--calendar", 'shifts:\n  - {start: "08:00", end: "20:00", days: mon}\n',
+     "days must be a list"),
+    ("--tariff", "prices_yuan_per_kwh: {flat: 1}\nutc_offset_h: abc\n", "is not a number"),
+    ("--tariff", "prices_yuan_per_kwh: {flat: 1}\nutc_offset_h: 1e300\n", "between -12 and +14"),
+    ("--voucher", "item: 5\namount: 4500\nprior_items: 5\n", "prior_items must be a list"),
+    ("--voucher", "item: 5\ncontract_amount: 6000\nregion: [prd]\n", "region must be one of"),
+    # bool("no") is True: this used to grant the 两化融合 bonus
+    ("--voucher", "item: 5\namount: 4500\nlianghua_bonus: 'no'\n", "must be true or false"),
+])
+def test_malformed_input_file_exit_2(store_path, tmp_path, flag, content, message):
+    path = tmp_path / "input.yaml"
+    path.write_text(content, encoding="utf-8")
+    extra = [] if flag == "--voucher" else ["--item", "设备物联", "--amount", "4500"]
+    code, _, err = cli(store_path, flag, str(path), *extra, *WINDOW)
+    assert code == 2 and message in err and str(path) in err, err
+
+
+def test_calendar_without_breaks_or_holidays_loads(store_path, tmp_path):
+    path = tmp_path / "cal.yaml"
+    path.write_text('shifts:\n  - {start: "08:00", end: "20:00", days: [mon, tue, wed]}\n',
+                    encoding="utf-8")
+    code, out, err = cli(store_path, "--calendar", str(path), "--item", "设备物联",
+                         "--amount", "4500", *WINDOW)
+    assert code == 0, err
+    assert "Plant OEE" in out
+
+
+@pytest.mark.parametrize("content", ["ids: 5\n", "serials: {SN1: true}\n"])
+def test_malformed_against_list_exit_2(store_path, tmp_path, content):
+    # `ids: 5` was a TypeError traceback; a mapping was silently read as its keys.
+    path = tmp_path / "earlier.yaml"
+    path.write_text(content, encoding="utf-8")
+    code, _, err = cli(store_path, "--item", "设备物联", "--amount", "4500", *WINDOW,
+                       "--against", str(path))
+    assert code == 2 and "must be a list" in err, err

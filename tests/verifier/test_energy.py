@@ -175,12 +175,14 @@ def test_cost_is_integer_fen_rounded_half_up_per_period():
     assert d["savings_potential"]["cost_fen"] == 473
 
 
-def test_broken_minutes_count_no_energy():
+def test_broken_minutes_count_no_energy_and_are_counted():
     cube = empty_cube(1, 1)
     constant(cube, 0, 0, slice(None), "running", 6.0)   # 0.1 kWh per minute
-    cube.data[0, 0, F["energy_kwh"], 0:3] = [np.nan, np.inf, -np.inf]
+    cube.data[0, 0, F["energy_kwh"], 0:4] = [np.nan, np.inf, -np.inf, 3e38]
     t = analyse_energy(cube, EnergyConfig(FLAT_UTC))[0].totals
-    assert t.kwh == pytest.approx(0.1 * 1437, rel=1e-6)
+    assert t.kwh == pytest.approx(0.1 * 1436, rel=1e-6)
+    assert t.broken_minutes == 4 and t.to_dict()["broken_minutes"] == 4
+    assert t.max_demand()[0] == pytest.approx(6.0, rel=1e-5)
 
 
 @pytest.mark.parametrize("price,message", [

@@ -136,6 +136,15 @@ def test_text_report_gives_each_devices_oee_components():
     assert float(rows["m003"][7]) == pytest.approx(6 * 24)   # no data on 6 of its 8 days
 
 
+def test_text_report_says_how_many_minutes_had_no_plausible_energy():
+    r = small_factory()
+    r._cube.data[1, 2, F["energy_kwh"], 600:605] = np.nan
+    r._cube.data[2, 3, F["energy_kwh"], 700] = 1e9
+    report = verify(r, window=WINDOW, voucher=Voucher(item="设备物联", amount=6_000))
+    assert "Energy: 6 device-minutes carried no plausible energy" in report.render_text()
+    assert report.to_dict()["energy"]["plant"]["broken_minutes"] == 6
+
+
 def test_no_devices_is_bad_input():
     cube = empty_cube(0, 1)
     with pytest.raises(VerificationInputError, match="no devices"):
@@ -179,6 +188,20 @@ def test_window_reaching_a_century_past_the_data_reads_only_the_data_days():
     assert plant["run_h"] == pytest.approx(run_small().to_dict()["oee"]["plant"]["run_h"])
     assert len(doc["output_per_hour"]["values"]) == 8 * 24
     assert any("not read" in n for n in report.notes)
+
+
+class NoSpan:
+    """A reader that cannot tell which days it holds (the benchmark's generator)."""
+
+    def __init__(self, inner):
+        self.devices, self.iter_cubes = inner.devices, inner.iter_cubes
+        self.events, self.raw_timestamps = inner.events, inner.raw_timestamps
+
+
+def test_reader_without_data_span_is_read_over_the_whole_window():
+    w = Window(START, WINDOW.end + dt.timedelta(days=2))
+    report = verify(NoSpan(small_factory()), window=w, voucher=Voucher(item="设备物联", amount=1500))
+    assert report.analysed == w and report.to_dict()["window"]["analysed"]["days"] == 10
 
 
 @pytest.mark.parametrize("before,after,bunched", [(0, 8, False), (8, 0, True)])
