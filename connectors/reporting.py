@@ -60,6 +60,21 @@ class PayloadErrorReporter:
         self._log.warning("device %s: bad payload (%s) %s", self._device_id, error, _fmt(context))
         self._emit(_event(error, self.count, context))
 
+    def flush(self) -> None:
+        """Report the errors counted since the last report once the interval has passed, even
+        when no new error arrives to trigger it (called periodically by the gateway): a burst of
+        bad payloads must not stay unlogged until the next one, maybe days later."""
+        if not self._unreported or self._last_report is None:
+            return
+        now = self._clock()
+        if now - self._last_report < self._interval_s:
+            return
+        self._log.warning("device %s: %d more bad payloads (total %d)", self._device_id,
+                          self._unreported, self.count)
+        self._emit({"count": self.count, "since_last_report": self._unreported})
+        self._last_report = now
+        self._unreported = 0
+
     def _emit(self, data: Mapping[str, Any]) -> None:
         if self.on_event is not None:
             self.on_event(PAYLOAD_ERROR, dict(data))
@@ -82,6 +97,9 @@ class ReportsPayloadErrors:
     @property
     def payload_errors(self) -> int:
         return self._errors.count
+
+    def flush_payload_errors(self) -> None:
+        self._errors.flush()
 
 
 def _event(error: Exception, count: int, context: Mapping[str, Any]) -> dict[str, Any]:

@@ -80,6 +80,7 @@ class DeviceSupervisor:
         self.last_error: str | None = None
         self.identity: IdentityEvidence | None = None
         self.samples = 0
+        self.samples_bad = 0        # of `samples`, BAD ones (the source could not read a value)
         self.reconnects = 0
         self.connects = 0
         self.stalls = 0
@@ -146,6 +147,7 @@ class DeviceSupervisor:
                 except Exception as err:  # noqa: BLE001
                     raise self._as_source_error(err, "samples") from err
                 self.samples += len(batch)
+                self.samples_bad += sum(1 for x in batch if x.quality is Quality.BAD)
                 blocked_at_ns, started = now_ns(), time.monotonic()
                 fixed, n_fixed = fix_timestamps(batch, blocked_at_ns, self.max_past_s)
                 if n_fixed:

@@ -21,6 +21,7 @@ from edge.store import Store
 from edge.store_sink import StoreSink
 
 from .config import GatewaySettings, LoadedConfig
+from .runtime_status import WRITE_EVERY_S, RuntimeStatus
 
 log = logging.getLogger("shangyun.gateway")
 
@@ -112,6 +113,7 @@ class Gateway:
             on_reject=self._dead_letter,
         )
         self.observer = StoreObserver(self.store)
+        self.runtime = RuntimeStatus(self)
         self.supervisors: dict[str, DeviceSupervisor] = {}
         self.stats = GatewayStats()
         self._tasks: list[asyncio.Task] = []
@@ -136,6 +138,8 @@ class Gateway:
                                                            self._roll_up), name="rollup"))
         self._tasks.append(asyncio.create_task(self._every(self.settings.prune_interval_s,
                                                            self._prune), name="prune"))
+        self._tasks.append(asyncio.create_task(self._every(WRITE_EVERY_S, self._report),
+                                               name="runtime-status"))
         self.store.add_event("gateway_started", now_ns(), None,
                              {"config": self.config.path, "devices": len(self.devices)})
         log.info("gateway started: %d devices, store %s", len(self.devices),
@@ -163,6 +167,8 @@ class Gateway:
                                  {**self.summary(), "dropped_at_stop": dropped})
         except Exception as exc:  # noqa: BLE001 - a stop must finish; the next start redoes it
             log.warning("final roll-up / stop record failed (%s); the next start redoes it", exc)
+        with contextlib.suppress(Exception):   # the last counters, with every link stopped
+            self.runtime.write()
         if self._own_store:
             self.store.close()
         log.info("gateway stopped")
@@ -218,6 +224,15 @@ class Gateway:
         lag = self.settings.rollup_lag_s if lag_s is None else lag_s
         until = now_ns() - int(lag * NS_PER_S)
         self.stats.rollups_written += await asyncio.to_thread(self.store.roll_up, until)
+
+    async def _report(self) -> None:
+        """Counters for readers in other processes (gateway.runtime_status), and the summaries
+        of payload errors that no new error has triggered yet."""
+        for sup in self.supervisors.values():
+            flush = getattr(sup.source, "flush_payload_errors", None)
+            if flush is not None:
+                flush()
+        await asyncio.to_thread(self.runtime.write)
 
     async def _prune(self) -> None:
         self.stats.pruned += await asyncio.to_thread(self.store.prune, now_ns())

@@ -23,6 +23,8 @@ from edge.model import NS_PER_S, Quality, now_ns
 from edge.records import DeviceRecord
 from edge.store import Store
 
+from .runtime_status import read_runtime_status
+
 log = logging.getLogger(__name__)
 
 STALE_AFTER_S = 300.0
@@ -39,22 +41,59 @@ def device_status(store: Store, *, window_s: float = 60.0,
     """
     now = at_ns or now_ns()
     since = now - int(window_s * NS_PER_S)
+    runtime = read_runtime_status(store.path, at_ns=now)
+    live = (runtime or {}).get("devices", {})
+    try:
+        rejected = store.dead_letter_counts()
+    except Exception:  # noqa: BLE001 - an old or damaged store: no counts rather than no status
+        rejected = {}
     rows = []
     for d in store.devices():
         try:
-            rows.append(_device_row(store, d, now, since, window_s))
+            row = _device_row(store, d, now, since, window_s)
         except Exception as e:  # noqa: BLE001 - one unreadable device must not hide the rest
             log.debug("status of %s failed", d.id, exc_info=True)
-            rows.append(_error_row(d, e))
-    total_recent = store.sample_count(since_ns=since)
+            row = _error_row(d, e)
+        rows.append(_with_counters(row, live.get(d.id), rejected.get(d.id, {})))
+    data_rate = store.sample_count(since_ns=since) / window_s
+    arrival = [r["arrival_per_s"] for r in rows if r["arrival_per_s"] is not None]
     return {
         "devices": rows,
         "total": len(rows),
         "online": sum(1 for r in rows if r["state"] == "online"),
         "degraded": sum(1 for r in rows if r["state"] == "degraded"),
-        "samples_per_s": round(total_recent / window_s, 1),
+        # Arrival time when a gateway is running: a replayed backlog arrives fast with old
+        # timestamps, which a count by data time would show as nothing arriving.
+        "samples_per_s": round(sum(arrival), 1) if runtime is not None else round(data_rate, 1),
+        "data_samples_per_s": round(data_rate, 1),
+        "gateway_running": runtime is not None,
+        "pipeline": (runtime or {}).get("pipeline"),
+        "health": (runtime or {}).get("health"),
         "window_s": window_s,
     }
+
+
+COUNTERS = ("samples", "samples_bad", "payload_errors", "reconnects", "stalls",
+            "timestamps_fixed")
+
+
+def _with_counters(row: dict[str, Any], live: dict[str, Any] | None,
+                   rejected: dict[str, int]) -> dict[str, Any]:
+    """The row plus the running gateway's counters (None when no gateway is running) and the
+    store's dead-letter counts per reason."""
+    live = live or {}
+    for key in COUNTERS:
+        row[key] = live.get(key)
+    row["arrival_per_s"] = live.get("arrival_per_s")
+    row["data_samples_per_s"] = row["samples_per_s"]
+    if row["arrival_per_s"] is not None:
+        row["samples_per_s"] = row["arrival_per_s"]
+    row["refused_signals"] = live.get("refused_signals") or []
+    row["rejected"] = dict(rejected)
+    row["rejected_total"] = sum(rejected.values())
+    if live.get("last_error") and not row.get("last_error"):
+        row["last_error"] = live["last_error"]
+    return row
 
 
 def _device_row(store: Store, d: DeviceRecord, now: int, since: int,
@@ -122,6 +161,20 @@ def usable_counts(store: Store, device_id: str, since_ns: int) -> tuple[int, int
     return int(rows[0][0]), int(rows[0][1])
 
 
+def _counter_text(r: dict[str, Any]) -> str:
+    parts = []
+    if r.get("arrival_per_s") is not None:
+        parts.append(f"arriving {r['arrival_per_s']:.1f}/s")
+    for key, label in (("payload_errors", "payload errors"), ("rejected_total", "rejected"),
+                       ("reconnects", "reconnects"), ("stalls", "stalls"),
+                       ("timestamps_fixed", "clock fixes")):
+        if r.get(key):
+            parts.append(f"{label} {r[key]}")
+    if r.get("refused_signals"):
+        parts.append("refused signals " + ",".join(r["refused_signals"]))
+    return ", ".join(parts)
+
+
 def _iso(ts_ns: int | None) -> str | None:
     if not ts_ns:
         return None
@@ -140,6 +193,9 @@ def render(status: dict[str, Any]) -> str:
         last = (r["last_sample"] or "-")[:19] + age
         lines.append(f"{r['id']:<14} {r['protocol']:<8} {r['state']:<10} {last:<26} "
                      f"{r['samples_per_s']:>9.2f}  {r['identity']}")
+        counters = _counter_text(r)
+        if counters:
+            lines.append(f"{'':<14} {counters}")
         if r["state"] != "online" and r["last_error"]:
             lines.append(f"{'':<14} last error: {r['last_error']}")
         if r.get("error"):
