@@ -3,6 +3,7 @@ and the good messages behind it are all stored on the same link."""
 from __future__ import annotations
 
 import asyncio
+import time
 import json
 
 import paho.mqtt.client as mqtt
@@ -13,7 +14,8 @@ from edge.store import Store
 from tests.connectors.mqtt_rig import DEVICE_ID, TOPIC, rig_device, running
 from tests.connectors.servers import eventually
 
-T0_MS = 1_700_000_000_000
+# An hour back: recent enough for the plausible-timestamp window, clear of the live minute.
+T0_MS = (time.time_ns() // 1_000_000 // 1000 - 3600) * 1000
 
 
 class Publisher:
