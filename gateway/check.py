@@ -3,11 +3,12 @@ leaves the site.
 
 The schema is checked by `load_config`; here come the checks that need the machine or the
 wider world: the store's directory exists and is writable (error: the gateway could not start),
-each MQTT topic filter is one a broker accepts (error: the device could never subscribe), and
-each host name resolves (warning only: factory DNS is often down, or the box is not yet on the
+and each host name resolves (warning only: factory DNS is often down, or the box is not yet on the
 plant network, when the engineer runs the check).
 """
 from __future__ import annotations
+
+from connectors.mqtt.topics import topic_filter_problem  # noqa: F401 - re-exported for callers
 
 import ipaddress
 import os
@@ -37,7 +38,7 @@ class Finding:
 
 def check_config(config: LoadedConfig, *, resolve: bool = True) -> list[Finding]:
     """Every problem found, errors and warnings, in file order."""
-    findings = store_findings(config) + topic_findings(config)
+    findings = store_findings(config)
     if resolve:
         findings += host_findings(config)
     return sorted(findings, key=lambda f: f.line or 0)
@@ -59,41 +60,6 @@ def store_findings(config: LoadedConfig) -> list[Finding]:
         return [Finding("error", f"gateway.store.path: cannot create {path.name} in {parent}: "
                                  "the directory is not writable by this user", line)]
     return []
-
-
-def topic_filter_problem(topic: str) -> str | None:
-    """Why `topic` is not a valid MQTT topic filter (MQTT 3.1.1 §4.7), or None."""
-    if not topic:
-        return "a topic filter cannot be empty"
-    if "\0" in topic:
-        return "a topic filter cannot contain a NUL character"
-    if len(topic.encode("utf-8")) > 65535:
-        return "a topic filter is at most 65,535 bytes"
-    levels = topic.split("/")
-    for i, level in enumerate(levels):
-        if "#" in level and (level != "#" or i != len(levels) - 1):
-            return "'#' must be a whole level and the last one (e.g. plant/line1/#)"
-        if "+" in level and level != "+":
-            return "'+' must be a whole level (e.g. plant/+/telemetry)"
-    return None
-
-
-def topic_findings(config: LoadedConfig) -> list[Finding]:
-    # Belongs in the MQTT connector's config model (so `run` refuses it too); kept here until
-    # connectors/mqtt/config.py validates its topics.
-    out = []
-    for d in config.devices:
-        if d.protocol != "mqtt":
-            continue
-        for key in ("topic", "identity_topic"):
-            topic = d.connection.get(key)
-            if topic is None:
-                continue
-            problem = topic_filter_problem(str(topic))
-            if problem:
-                out.append(Finding("error", f"{d.id}: connection.{key} {topic!r}: {problem}",
-                                   config.line_of_device(d.id, "connection", key)))
-    return out
 
 
 def _host_of(connection: dict) -> str | None:

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
+from connectors.mqtt.topics import topic_filter_problem
+
 _SEGMENT = re.compile(r"^[^.\s][^.]*$")
 
 
@@ -81,3 +83,14 @@ class MqttConnection(BaseModel):
         if v:
             split_path(v)
         return v or None
+
+    @field_validator("topic", "identity_topic")
+    @classmethod
+    def _topic_filter(cls, v: str | None) -> str | None:
+        # Refused here, so `run` refuses it as `check` does: an invalid filter is a device that
+        # could never subscribe, retrying forever.
+        if v is not None:
+            problem = topic_filter_problem(v)
+            if problem:
+                raise ValueError(f"{v!r} is not a valid MQTT topic filter: {problem}")
+        return v

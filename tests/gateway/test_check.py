@@ -49,8 +49,8 @@ def test_an_invalid_topic_filter_is_an_error_naming_its_line(tmp_path, capsys, t
     rc, out, err = check(tmp_path, capsys, text)
     assert rc == 2
     assert "OK" not in out
-    if topic:  # an empty topic is already refused by the connector's own model
-        assert f"gateway.yaml:9: error: oven-01: connection.topic '{topic}'" in err
+    if topic:  # an empty topic is refused for its length
+        assert "gateway.yaml:9:" in err and "not a valid MQTT topic filter" in err
 
 
 @pytest.mark.parametrize("topic", ["#", "a/#", "+", "+/+/x", "a//b", "/a", "上云/设备/1"])
