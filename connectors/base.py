@@ -67,6 +67,15 @@ class ReportsEvents(Protocol):
     on_event: EventCallback | None
 
 
+
+@runtime_checkable
+class ReportsIdentity(Protocol):
+    """A source whose device can present its identity after `connect()` returned (an MQTT
+    birth message that arrives late, or a rebirth) calls `on_identity` with it (wired by the
+    supervisor; None means nobody listens), from the event loop thread."""
+
+    on_identity: Callable[[IdentityEvidence], None] | None
+
 class AckedBatch(list):
     """A batch of Samples whose source must be told once they are durable.
 

@@ -35,7 +35,7 @@ import time
 from typing import Any, Awaitable, Callable, Mapping, Protocol
 
 from connectors.backoff import Backoff
-from connectors.base import AckedBatch, Source
+from connectors.base import AckedBatch, ReportsIdentity, Source
 from edge.errors import SourceError
 from edge.plausibility import MAX_PAST_S, fix_timestamps
 from edge.model import IdentityEvidence, Quality, Sample, now_ns
@@ -93,6 +93,8 @@ class DeviceSupervisor:
         self._stop_requested = False
         if hasattr(source, "on_event"):
             source.on_event = self._source_event  # type: ignore[attr-defined]
+        if isinstance(source, ReportsIdentity):
+            source.on_identity = self._late_identity
 
     @property
     def payload_errors(self) -> int:
@@ -225,6 +227,21 @@ class DeviceSupervisor:
         self._log.warning("device %s: identity changed from %r to %r", self.device.id, expected, got)
         await _call(self.observer.on_event, self.device.id, IDENTITY_CHANGED,
                     {"expected": expected, "seen": got, "identity": seen.to_dict()}, ts)
+
+    def _late_identity(self, identity: IdentityEvidence) -> None:
+        """Evidence the device presented after connect (a late MQTT birth): checked and
+        recorded like the evidence seen at connect."""
+        async def record() -> None:
+            ts = now_ns()
+            await self._check_identity(identity, ts)
+            if identity.fingerprint():
+                self.identity = identity
+            on_identity = getattr(self.observer, "on_identity", None)
+            if on_identity is not None:
+                await _call(on_identity, self.device.id, identity, ts)
+        task = asyncio.ensure_future(record())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _source_event(self, kind: str, data: Mapping[str, Any]) -> None:
         result = self.observer.on_event(self.device.id, kind, dict(data), now_ns())

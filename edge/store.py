@@ -382,7 +382,8 @@ class Store:
                 raise StoreError(f"unknown device {device_id!r}: upsert_device it first")
             if row[0] is not None:
                 old = IdentityEvidence.from_dict(json.loads(row[0]))
-                if old.fingerprint() != identity.fingerprint():
+                # Unknown before (no evidence presented) is not a change, only a first sighting.
+                if old.fingerprint() and old.fingerprint() != identity.fingerprint():
                     _insert_event(conn, "identity_changed", ts_ns, device_id, {
                         "old": old.to_dict(), "new": identity.to_dict(),
                         "old_fingerprint": old.fingerprint(),

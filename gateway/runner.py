@@ -59,20 +59,28 @@ class StoreObserver:
 
     def on_online(self, device_id: str, identity: IdentityEvidence, ts_ns: int) -> None:
         def write() -> None:
-            rec = self.store.device(device_id)
-            stored = rec.identity if rec is not None else None
-            known = stored is not None and bool(stored.fingerprint())
-            if known:
-                self._store_compared.add(device_id)
-            else:
-                self._store_compared.discard(device_id)
-            # Unknown is not changed: an identity without a fingerprint (no birth message this
-            # time) must not replace the evidence on record nor count as a change.
-            if identity.fingerprint() or not known:
-                self.store.set_identity(device_id, identity, ts_ns)
+            self._record_identity(device_id, identity, ts_ns)
             self.store.set_status(device_id, online=True, ts_ns=ts_ns)
             self.store.add_event("online", ts_ns, device_id, {"identity": identity.to_dict()})
         self._guard("online", device_id, write)
+
+    def on_identity(self, device_id: str, identity: IdentityEvidence, ts_ns: int) -> None:
+        """Evidence presented after connect (a late MQTT birth message)."""
+        self._guard("identity", device_id,
+                    lambda: self._record_identity(device_id, identity, ts_ns))
+
+    def _record_identity(self, device_id: str, identity: IdentityEvidence, ts_ns: int) -> None:
+        rec = self.store.device(device_id)
+        stored = rec.identity if rec is not None else None
+        known = stored is not None and bool(stored.fingerprint())
+        if known:
+            self._store_compared.add(device_id)
+        else:
+            self._store_compared.discard(device_id)
+        # Unknown is not changed: an identity without a fingerprint (no birth message this
+        # time) must not replace the evidence on record nor count as a change.
+        if identity.fingerprint() or not known:
+            self.store.set_identity(device_id, identity, ts_ns)
 
     def on_offline(self, device_id: str, error: str, ts_ns: int) -> None:
         def write() -> None:

@@ -83,6 +83,8 @@ class MqttSource(ReportsPayloadErrors):
         self._lost: str | None = None
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._birth: dict[str, Any] | None = None
+        self._identity_given = False     # connect() has returned its identity evidence
+        self.on_identity: Callable[[IdentityEvidence], None] | None = None
         self._qos0_waiting = 0
         self._qos0_drop_logged = False
         self.messages = 0
@@ -113,6 +115,7 @@ class MqttSource(ReportsPayloadErrors):
         self._loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()  # bounded by the broker's in-flight limit (module docstring)
         self._lost, self._birth = None, None
+        self._identity_given = False
         self._qos0_waiting = 0
         self._pending = {"connack": self._loop.create_future(), "birth": self._loop.create_future()}
         client = self._new_client(generation)
@@ -281,6 +284,10 @@ class MqttSource(ReportsPayloadErrors):
             except asyncio.TimeoutError:
                 log.info("device %s: no birth message on %s within %ss",
                          self.device.id, self.config.identity_topic, self.config.identity_wait_s)
+        self._identity_given = True
+        return self._evidence(birth)
+
+    def _evidence(self, birth: dict[str, Any]) -> IdentityEvidence:
         known = ("client_id", "serial_number")
         return IdentityEvidence(
             protocol="mqtt", endpoint=self.endpoint,
@@ -307,6 +314,10 @@ class MqttSource(ReportsPayloadErrors):
             return
         self._birth = doc
         self._resolve("birth", doc)
+        if self._identity_given and self.on_identity is not None:
+            # A birth after connect() answered (late, or a rebirth): the evidence is reported
+            # now rather than never (connectors.base.ReportsIdentity).
+            self.on_identity(self._evidence(doc))
 
     def _mark_lost(self, reason: str) -> None:
         if self._lost is None:

@@ -65,3 +65,20 @@ async def test_missing_birth_is_unknown_and_a_real_change_is_recorded_once(tmp_p
             assert changes[0].data["new_fingerprint"] == "mqtt:SN-2"
         finally:
             await gateway.stop()
+
+
+async def test_a_birth_arriving_after_the_wait_is_recorded(tmp_path):
+    with MosquittoBroker() as broker:
+        gateway = Gateway(load_config(write_config(tmp_path, broker.port)))
+        store = gateway.store
+        await gateway.start()
+        try:
+            await wait_for(lambda: store.device("m1").online, "m1 online without a birth")
+            await asyncio.sleep(1.5)                 # past identity_wait_s: connect has answered
+            assert not store.device("m1").identity.fingerprint()
+            await retain_birth(broker, b'{"serial_number": "SN-LATE"}')
+            await wait_for(lambda: store.device("m1").identity.serial_number == "SN-LATE",
+                           "the late birth's serial stored")
+            assert store.events(device_id="m1", kind="identity_changed") == []
+        finally:
+            await gateway.stop()
