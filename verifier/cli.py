@@ -23,6 +23,7 @@ from .shifts import ShiftCalendar
 from .tariff import Tariff
 from .verify import VerifyConfig, verify
 from .window import DEFAULT_WINDOW_DAYS, Window, parse_date
+from .yamlfile import read_yaml
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -88,7 +89,7 @@ def build_window(args: argparse.Namespace, today: dt.date | None = None) -> Wind
 
 
 def build_config(args: argparse.Namespace) -> VerifyConfig:
-    oee = OeeConfig(calendar=ShiftCalendar.load(args.calendar)) if args.calendar else OeeConfig()
+    oee = oee_config(args.calendar) if args.calendar else OeeConfig()
     energy = EnergyConfig(Tariff.load(args.tariff)) if args.tariff else EnergyConfig()
     return VerifyConfig(activity=ActivityConfig(), oee=oee, energy=energy,
                         accept_simulated=bool(getattr(args, "accept_simulated", False)))
@@ -145,3 +146,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:   # argparse exits 2 on bad usage, which matches our convention
         return int(e.code or 0)
     return run(args)
+
+
+def oee_config(path: str) -> OeeConfig:
+    """The shift calendar file, with its optional `planned_states` (which machine states are
+    planned stops; default planned_stop)."""
+    raw = read_yaml(path, "calendar")
+    calendar = ShiftCalendar.from_mapping(raw, path)
+    planned = raw.get("planned_states") if isinstance(raw, dict) else None
+    if planned is None:
+        return OeeConfig(calendar=calendar)
+    if not isinstance(planned, list) or not all(isinstance(p, str) for p in planned):
+        raise VerificationInputError(f"{path}: planned_states must be a list of state names")
+    try:
+        return OeeConfig(calendar=calendar, planned_states=frozenset(planned))
+    except ValueError as e:
+        raise VerificationInputError(f"{path}: planned_states: {e}") from None

@@ -25,7 +25,7 @@ import numpy as np
 from edge.errors import VerificationInputError
 from edge.rollup_layout import MINUTES_PER_DAY
 
-from .yamlfile import read_yaml
+from .yamlfile import read_yaml, refuse_unknown_keys
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -135,6 +135,7 @@ class ShiftCalendar:
     def from_mapping(cls, raw: Mapping[str, Any], where: str = "calendar") -> "ShiftCalendar":
         if not isinstance(raw, Mapping):
             raise VerificationInputError(f"{where}: expected a mapping with shifts")
+        refuse_unknown_keys(raw, CALENDAR_KEYS, where)
         raw_shifts = raw.get("shifts") or []
         if not isinstance(raw_shifts, list):
             raise VerificationInputError(f"{where}: shifts must be a list of shifts")
@@ -155,9 +156,16 @@ class ShiftCalendar:
         return cls.from_mapping(read_yaml(path, "calendar"), path)
 
 
+# `planned_states` (which machine states are planned stops) belongs to the OEE configuration;
+# the calendar file carries it so a plant describes its planned time in one place.
+CALENDAR_KEYS = ("utc_offset_h", "holidays", "shifts", "planned_states")
+SHIFT_KEYS = ("name", "start", "end", "days", "breaks")
+
+
 def _shift(s: Any, w: str, i: int) -> Shift:
     if not isinstance(s, Mapping):
         raise VerificationInputError(f"{w}: needs start and end (HH:MM)")
+    refuse_unknown_keys(s, SHIFT_KEYS, w)
     try:
         start, end = parse_hhmm(s["start"], w), parse_hhmm(s["end"], w)
     except KeyError:

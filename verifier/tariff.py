@@ -17,7 +17,7 @@ import yaml
 from edge.errors import VerificationInputError
 from edge.rollup_layout import MINUTES_PER_DAY
 
-from .yamlfile import read_yaml
+from .yamlfile import read_yaml, refuse_unknown_keys
 from .shifts import parse_hhmm, parse_utc_offset
 
 CRITICAL = "critical_peak"
@@ -45,6 +45,10 @@ def price_units(value: object, where: str, period: str) -> int:
         raise VerificationInputError(
             f"{where}: price of {period!r} ({value!r}) has more than 6 decimals")
     return int(units)
+
+
+TARIFF_KEYS = ("name", "currency", "utc_offset_h", "default_period", "prices_yuan_per_kwh",
+               "periods", "critical_peak")
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,11 @@ class Tariff:
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any], where: str = "tariff") -> "Tariff":
+        if not isinstance(raw, Mapping):
+            raise VerificationInputError(f"{where}: expected a mapping with prices_yuan_per_kwh")
+        refuse_unknown_keys(raw, TARIFF_KEYS, where)
+        if isinstance(raw.get("critical_peak"), Mapping):
+            refuse_unknown_keys(raw["critical_peak"], ("months", "hours"), f"{where}: critical_peak")
         try:
             raw_prices = raw["prices_yuan_per_kwh"].items()
             default = str(raw.get("default_period", "flat"))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -21,12 +23,21 @@ from edge.store import Store
 from simulator.broker import MosquittoBroker
 from tests.bench.bench_gateway import SIGNALS, config_yaml, publish
 from tests.gateway.test_end_to_end import wait_for
-from tests.gateway.test_process import start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DEVICES = 50
 MESSAGES = 400          # per device: 20,000 messages, 60,000 samples
+
+
+def start_gateway(config, log_path) -> subprocess.Popen:
+    # The log goes to a file: a pipe nobody reads fills up and blocks the gateway's logging.
+    log = open(log_path, "a", encoding="utf-8")
+    try:
+        return subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(config)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    finally:
+        log.close()
 
 
 def good_samples(db: str, start_ns: int) -> int:
@@ -61,7 +72,8 @@ async def test_overload_and_kill_minus_9_lose_nothing(tmp_path):
     with MosquittoBroker() as broker:
         cfg = tmp_path / "soak.yaml"
         cfg.write_text(config_yaml(db, broker.host, broker.port, DEVICES), encoding="utf-8")
-        gw = start_gateway(cfg)
+        log_path = tmp_path / "gateway.log"
+        gw = start_gateway(cfg, log_path)
         publisher = None
         try:
             # Subscribed once, the persistent sessions make the broker keep everything for us.
@@ -80,7 +92,7 @@ async def test_overload_and_kill_minus_9_lose_nothing(tmp_path):
             at_kill = good_samples(db, start_ns)
             assert at_kill < expected, "the stream ended before the kill: nothing was tested"
 
-            gw = start_gateway(cfg)
+            gw = start_gateway(cfg, log_path)
             stored = await wait_for(
                 lambda: (n := good_samples(db, start_ns)) >= expected and n, "every sample stored",
                 300)
@@ -89,8 +101,8 @@ async def test_overload_and_kill_minus_9_lose_nothing(tmp_path):
             await asyncio.to_thread(publisher.join, 60)
             assert publisher.exitcode == 0
             gw.send_signal(signal.SIGTERM)
-            _, err = await asyncio.to_thread(gw.communicate, timeout=90)
-            assert gw.returncode == 0, err[-3000:]
+            await asyncio.to_thread(gw.wait, 90)
+            assert gw.returncode == 0, log_path.read_text(encoding="utf-8")[-3000:]
         finally:
             if gw.poll() is None:
                 gw.kill()

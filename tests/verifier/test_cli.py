@@ -267,6 +267,13 @@ def test_against_store_with_a_century_long_window_reads_only_its_data(store_path
     ("--calendar", "shifts: abc\n", "shifts must be a list"),
     ("--calendar", 'shifts:\n  - {start: "08:00", end: "20:00", days: mon}\n',
      "days must be a list"),
+    # A misspelt key used to be ignored: an empty calendar is 24/7, every figure changed.
+    ("--calendar", 'shift:\n  - {start: "08:00", end: "20:00"}\n', "unknown key shift"),
+    ("--calendar", 'shifts:\n  - {start: "08:00", end: "20:00", brakes: []}\n',
+     "unknown key brakes"),
+    ("--calendar", "planned_states: [running]\n", "running cannot be a planned stop"),
+    ("--calendar", "planned_states: [nap]\n", "planned_states"),
+    ("--tariff", "prices_yuan_per_kwh: {flat: 1}\nperiod: {}\n", "unknown key period"),
     ("--tariff", "prices_yuan_per_kwh: {flat: 1}\nutc_offset_h: abc\n", "is not a number"),
     ("--tariff", "prices_yuan_per_kwh: {flat: 1}\nutc_offset_h: 1e300\n", "between -12 and +14"),
     ("--voucher", "item: 5\namount: 4500\nprior_items: 5\n", "prior_items must be a list"),
@@ -280,6 +287,24 @@ def test_malformed_input_file_exit_2(store_path, tmp_path, flag, content, messag
     extra = [] if flag == "--voucher" else ["--item", "设备物联", "--amount", "4500"]
     code, _, err = cli(store_path, flag, str(path), *extra, *WINDOW)
     assert code == 2 and message in err and str(path) in err, err
+
+
+def test_calendar_planned_states_count_as_planned_time(store_path, tmp_path):
+    plain, with_setup = tmp_path / "plain.yaml", tmp_path / "setup.yaml"
+    plain.write_text("utc_offset_h: 8\n", encoding="utf-8")
+    with_setup.write_text("utc_offset_h: 8\nplanned_states: [planned_stop, setup, idle]\n",
+                          encoding="utf-8")
+    outs = []
+    for path in (plain, with_setup):
+        json_path = tmp_path / f"{path.stem}.json"
+        code, _, err = cli(store_path, "--calendar", str(path), "--item", "设备物联",
+                           "--amount", "4500", *WINDOW, "--json", str(json_path))
+        assert code in (0, 1), err
+        outs.append(json.loads(json_path.read_text(encoding="utf-8")))
+    assert outs[1]["thresholds"]["oee"]["planned_states"] == ["idle", "planned_stop", "setup"]
+    a0 = outs[0]["oee"]["plant"]["availability"]
+    a1 = outs[1]["oee"]["plant"]["availability"]
+    assert a1 > a0      # idle and setup no longer count against availability
 
 
 def test_calendar_without_breaks_or_holidays_loads(store_path, tmp_path):
