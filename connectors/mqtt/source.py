@@ -88,6 +88,8 @@ class MqttSource(ReportsPayloadErrors):
         self._qos0_waiting = 0
         self._qos0_drop_logged = False
         self.messages = 0
+        self._decoded = 0
+        self._unmatched: set[str] | None = set(self._fields)   # None once checked
         self.dropped_qos0 = 0
 
     @property
@@ -258,6 +260,7 @@ class MqttSource(ReportsPayloadErrors):
         except PayloadError as err:
             self._errors.report(err, topic=topic, payload=payload[:_BYTES_IN_LOG])
             return []
+        self._note_matches(decoded, topic)
         out = []
         for name, err in decoded.errors.items():
             self._errors.report(err, topic=topic, field=name, payload=payload[:_BYTES_IN_LOG])
@@ -269,6 +272,23 @@ class MqttSource(ReportsPayloadErrors):
                 self._errors.report(problem, topic=topic, field=name, payload=payload[:_BYTES_IN_LOG])
             out.append(Sample(self.device.id, name, decoded.ts_ns, value, quality))
         return out
+
+    def _note_matches(self, decoded: Any, topic: str) -> None:
+        """A signal whose path matched nothing after `unmatched_warn_after` payloads is almost
+        always a typo in the config (or a firmware that renamed the field): say so once, per
+        signal, instead of leaving the engineer to wonder why the tile stays empty."""
+        if self._unmatched is None:
+            return
+        self._unmatched.difference_update(decoded.values)
+        self._unmatched.difference_update(decoded.errors)
+        self._decoded += 1
+        if self._decoded < self.config.unmatched_warn_after:
+            return
+        for name in sorted(self._unmatched):
+            self._errors.report_distinct(PayloadError(
+                f"signal {name}: path {'.'.join(self._fields[name])!r} matched nothing in "
+                f"{self._decoded} payloads"), topic=topic)
+        self._unmatched = None      # checked once per source
 
     async def _wait(self, key: str, what: str) -> Any:
         try:

@@ -3,13 +3,15 @@ and the good messages behind it are all stored on the same link."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import json
 
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge.model import Quality
+from connectors.mqtt.config import FieldPath
+from edge.model import Quality, SignalSpec
 from edge.store import Store
 from tests.connectors.mqtt_rig import DEVICE_ID, TOPIC, rig_device, running
 from tests.connectors.servers import eventually
@@ -125,3 +127,18 @@ async def test_a_string_longer_than_the_limit_is_a_bad_field_never_stored(broker
     assert [s.value for s in stored(store)] == [1, 2]
     [event] = store.events(kind="payload_error")
     assert "longer than max_string_chars 256" in event.data["error"]
+
+
+async def test_a_signal_whose_path_never_matches_is_reported_once(broker, publisher, store):
+    """A typo in a field path (`n` published, `count_totl` configured) leaves a tile empty
+    forever; after `unmatched_warn_after` payloads the gateway says which signal it is."""
+    spec = rig_device(broker.port, client_id="t-unmatched", unmatched_warn_after=20)
+    spec = dataclasses.replace(spec, signals=spec.signals + (
+        SignalSpec("note", address=FieldPath("lable")),))
+    async with running(spec, store) as (sup, rec):
+        await eventually(lambda: rec.online, what="online")
+        await asyncio.to_thread(publisher.send, *(good(i, label="x") for i in range(50)))
+        await eventually(lambda: len(stored(store)) == 50, what="all counts stored")
+    events = [e for e in store.events(kind="payload_error") if "matched nothing" in e.data["error"]]
+    assert len(events) == 1, [e.data for e in store.events(kind="payload_error")]
+    assert "signal note: path 'lable' matched nothing in 20 payloads" in events[0].data["error"]

@@ -78,7 +78,8 @@ async def test_overload_and_kill_minus_9_lose_nothing(tmp_path):
         try:
             # Subscribed once, the persistent sessions make the broker keep everything for us.
             await wait_for(lambda: online_devices(db) == DEVICES, "all MQTT devices online", 60)
-            start_ns = time.time_ns() - 3_600_000_000_000     # clear of the live minute
+            # An hour back, clear of the live minute; whole ms, as the payloads carry it.
+            start_ns = (time.time_ns() - 3_600_000_000_000) // 1_000_000 * 1_000_000
             publisher = mp.get_context("spawn").Process(
                 target=publish, args=(broker.host, broker.port, DEVICES, MESSAGES, start_ns))
             publisher.start()
