@@ -84,3 +84,25 @@ async def test_sigterm_drains_and_exits_zero_sigkill_loses_no_stored_data(tmp_pa
             store.close()
     finally:
         await factory.stop()
+
+
+async def test_a_second_gateway_on_the_same_store_is_refused(tmp_path):
+    """Two gateways on one store fought over MQTT client ids and polled Modbus twice; the second
+    now exits 2 at once, naming the first one's pid."""
+    factory = Factory([MACHINE], broker=None)
+    await factory.start()
+    config = write_config(tmp_path, factory.manifest())
+    db = str(tmp_path / "gw.db")
+    first = start_gateway(config)
+    try:
+        await wait_for(lambda: count(db) > 0, "the first gateway storing")
+        second = subprocess.run([sys.executable, "-m", "gateway.cli", "run", "-c", str(config)],
+                                stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                timeout=60)
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert f"in use by another shangyun (pid {first.pid})" in second.stderr
+        assert first.poll() is None            # the first one carries on
+    finally:
+        first.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(first.communicate, timeout=60)
+        await factory.stop()
