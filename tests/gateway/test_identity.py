@@ -10,6 +10,7 @@ import pytest
 from gateway.config import load_config
 from gateway.runner import Gateway
 from simulator.broker import MosquittoBroker
+from tests.gateway.mqtt_device import write_mqtt_config
 from tests.gateway.test_end_to_end import wait_for
 
 pytestmark = pytest.mark.integration
@@ -18,14 +19,8 @@ BIRTH = "plant/m1/birth"
 
 
 def write_config(tmp_path, port: int):
-    cfg = tmp_path / "gw.yaml"
-    cfg.write_text(
-        f"gateway:\n  store: {{path: {tmp_path / 'gw.db'}}}\n"
-        "devices:\n  - id: m1\n    type: mqtt\n"
-        f"    connection: {{host: 127.0.0.1, port: {port}, topic: plant/m1/telemetry, "
-        f"identity_topic: {BIRTH}, identity_wait_s: 1.0}}\n"
-        "    signals:\n      - {name: power_kw, address: power_kw}\n", encoding="utf-8")
-    return cfg
+    return write_mqtt_config(tmp_path, port, topic="plant/m1/telemetry", signals=["power_kw"],
+                             identity_topic=BIRTH, identity_wait_s=1.0)
 
 
 async def retain_birth(broker: MosquittoBroker, payload: bytes) -> None:

@@ -17,6 +17,7 @@ from gateway.config import load_config
 from gateway.runner import Gateway
 from gateway.status import device_status
 from simulator.broker import MosquittoBroker
+from tests.gateway.mqtt_device import write_mqtt_config
 from tests.gateway.test_end_to_end import wait_for
 
 pytestmark = pytest.mark.integration
@@ -25,15 +26,8 @@ TOPIC = "plant/m1/telemetry"
 
 
 def write_config(tmp_path, port: int):
-    cfg = tmp_path / "gw.yaml"
-    cfg.write_text(
-        f"gateway:\n  store: {{path: {tmp_path / 'gw.db'}}}\n"
-        "devices:\n  - id: m1\n    type: mqtt\n"
-        f"    connection: {{host: 127.0.0.1, port: {port}, topic: {TOPIC}}}\n"
-        "    signals:\n      - {name: power_kw, address: power_kw}\n"
-        "      - {name: count_total, address: count_total}\n"
-        "      - {name: note, address: note}\n", encoding="utf-8")
-    return cfg
+    return write_mqtt_config(tmp_path, port, topic=TOPIC,
+                             signals=["power_kw", "count_total", "note"])
 
 
 def publisher(port: int) -> mqtt.Client:
@@ -41,6 +35,24 @@ def publisher(port: int) -> mqtt.Client:
     c.connect("127.0.0.1", port)
     c.loop_start()
     return c
+
+
+async def replay_backlog(pub: mqtt.Client, seconds: float, each_round=None) -> int:
+    """Publish a backlog stamped two hours ago, ~200 messages/s for `seconds`; returns its first
+    timestamp (ms). `each_round` is called after every 20 messages."""
+    old_ms = (time.time_ns() // 1_000_000) - 2 * 3_600_000
+    deadline = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < deadline:
+        for _ in range(20):
+            pub.publish(TOPIC, json.dumps({"ts": old_ms + i, "power_kw": 5.0, "count_total": i,
+                                           "note": "ok"}),
+                        qos=1)
+            i += 1
+        await asyncio.sleep(0.1)
+        if each_round is not None:
+            each_round()
+    return old_ms
 
 
 def cli_status(cfg) -> dict:
@@ -65,15 +77,7 @@ async def test_backlog_arrival_rate_and_counters_are_shown_in_every_reader(tmp_p
         try:
             await wait_for(lambda: store.device("m1").online, "m1 online")
             # A backlog replayed from two hours ago, for longer than two status writes.
-            old_ms = (time.time_ns() // 1_000_000) - 2 * 3_600_000
-            deadline = time.monotonic() + 12
-            i = 0
-            while time.monotonic() < deadline:
-                for _ in range(20):
-                    pub.publish(TOPIC, json.dumps({"ts": old_ms + i, "power_kw": 5.0,
-                                                   "count_total": i}), qos=1)
-                    i += 1
-                await asyncio.sleep(0.1)
+            old_ms = await replay_backlog(pub, 12)
             for bad in (b"{not json", b'{"ts": %d, "power_kw": "fast"}' % old_ms, b"\xff"):
                 pub.publish(TOPIC, bad, qos=1).wait_for_publish(10)
             # Valid JSON, but text SQLite cannot store (a lone surrogate): dead-lettered.
@@ -108,16 +112,11 @@ async def test_a_replayed_backlog_shows_its_arrival_rate(tmp_path):
         rates = []
         try:
             await wait_for(lambda: store.device("m1").online, "m1 online")
-            old_ms = (time.time_ns() // 1_000_000) - 2 * 3_600_000
-            deadline = time.monotonic() + 14
-            i = 0
-            while time.monotonic() < deadline:
-                for _ in range(20):
-                    pub.publish(TOPIC, json.dumps({"ts": old_ms + i, "power_kw": 1.0}), qos=1)
-                    i += 1
-                await asyncio.sleep(0.1)
+
+            def sample_rates() -> None:
                 st = device_status(store)
                 rates.append((st["samples_per_s"], st["data_samples_per_s"]))
+            await replay_backlog(pub, 14, each_round=sample_rates)
         finally:
             pub.loop_stop()
             pub.disconnect()
