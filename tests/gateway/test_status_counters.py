@@ -55,6 +55,22 @@ async def replay_backlog(pub: mqtt.Client, seconds: float, each_round=None) -> i
     return old_ms
 
 
+@pytest.fixture
+async def plant(tmp_path):
+    """(broker, config path, started gateway, connected publisher) for one MQTT device m1."""
+    with MosquittoBroker() as broker:
+        cfg = write_config(tmp_path, broker.port)
+        gateway = Gateway(load_config(cfg))
+        await gateway.start()
+        pub = publisher(broker.port)
+        try:
+            yield broker, cfg, gateway, pub
+        finally:
+            pub.loop_stop()
+            pub.disconnect()
+            await gateway.stop()
+
+
 def cli_status(cfg) -> dict:
     out = subprocess.run([sys.executable, "-m", "gateway.cli", "status", "-c", str(cfg), "--json"],
                          capture_output=True, text=True, timeout=60)
@@ -67,59 +83,40 @@ def row(status: dict) -> dict:
     return r
 
 
-async def test_backlog_arrival_rate_and_counters_are_shown_in_every_reader(tmp_path):
-    with MosquittoBroker() as broker:
-        cfg = write_config(tmp_path, broker.port)
-        gateway = Gateway(load_config(cfg))
-        store = gateway.store
-        await gateway.start()
-        pub = publisher(broker.port)
-        try:
-            await wait_for(lambda: store.device("m1").online, "m1 online")
-            # A backlog replayed from two hours ago, for longer than two status writes.
-            old_ms = await replay_backlog(pub, 12)
-            for bad in (b"{not json", b'{"ts": %d, "power_kw": "fast"}' % old_ms, b"\xff"):
-                pub.publish(TOPIC, bad, qos=1).wait_for_publish(10)
-            # Valid JSON, but text SQLite cannot store (a lone surrogate): dead-lettered.
-            pub.publish(TOPIC, b'{"ts": %d, "note": "\\ud800"}' % old_ms, qos=1).wait_for_publish(10)
-            await wait_for(lambda: row(device_status(store))["rejected_total"] >= 1,
-                           "the poison counted as rejected")
-            # While the backlog arrived: counted in arrival time, though its data time is old.
-            seen = await wait_for(lambda: (r := row(device_status(store)))["payload_errors"] == 3
-                                  and r, "payload errors in the status")
-            assert seen["data_samples_per_s"] == 0      # nothing stamped in the last minute
-            broker.stop()
-            broker.start()
-            await wait_for(lambda: row(device_status(store))["reconnects"] == 1, "a reconnect")
-            other = row(cli_status(cfg))                 # another process reads the same truth
-            assert other["payload_errors"] == 3 and other["reconnects"] == 1
-            assert other["rejected_total"] == 1
-            (reason,) = other["rejected"]
-            assert "surrogate" in reason or "Unicode" in reason or "encod" in reason, reason
-        finally:
-            pub.loop_stop()
-            pub.disconnect()
-            await gateway.stop()
+async def test_backlog_arrival_rate_and_counters_are_shown_in_every_reader(plant):
+    broker, cfg, gateway, pub = plant
+    store = gateway.store
+    await wait_for(lambda: store.device("m1").online, "m1 online")
+    # A backlog replayed from two hours ago, for longer than two status writes.
+    old_ms = await replay_backlog(pub, 12)
+    for bad in (b"{not json", b'{"ts": %d, "power_kw": "fast"}' % old_ms, b"\xff"):
+        pub.publish(TOPIC, bad, qos=1).wait_for_publish(10)
+    # Valid JSON, but text SQLite cannot store (a lone surrogate): dead-lettered.
+    pub.publish(TOPIC, b'{"ts": %d, "note": "\\ud800"}' % old_ms, qos=1).wait_for_publish(10)
+    await wait_for(lambda: row(device_status(store))["rejected_total"] >= 1,
+                   "the poison counted as rejected")
+    # While the backlog arrived: counted in arrival time, though its data time is old.
+    seen = await wait_for(lambda: (r := row(device_status(store)))["payload_errors"] == 3
+                          and r, "payload errors in the status")
+    assert seen["data_samples_per_s"] == 0      # nothing stamped in the last minute
+    broker.stop()
+    broker.start()
+    await wait_for(lambda: row(device_status(store))["reconnects"] == 1, "a reconnect")
+    other = row(cli_status(cfg))                 # another process reads the same truth
+    assert other["payload_errors"] == 3 and other["reconnects"] == 1
+    assert other["rejected_total"] == 1
+    (reason,) = other["rejected"]
+    assert "surrogate" in reason or "Unicode" in reason or "encod" in reason, reason
 
 
-async def test_a_replayed_backlog_shows_its_arrival_rate(tmp_path):
-    with MosquittoBroker() as broker:
-        cfg = write_config(tmp_path, broker.port)
-        gateway = Gateway(load_config(cfg))
-        store = gateway.store
-        await gateway.start()
-        pub = publisher(broker.port)
-        rates = []
-        try:
-            await wait_for(lambda: store.device("m1").online, "m1 online")
+async def test_a_replayed_backlog_shows_its_arrival_rate(plant):
+    _, _, gateway, pub = plant
+    rates = []
+    await wait_for(lambda: gateway.store.device("m1").online, "m1 online")
 
-            def sample_rates() -> None:
-                st = device_status(store)
-                rates.append((st["samples_per_s"], st["data_samples_per_s"]))
-            await replay_backlog(pub, 14, each_round=sample_rates)
-        finally:
-            pub.loop_stop()
-            pub.disconnect()
-            await gateway.stop()
+    def sample_rates() -> None:
+        st = device_status(gateway.store)
+        rates.append((st["samples_per_s"], st["data_samples_per_s"]))
+    await replay_backlog(pub, 14, each_round=sample_rates)
     assert any(arrival > 10 for arrival, _ in rates), rates     # ~200 samples/s were arriving
     assert all(data == 0 for _, data in rates)                  # none of them stamped recently
