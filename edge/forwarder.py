@@ -105,7 +105,12 @@ class Forwarder:
             except ThrottledSinkError as exc:
                 wait = max(exc.retry_after_s, 0.0)
                 await self._failed(exc, wait, connected=True)
-            except RetryableSinkError as exc:
+            except RejectedSinkError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - whatever it is, the rows stay queued
+                if not isinstance(exc, RetryableSinkError):
+                    # Not a failure the sink knows: a bug. Keep the data and say where it is.
+                    log.exception("sink %s: unexpected error sending a batch", self.sink.name)
                 wait = min(self.retry_max_s, self.retry_min_s * 2 ** min(self._failures, 16))
                 await self._failed(exc, wait * random.uniform(0.5, 1.0), connected=self.sink.connected)
         return False

@@ -56,8 +56,8 @@ class InfluxDBConfig(SinkConfig):
 
     type: Literal["influxdb"]
     url: str
-    org: str = ""
-    bucket: str
+    org: str = Field(min_length=1)        # InfluxDB 2.x/Cloud: the org; 3.x and VictoriaMetrics ignore it
+    bucket: str = Field(min_length=1)
     token: SecretStr = SecretStr("")
     gzip: bool = True
     timeout_s: float = Field(10.0, gt=0)

@@ -48,7 +48,7 @@ class InfluxDBSink:
         if cfg.ca_file:
             ssl["ssl_ca_cert"] = cfg.ca_file
         self._client = InfluxDBClient(
-            url=cfg.url, token=cfg.token.get_secret_value() or None, org=cfg.org or None,
+            url=cfg.url, token=cfg.token.get_secret_value() or None, org=cfg.org,
             timeout=int(cfg.timeout_s * 1000), enable_gzip=cfg.gzip, debug=False,
             retries=urllib3.Retry(total=0, connect=0, read=0, redirect=0, status=0,
                                   raise_on_status=False), **ssl)
@@ -65,7 +65,7 @@ class InfluxDBSink:
 
     def _send(self, body: list[str]) -> None:
         try:
-            self._write.write(bucket=self.cfg.bucket, org=self.cfg.org or None, record=body,
+            self._write.write(bucket=self.cfg.bucket, org=self.cfg.org, record=body,
                               write_precision=WritePrecision.NS)
         except ApiException as exc:
             self._connected = exc.status is not None and exc.status < 500
