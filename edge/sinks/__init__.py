@@ -19,9 +19,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from ..errors import ConfigError
 from .base import Batch, DeviceInfo, Sink
-from .config import InfluxDBConfig, MqttSinkConfig, SinkConfig
+from .config import InfluxDBConfig, MqttSinkConfig, OutboxConfig, SinkConfig
 
-__all__ = ["Batch", "DeviceInfo", "Sink", "SinkConfig", "InfluxDBConfig", "MqttSinkConfig",
+__all__ = ["Batch", "DeviceInfo", "Sink", "SinkConfig", "InfluxDBConfig", "MqttSinkConfig", "OutboxConfig",
            "SinkType", "names", "get", "parse", "make_sink", "sample_path"]
 
 

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from ..outbox import DEFAULT_MAX_SAMPLES
+
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -30,6 +32,14 @@ def expand_env(value: Any) -> Any:
     if isinstance(value, list):
         return [expand_env(v) for v in value]
     return value
+
+
+class OutboxConfig(BaseModel):
+    """The outbox's size bound (edge.outbox.configure): raw samples waiting for the slowest sink."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_samples: int = Field(DEFAULT_MAX_SAMPLES, ge=1)
 
 
 class SinkConfig(BaseModel):
