@@ -58,7 +58,7 @@ class Forwarder:
     async def step(self) -> int | None:
         """Send the next batch; the points sent, or None when the outbox was empty for this sink.
         Returns early (0) when stopped while waiting to retry."""
-        rows = await asyncio.to_thread(outbox.read, self.store, self._cursor,
+        rows = await asyncio.to_thread(outbox.read, self.store, self.sink.name, self._cursor,
                                        max_items=self.sink.max_batch)
         if not rows:
             return None

@@ -1,7 +1,7 @@
 """The outbox: what the store has to forward upstream (InfluxDB, a central MQTT broker...).
 
     outbox.register(store, "influx")               # a cursor for a sink, starting at the newest row
-    rows = outbox.read(store, "influx", after_seq) # oldest first
+    rows = outbox.read(store, "influx", after_seq, max_items=5000)   # oldest first
     outbox.ack(store, "influx", upto_seq, sent=n)  # the sink has taken every row up to upto_seq
     outbox.stats(store)                            # per sink: backlog, oldest unsent age, counters
 
@@ -9,9 +9,14 @@ Rows are written in the transaction that stores what they cover, so "stored" and
 be told apart by a crash:
   * every stored sample batch (`enqueue_samples`, called by the store's sample write) is one row
     of kind SAMPLES holding the batch itself, compact JSON compressed with zlib;
-  * every changed rollup day record is one row of kind ROLLUP holding the record before and after
-    the change (the trigger of migration 3 writes it, whichever code path stores the day). A
-    reader sends only the minutes that differ, one point per device-minute: each change once.
+  * every changed rollup day record is one row of kind ROLLUP holding the record as it was
+    before (the trigger of migration 3 writes it, whichever code path stores the day). When it
+    is sent, the minutes that differ from the current record go out, one point per
+    device-minute with its current value: each change is sent, none is missed. While such a row
+    waits and no sink has started reading it, further changes of that day add no row (it
+    already covers them), so an outage of any length keeps one rollup row per device-day.
+    A sink marks how far it is reading (`reading_seq`) before it reads, so a change made while
+    a batch is in flight gets a row of its own.
 
 Nothing is queued while no sink is registered: an edge box without an upstream keeps no outbox.
 
@@ -38,8 +43,7 @@ import numpy as np
 
 from .model import NS_PER_S, Quality, Sample
 from .rollup_codec import unpack_day
-from .rollup_layout import FIELDS
-from .rollup_layout import empty_day
+from .rollup_layout import FIELDS, empty_day
 
 if TYPE_CHECKING:
     from .store import Store
@@ -179,8 +183,8 @@ def register(store: "Store", name: str) -> int:
         raise ValueError("sink name must not be empty")
 
     def apply(conn: sqlite3.Connection) -> int:
-        conn.execute("INSERT OR IGNORE INTO outbox_sinks (name, acked_seq) "
-                     "VALUES (?, (SELECT coalesce(max(seq), 0) FROM outbox))", (name,))
+        conn.execute("INSERT OR IGNORE INTO outbox_sinks (name, acked_seq, reading_seq) "
+                     "SELECT ?, m, m FROM (SELECT coalesce(max(seq), 0) AS m FROM outbox)", (name,))
         return int(conn.execute("SELECT acked_seq FROM outbox_sinks WHERE name = ?",
                                 (name,)).fetchone()[0])
     return store._write(apply)
@@ -201,27 +205,45 @@ def cursor(store: "Store", name: str) -> int:
     return int(rows[0][0])
 
 
-def read(store: "Store", after_seq: int, *, max_items: int, max_rows: int = 256) -> list[OutboxRow]:
-    """Rows after `after_seq`, oldest first, decoded: whole rows while their items add up to at
-    most `max_items` (always at least one row)."""
-    rows = store._read("SELECT seq, kind, created_ns, items, device_id, day, layout_version, data, "
-                       "old_layout_version, old_data FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-                       (int(after_seq), int(max_rows)))
+def read(store: "Store", name: str, after_seq: int, *, max_items: int,
+         max_rows: int = 256) -> list[OutboxRow]:
+    """Rows after `after_seq` for sink `name`, oldest first, decoded: whole rows while their
+    items add up to at most `max_items` (always at least one row)."""
+    fence = store._write(_fence, name)
+    rows = store._read("SELECT seq, kind, created_ns, items, data, device_id, day, "
+                       "old_layout_version, old_data FROM outbox WHERE seq > ? AND seq <= ? "
+                       "ORDER BY seq LIMIT ?", (int(after_seq), fence, int(max_rows)))
     out: list[OutboxRow] = []
     total = 0
-    for seq, kind, created, n, device_id, day, lv, data, old_lv, old_data in rows:
+    for seq, kind, created, n, data, device_id, day, old_lv, old_data in rows:
         if out and total + n > max_items:
             break
         if kind == SAMPLES:
             items: list[Item] = list(decode_samples(data))
         else:
-            where = f"outbox {seq} {device_id}/{day}"
-            new = unpack_day(data, lv, where)
-            old = unpack_day(old_data, old_lv, where) if old_data is not None else None
-            items = list(changed_minutes(device_id, day, new, old))
+            items = list(_rollup_changes(store, seq, device_id, day, old_lv, old_data))
         out.append(OutboxRow(seq, kind, created, items))
         total += n
     return out
+
+
+def _fence(conn: sqlite3.Connection, name: str) -> int:
+    """Mark every row so far as possibly being read by `name` (no later change merges into it)."""
+    top = int(conn.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0])
+    if conn.execute("UPDATE outbox_sinks SET reading_seq = ? WHERE name = ?", (top, name)).rowcount == 0:
+        raise KeyError(f"no outbox cursor for sink {name!r}: register it first")
+    return top
+
+
+def _rollup_changes(store: "Store", seq: int, device_id: str, day: str, old_lv: int | None,
+                    old_data: bytes | None) -> list[RollupMinute]:
+    # Read after the fence: the current record includes every change the row stands for.
+    where = f"outbox {seq} {device_id}/{day}"
+    cur = store._read("SELECT layout_version, data FROM rollup_days WHERE device_id = ? AND day = ?",
+                      (device_id, day))
+    new = unpack_day(cur[0][1], cur[0][0], where) if cur else empty_day()
+    old = unpack_day(old_data, old_lv, where) if old_data is not None else None
+    return changed_minutes(device_id, day, new, old)
 
 
 def ack(store: "Store", name: str, upto_seq: int, *, sent: int) -> None:

@@ -46,7 +46,7 @@ def test_samples_and_their_outbox_row_commit_or_roll_back_together(store: Store)
     assert store.sample_count() == len(samples)
     ((_, kind, items),) = _rows(store)
     assert (kind, items) == (SAMPLES, len(samples))
-    (row,) = outbox.read(store, 0, max_items=10_000)
+    (row,) = outbox.read(store, "up", 0, max_items=10_000)
     assert row.items == samples
 
 
@@ -86,11 +86,11 @@ def test_read_is_oldest_first_in_whole_rows_up_to_the_batch_size(store: Store) -
     outbox.register(store, "up")
     for k in range(5):
         store.write_samples(batch(["m00"], T0 + k * 10 * NS_PER_S, 10))   # 22 items each
-    first = outbox.read(store, 0, max_items=50)
+    first = outbox.read(store, "up", 0, max_items=50)
     assert [len(r.items) for r in first] == [22, 22]
-    rest = outbox.read(store, first[-1].seq, max_items=50)
+    rest = outbox.read(store, "up", first[-1].seq, max_items=50)
     assert rest[0].seq > first[-1].seq and rest[0].items[0].ts_ns > first[-1].items[-1].ts_ns
-    assert len(outbox.read(store, 0, max_items=1)) == 1        # a row larger than the batch still goes
+    assert len(outbox.read(store, "up", 0, max_items=1)) == 1        # a row larger than the batch still goes
 
 
 def test_size_bound_drops_oldest_samples_never_rollups_and_counts_them(store: Store) -> None:
@@ -107,7 +107,7 @@ def test_size_bound_drops_oldest_samples_never_rollups_and_counts_them(store: St
     kept = sum(r[2] for r in rows if r[1] == SAMPLES)
     (st,) = outbox.stats(store)
     assert kept <= 50 and st.dropped == 88 - kept and st.dropped > 0
-    oldest_kept = outbox.read(store, rollup_rows[-1][0], max_items=10**6)[0].items[0]
+    oldest_kept = outbox.read(store, "up", rollup_rows[-1][0], max_items=10**6)[0].items[0]
     assert oldest_kept.ts_ns >= T0 + 3 * MIN                      # the first batch went first
     with pytest.raises(ValueError):
         outbox.configure(store, max_samples=0)
@@ -120,7 +120,7 @@ def test_a_rollup_change_is_queued_once_with_only_the_minutes_that_changed(store
                          for i in range(18)])                      # three minutes
     store.roll_up(t + 3 * MIN)
     cur = max(r[0] for r in _rows(store))
-    minutes = [i for r in outbox.read(store, 0, max_items=10**6) for i in r.items
+    minutes = [i for r in outbox.read(store, "up", 0, max_items=10**6) for i in r.items
                if isinstance(i, RollupMinute)]
     assert sorted(m.ts_ns for m in minutes) == [t, t + MIN, t + 2 * MIN]
     assert all(m.fields["samples"] == 6 for m in minutes)
@@ -130,7 +130,7 @@ def test_a_rollup_change_is_queued_once_with_only_the_minutes_that_changed(store
 
     store.write_samples([Sample("m00", "power_kw", t + MIN + 5 * NS_PER_S, 4.0, Quality.GOOD)])
     store.roll_up(t + 3 * MIN)
-    changed = [i for r in outbox.read(store, cur, max_items=10**6) for i in r.items
+    changed = [i for r in outbox.read(store, "up", cur, max_items=10**6) for i in r.items
                if isinstance(i, RollupMinute)]
     assert [m.ts_ns for m in changed] == [t + MIN]                 # a late sample: one minute again
     assert changed[0].fields["samples"] == 7
@@ -142,3 +142,32 @@ def test_changed_minutes_compares_with_no_record_as_empty() -> None:
     new[F["samples"], 5] = 3
     (m,) = outbox.changed_minutes("d", "2026-01-02", new, None)
     assert m.ts_ns == (np.datetime64("2026-01-02") - np.datetime64("1970-01-01")).astype(int) * 86_400 * NS_PER_S + 5 * MIN
+
+
+def test_changes_to_an_unread_day_share_one_row_and_a_change_in_flight_gets_its_own(store: Store) -> None:
+    outbox.register(store, "up")
+    t = T0 // MIN * MIN
+
+    def minute(i: int, value: float) -> None:
+        store.write_samples([Sample("m00", "power_kw", t + i * MIN + k * 10 * NS_PER_S, value,
+                                    Quality.GOOD) for k in range(6)])
+        store.roll_up(t + (i + 1) * MIN)
+
+    def rollup_rows() -> list[int]:
+        return [r[0] for r in _rows(store) if r[1] == outbox.ROLLUP]
+
+    for i in range(3):                                   # three roll-ups while nothing is read
+        minute(i, 2.0 + i)
+    (only,) = rollup_rows()
+    sent = {m.ts_ns: m.fields for r in outbox.read(store, "up", 0, max_items=10**6) for m in r.items
+            if isinstance(m, RollupMinute)}
+    assert sorted(sent) == [t, t + MIN, t + 2 * MIN]
+    assert sent[t + 2 * MIN]["power_mean_kw"] == pytest.approx(4.0)
+    # That row has been read (a batch in flight): the next change must not hide in it.
+    minute(3, 9.0)
+    rows = rollup_rows()
+    assert len(rows) == 2 and rows[0] == only
+    outbox.ack(store, "up", only, sent=len(sent))
+    later = [m for r in outbox.read(store, "up", only, max_items=10**6) for m in r.items
+             if isinstance(m, RollupMinute)]
+    assert t + 3 * MIN in {m.ts_ns for m in later}
