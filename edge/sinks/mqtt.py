@@ -57,6 +57,7 @@ class MqttSink:
         self._client.reconnect_delay_set(min_delay=1, max_delay=int(max(1, cfg.retry_max_s)))
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
         self._client.loop_start()
 
@@ -70,6 +71,15 @@ class MqttSink:
             self._up.clear()
         else:
             self._up.set()
+
+    @property
+    def last_error(self) -> str:
+        return self._last_error
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        # A refused TCP connection or a failed TLS handshake (certificate not trusted...).
+        self._last_error = "connect failed (unreachable, or TLS handshake refused)"
+        self._up.clear()
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self._last_error = f"disconnected: {reason}"
