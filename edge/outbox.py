@@ -209,6 +209,9 @@ def read(store: "Store", name: str, after_seq: int, *, max_items: int,
          max_rows: int = 256) -> list[OutboxRow]:
     """Rows after `after_seq` for sink `name`, oldest first, decoded: whole rows while their
     items add up to at most `max_items` (always at least one row)."""
+    # An idle forwarder polls: look first on the reader, so polling an empty outbox writes nothing.
+    if not store._read("SELECT 1 FROM outbox WHERE seq > ? LIMIT 1", (int(after_seq),)):
+        return []
     fence = store._write(_fence, name)
     rows = store._read("SELECT seq, kind, created_ns, items, data, device_id, day, "
                        "old_layout_version, old_data FROM outbox WHERE seq > ? AND seq <= ? "

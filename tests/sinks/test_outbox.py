@@ -171,3 +171,10 @@ def test_changes_to_an_unread_day_share_one_row_and_a_change_in_flight_gets_its_
     later = [m for r in outbox.read(store, "up", only, max_items=10**6) for m in r.items
              if isinstance(m, RollupMinute)]
     assert t + 3 * MIN in {m.ts_ns for m in later}
+
+
+def test_reading_an_empty_outbox_writes_nothing(store: Store) -> None:
+    outbox.register(store, "up")
+    before = store._w.total_changes
+    assert outbox.read(store, "up", outbox.cursor(store, "up"), max_items=100) == []
+    assert store._w.total_changes == before
