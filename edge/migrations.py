@@ -229,7 +229,7 @@ def _outbox(conn: sqlite3.Connection) -> None:
                queued INTEGER NOT NULL DEFAULT 0,
                dropped INTEGER NOT NULL DEFAULT 0)"""
     )
-    conn.execute("INSERT INTO outbox_state (id, max_samples) VALUES (0, 10000000)")
+    conn.execute("INSERT INTO outbox_state (id, max_samples) VALUES (0, 100000000)")
     # A changed rollup day is queued by the statement that writes it, whoever calls it, in the
     # same transaction; BEFORE INSERT still sees the record that INSERT OR REPLACE replaces. While
     # a row for the same day waits that no sink has started reading, it already covers this
