@@ -32,8 +32,13 @@ class SinkType:
     sink_path: str              # "module:Class", imported on first use
 
     def make(self, cfg: SinkConfig) -> Sink:
+        """The sink; ConfigError when its settings cannot be used (a missing CA file...)."""
         module, cls = self.sink_path.split(":")
-        return getattr(importlib.import_module(module), cls)(cfg)
+        factory = getattr(importlib.import_module(module), cls)
+        try:
+            return factory(cfg)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"sinks[{cfg.sink_name}]: {type(exc).__name__}: {exc}") from None
 
 
 _TYPES: dict[str, SinkType] = {t.name: t for t in (

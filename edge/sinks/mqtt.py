@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import math
+import os
 import ssl
 import threading
 import time
@@ -27,7 +28,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from ..errors import RetryableSinkError
+from ..errors import ConfigError, RetryableSinkError
 from ..model import Sample
 from ..outbox import RollupMinute
 from .base import Batch
@@ -50,6 +51,10 @@ class MqttSink:
             self._client.username_pw_set(
                 cfg.username, cfg.password.get_secret_value() if cfg.password else None)
         if cfg.tls:
+            for key in ("ca_file", "cert_file", "key_file"):
+                path = getattr(cfg, key)
+                if path is not None and not os.path.isfile(path):
+                    raise ConfigError(f"sinks[{self.name}].{key}: no such file: {path}")
             self._client.tls_set(ca_certs=cfg.ca_file, certfile=cfg.cert_file, keyfile=cfg.key_file,
                                  cert_reqs=ssl.CERT_REQUIRED)
             self._client.tls_insecure_set(cfg.tls_insecure)

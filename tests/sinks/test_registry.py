@@ -61,3 +61,10 @@ def test_only_the_influxdb_module_imports_influxdb_client() -> None:
             if "import influxdb_client" in text or "from influxdb_client" in text:
                 importers.append(p.relative_to(ROOT).as_posix())
     assert importers == ["edge/sinks/influxdb.py"]
+
+
+def test_a_missing_tls_file_is_a_config_error(tmp_path) -> None:
+    from edge.errors import ConfigError
+    with pytest.raises(ConfigError, match=r"sinks\[mqtt\]\.ca_file: no such file: .*nowhere\.pem"):
+        sinks.make_sink({"type": "mqtt", "broker": "mqtts://central:8883",
+                         "ca_file": str(tmp_path / "nowhere.pem")})
