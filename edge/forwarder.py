@@ -41,6 +41,7 @@ class Forwarder:
         self._devices: dict[str, DeviceInfo] = {}
         self._stop = asyncio.Event()
         self._failures = 0
+        self._rejections = 0
         self._cursor = outbox.register(store, sink.name)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -84,7 +85,11 @@ class Forwarder:
         except RejectedSinkError as exc:
             if len(items) == 1:
                 reason = f"sink {self.sink.name}: {getattr(exc, 'reason', 'rejected')}"
-                log.warning("sink %s: point refused and dead-lettered: %s", self.sink.name, exc)
+                # Once with context; after that the count (rejected) and the dead letters tell.
+                level = logging.DEBUG if self._rejections else logging.WARNING
+                self._rejections += 1
+                log.log(level, "sink %s: point refused and dead-lettered (%d so far): %s",
+                        self.sink.name, self._rejections, exc)
                 await asyncio.to_thread(outbox.record_failure, self.store, self.sink.name, str(exc),
                                         connected=True, rejected=1, dead=[(items[0], reason)])
                 return 0

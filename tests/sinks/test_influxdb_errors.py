@@ -19,6 +19,8 @@ from .check import until
 from .fake_influx import FakeInflux
 from .load import batch
 
+pytestmark = pytest.mark.integration
+
 TOKEN = "s3cr3t-T0KEN-never-logged"
 T0 = 1_790_000_000 * NS_PER_S
 

@@ -11,6 +11,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from edge import outbox
 from edge.forwarder import Forwarder
 from edge.model import NS_PER_S
@@ -21,6 +23,8 @@ from .check import stored_rollup_minutes, stored_samples, until
 from .conftest import DEVICES
 from .load import batch
 from .servers import VictoriaMetrics
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 IDS = [d.id for d in DEVICES]
 ROOT = Path(__file__).resolve().parents[2]

@@ -25,6 +25,8 @@ from .conftest import DEVICES
 from .load import batch
 from .proxy import CuttableProxy
 
+pytestmark = pytest.mark.integration
+
 IDS = [d.id for d in DEVICES]
 
 

@@ -19,6 +19,8 @@ from simulator.ports import free_port
 from .check import until
 from .test_mqtt_sink import Consumer
 
+pytestmark = pytest.mark.integration
+
 
 def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
