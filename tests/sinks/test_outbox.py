@@ -178,3 +178,24 @@ def test_reading_an_empty_outbox_writes_nothing(store: Store) -> None:
     before = store._w.total_changes
     assert outbox.read(store, "up", outbox.cursor(store, "up"), max_items=100) == []
     assert store._w.total_changes == before
+
+
+def test_samples_that_cannot_be_queued_are_not_stored_either(store: Store) -> None:
+    outbox.register(store, "up")
+    # Queuing fails (as a full disk would fail it): the samples must not be committed without it.
+    store._write(lambda c: c.execute(
+        "CREATE TEMP TRIGGER refuse BEFORE INSERT ON main.outbox BEGIN SELECT RAISE(ABORT, 'no'); END"))
+    with pytest.raises(sqlite3.IntegrityError):
+        store.write_samples(batch(["m00"], T0, 3))
+    assert store.sample_count() == 0
+
+
+def test_a_rollup_day_that_cannot_be_queued_is_not_stored_either(store: Store) -> None:
+    outbox.register(store, "up")
+    store.write_samples(batch(["m00"], T0, 8))
+    store._write(lambda c: c.execute(
+        "CREATE TEMP TRIGGER refuse BEFORE INSERT ON main.outbox WHEN NEW.kind = 1 "
+        "BEGIN SELECT RAISE(ABORT, 'no'); END"))
+    with pytest.raises(sqlite3.IntegrityError):
+        store.roll_up(T0 + 5 * MIN)
+    assert list(store.rollup_days()) == []
