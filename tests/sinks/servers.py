@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import time
 import urllib.error
@@ -81,6 +82,53 @@ class VictoriaMetrics:
             return [json.loads(line) for line in r.read().decode().splitlines() if line.strip()]
 
     def __enter__(self) -> "VictoriaMetrics":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ConfiguredMosquitto:
+    """A Mosquitto started from the config text given (TLS listeners, persistence...), which
+    simulator.broker.MosquittoBroker does not offer; `ports` are waited for after each start.
+
+        with ConfiguredMosquitto(conf_text, [port], tmp_path) as broker:
+            broker.stop(); broker.start()      # the same config, ports and persistence file
+    """
+
+    def __init__(self, conf: str, ports: list[int], work_dir: Path, start_timeout_s: float = 10.0) -> None:
+        # Started as root, Mosquitto drops to user "mosquitto" before it loads keys or the
+        # persistence file, which a private temporary directory then hides from it; as another
+        # user this line is ignored.
+        self.conf_path = Path(work_dir) / "mosquitto.conf"
+        self.conf_path.write_text("user root\n" + conf)
+        self.ports = ports
+        self._timeout = start_timeout_s
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        from simulator.broker import find_mosquitto
+        self._proc = subprocess.Popen([find_mosquitto(), "-c", str(self.conf_path)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + self._timeout
+        pending = list(self.ports)
+        while pending:
+            try:
+                socket.create_connection(("127.0.0.1", pending[0]), timeout=0.5).close()
+                pending.pop(0)
+            except OSError:
+                if time.monotonic() > deadline or self._proc.poll() is not None:
+                    raise RuntimeError(f"mosquitto ({self.conf_path}) did not start") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()        # SIGTERM: Mosquitto writes its persistence file
+            self._proc.wait(10)
+        self._proc = None
+
+    def __enter__(self) -> "ConfiguredMosquitto":
         self.start()
         return self
 

@@ -2,9 +2,7 @@
 openssl), verified against the configured CA; an unknown CA is refused, never silently accepted."""
 from __future__ import annotations
 
-import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -13,10 +11,10 @@ import pytest
 from edge.errors import RetryableSinkError
 from edge.model import Quality, Sample
 from edge.sinks import Batch, make_sink
-from simulator.broker import find_mosquitto
 from simulator.ports import free_port
 
 from .check import until
+from .servers import ConfiguredMosquitto
 from .test_mqtt_sink import Consumer
 
 pytestmark = pytest.mark.integration
@@ -42,33 +40,12 @@ def _certificates(d: Path) -> None:
 def tls_broker(tmp_path: Path) -> Iterator[tuple[int, int, Path]]:
     _certificates(tmp_path)
     tls_port, plain_port = free_port(), free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(
-        # Started as root, Mosquitto drops to user "mosquitto" before loading the key, which
-        # then cannot read a private temporary directory; as another user this line is ignored.
-        "user root\n"
-        f"listener {tls_port} 127.0.0.1\nallow_anonymous true\n"
-        f"cafile {tmp_path / 'ca.pem'}\ncertfile {tmp_path / 'server.pem'}\n"
-        f"keyfile {tmp_path / 'server.key'}\n"
-        f"listener {plain_port} 127.0.0.1\nallow_anonymous true\n"
-        "max_queued_messages 0\n")
-    proc = subprocess.Popen([find_mosquitto(), "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", plain_port), timeout=0.5).close()
-                socket.create_connection(("127.0.0.1", tls_port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("mosquitto with TLS did not start")
-                time.sleep(0.05)
+    conf = (f"listener {tls_port} 127.0.0.1\nallow_anonymous true\n"
+            f"cafile {tmp_path / 'ca.pem'}\ncertfile {tmp_path / 'server.pem'}\n"
+            f"keyfile {tmp_path / 'server.key'}\n"
+            f"listener {plain_port} 127.0.0.1\nallow_anonymous true\n")
+    with ConfiguredMosquitto(conf, [plain_port, tls_port], tmp_path):
         yield tls_port, plain_port, tmp_path
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 async def test_mqtts_with_the_configured_ca_delivers(tls_broker) -> None:
