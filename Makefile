@@ -41,11 +41,15 @@ system-packages:
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-# The dashboard test drives Debian's Chromium headless (no browser download: the network is closed).
+# The dashboard test drives Debian's Chromium headless (no browser download: the network is closed);
+# the sink tests write to VictoriaMetrics (it speaks InfluxDB's v2 write API).
 test-packages: system-packages
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
 	  echo "installing with apt: chromium"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+	@[ -x /usr/bin/victoria-metrics ] || { \
+	  echo "installing with apt: victoria-metrics"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq victoria-metrics; }
 
 $(VENV)/.installed: pyproject.toml $(LOCK) | system-packages
 	$(PYTHON) -m venv $(VENV)

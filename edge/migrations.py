@@ -183,3 +183,71 @@ def _dead_letters(conn: sqlite3.Connection) -> None:
                count INTEGER NOT NULL,
                PRIMARY KEY (device_id, reason)) WITHOUT ROWID"""
     )
+
+
+@migration(3, "outbox")
+def _outbox(conn: sqlite3.Connection) -> None:
+    # Store-and-forward upstream (edge.outbox). One row per stored sample batch (kind 0: the batch
+    # itself, encoded, so the outbox does not depend on the raw-sample layout) or per changed
+    # rollup day (kind 1: the day record as it was before the change; the minutes that differ
+    # from the current record are what is sent).
+    conn.execute(
+        """CREATE TABLE outbox (
+               seq INTEGER PRIMARY KEY AUTOINCREMENT,
+               kind INTEGER NOT NULL,
+               created_ns INTEGER NOT NULL,
+               items INTEGER NOT NULL,
+               data BLOB,
+               device_id TEXT,
+               day TEXT,
+               old_layout_version INTEGER,
+               old_data BLOB)"""
+    )
+    # The size bound drops the oldest sample rows: this keeps finding them a seek even when many
+    # rollup rows (never dropped) are older.
+    conn.execute("CREATE INDEX outbox_samples ON outbox (seq) WHERE kind = 0")
+    conn.execute("CREATE INDEX outbox_rollups ON outbox (device_id, day, seq) WHERE kind = 1")
+    # One cursor per sink: every row up to acked_seq is delivered to it; rows up to reading_seq
+    # may be being sent. Counters are cumulative.
+    conn.execute(
+        """CREATE TABLE outbox_sinks (
+               name TEXT PRIMARY KEY,
+               acked_seq INTEGER NOT NULL,
+               reading_seq INTEGER NOT NULL,
+               sent INTEGER NOT NULL DEFAULT 0,
+               retried INTEGER NOT NULL DEFAULT 0,
+               rejected INTEGER NOT NULL DEFAULT 0,
+               connected INTEGER NOT NULL DEFAULT 0,
+               last_error TEXT,
+               last_error_ns INTEGER)"""
+    )
+    conn.execute(
+        """CREATE TABLE outbox_state (
+               id INTEGER PRIMARY KEY CHECK (id = 0),
+               max_samples INTEGER NOT NULL,
+               pending_samples INTEGER NOT NULL DEFAULT 0,
+               queued INTEGER NOT NULL DEFAULT 0,
+               dropped INTEGER NOT NULL DEFAULT 0)"""
+    )
+    conn.execute("INSERT INTO outbox_state (id, max_samples) VALUES (0, 100000000)")
+    # A changed rollup day is queued by the statement that writes it, whoever calls it, in the
+    # same transaction; BEFORE INSERT still sees the record that INSERT OR REPLACE replaces. While
+    # a row for the same day waits that no sink has started reading, it already covers this
+    # change (the current record is read when sending): nothing is added, so an outage of any
+    # length keeps at most one rollup row per device-day.
+    conn.execute(
+        """CREATE TRIGGER outbox_rollup_days BEFORE INSERT ON rollup_days
+           WHEN EXISTS (SELECT 1 FROM outbox_sinks)
+            AND NOT EXISTS (SELECT 1 FROM outbox INDEXED BY outbox_rollups
+                             WHERE kind = 1 AND device_id = NEW.device_id AND day = NEW.day
+                               AND seq > (SELECT max(reading_seq) FROM outbox_sinks))
+           BEGIN
+             INSERT INTO outbox (kind, created_ns, items, device_id, day, old_layout_version,
+                                 old_data)
+             VALUES (1, NEW.updated_ns, 1, NEW.device_id, NEW.day,
+                     (SELECT layout_version FROM rollup_days
+                       WHERE device_id = NEW.device_id AND day = NEW.day),
+                     (SELECT data FROM rollup_days WHERE device_id = NEW.device_id AND day = NEW.day));
+             UPDATE outbox_state SET queued = queued + 1;
+           END"""
+    )

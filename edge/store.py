@@ -33,7 +33,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from . import deadletters, migrations
+from . import deadletters, migrations, outbox
 from .errors import StoreError
 from .model import NS_PER_S, DeviceSpec, IdentityEvidence, Quality, Sample
 from .records import DeadLetter, DeviceRecord, Event
@@ -225,6 +225,8 @@ class Store:
                    ELSE dirty_from_ns END,
                  max_ts_ns = max(max_ts_ns, excluded.max_ts_ns)""",
             [(d, lo, hi) for d, (lo, hi) in spans.items()])
+        # Same transaction: a sample is never stored without being queued for the sinks.
+        outbox.enqueue_samples(conn, samples)
 
     def _series_id(self, conn: sqlite3.Connection, device_id: str, signal: str) -> int:
         key = (device_id, signal)
