@@ -1,10 +1,14 @@
 """The gateway's YAML configuration: models, loading, and conversion to edge DeviceSpecs.
 
-A config file has two sections:
+A config file has up to three sections:
 
     gateway:                 # all optional, defaults shown in GatewaySettings
       store: {path: shangyun.db, retention_days: 30}
       calendar: shifts.yaml  # the plant's shift calendar (gateway/calendar.py); default 24/7
+      outbox: {max_samples: 100000000}   # store-and-forward bound (docs/influxdb.md)
+    sinks:                   # optional: the central side, fed from the outbox (edge/sinks/)
+      - {type: influxdb, url: "http://influx:8086", org: factory, bucket: shangyun, token: "${INFLUX_TOKEN}"}
+      - {type: mqtt, broker: "mqtts://central:8883", topic: "shangyun/{site}/{device}"}
     devices:
       - id: press-01         # letters, digits, '-', '_', '.'
         type: modbus         # a connector name: see `shangyun run --help` / connectors.registry
@@ -28,8 +32,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
 
 from connectors import registry
+from edge import sinks
 from edge.errors import ConfigError
 from edge.model import DeviceSpec, IdentityEvidence, SignalSpec, State
+from edge.sinks import OutboxConfig, SinkConfig
 
 from .yamlconfig import LocatedYaml, format_loc, load_yaml, validate
 
@@ -60,6 +66,8 @@ class GatewaySettings(_Strict):
     prune_interval_s: PositiveFloat = 3600.0
     # Shift calendar for the dashboard's OEE (gateway/calendar.py); none: 24/7, as the verifier.
     calendar: str | None = None
+    # Bound of the store-and-forward outbox (edge.outbox): raw samples waiting for the slowest sink.
+    outbox: OutboxConfig = OutboxConfig()
 
 
 class SignalConfig(_Strict):
@@ -122,6 +130,9 @@ class DeviceConfig(_Strict):
 class GatewayConfig(_Strict):
     gateway: GatewaySettings = GatewaySettings()
     devices: list[DeviceConfig] = []
+    # Upstream sinks (edge.sinks): validated by their own models in load_config, which names
+    # the line of the entry that is wrong.
+    sinks: list[Any] = []
 
 
 class LoadedConfig:
@@ -140,6 +151,7 @@ class LoadedConfig:
         self.devices_by_id = {d.id: d for d in devices}
         self.lines = lines or {}
         self.oee: OeeConfig | None = None   # from `gateway.calendar`; None: 24/7
+        self.sinks: list[SinkConfig] = []   # from `sinks:`, validated
 
     def line_of(self, *loc: Any) -> int | None:
         """Line of a `gateway:` entry, e.g. line_of("gateway", "store", "path"), or of the
@@ -197,6 +209,7 @@ def load_config(path: str | Path, text: str | None = None) -> LoadedConfig:
         if dev.enabled:
             specs.append(_device_spec(doc, dev, loc))
     loaded = LoadedConfig(doc.path, cfg.gateway, specs, lines)
+    loaded.sinks = _sinks(doc, cfg.sinks)
     if loaded.calendar_path:
         from .calendar import load_calendar  # imports the verifier's OEE: only when needed
 
@@ -207,6 +220,24 @@ def load_config(path: str | Path, text: str | None = None) -> LoadedConfig:
 
         loaded.oee = load_calendar(loaded.calendar_path)
     return loaded
+
+
+def _sinks(doc: LocatedYaml, blocks: list[Any]) -> list[SinkConfig]:
+    out: list[SinkConfig] = []
+    names: dict[str, int] = {}
+    for i, block in enumerate(blocks):
+        line = doc.line_of(("sinks", i))
+        try:
+            cfg = sinks.parse(block)
+        except ConfigError as exc:
+            raise ConfigError(f"sinks[{i}]: {exc.detail}", path=doc.path, line=line) from None
+        if cfg.sink_name in names:
+            raise ConfigError(f"sinks[{i}]: a second sink named {cfg.sink_name!r} (first at line "
+                              f"{names[cfg.sink_name]}); give one a `name:` (each has its own "
+                              "outbox cursor)", path=doc.path, line=line)
+        names[cfg.sink_name] = line or 0
+        out.append(cfg)
+    return out
 
 
 def _device_spec(doc: LocatedYaml, dev: DeviceConfig, loc: tuple) -> DeviceSpec:

@@ -16,6 +16,8 @@ from typing import Any, Callable
 from connectors import registry
 from connectors.supervisor import IDENTITY_CHANGED, DeviceSupervisor, stop_all
 from edge.model import NS_PER_S, DeviceSpec, IdentityEvidence, Quality, Sample, now_ns
+from edge import outbox, sinks
+from edge.forwarder import Forwarder
 from edge.pipeline import Pipeline
 from edge.store import Store
 from edge.store_sink import StoreSink
@@ -122,6 +124,7 @@ class Gateway:
         )
         self.observer = StoreObserver(self.store)
         self.runtime = RuntimeStatus(self)
+        self.forwarders: list[Forwarder] = []
         self.supervisors: dict[str, DeviceSupervisor] = {}
         self.stats = GatewayStats()
         self._tasks: list[asyncio.Task] = []
@@ -148,6 +151,7 @@ class Gateway:
                                                            self._prune), name="prune"))
         self._tasks.append(asyncio.create_task(self._every(WRITE_EVERY_S, self._report),
                                                name="runtime-status"))
+        self._start_forwarders()
         self.store.add_event("gateway_started", now_ns(), None,
                              {"config": self.config.path, "devices": len(self.devices)})
         log.info("gateway started: %d devices, store %s", len(self.devices),
@@ -164,6 +168,10 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks.clear()
+        for forwarder in self.forwarders:   # what they did not confirm stays in the outbox
+            with contextlib.suppress(Exception):
+                await forwarder.sink.close()
+        self.forwarders.clear()
         await self._mark_stopped()
         dropped = await self.pipeline.stop(timeout_s=DRAIN_TIMEOUT_S)
         # Everything received is final now (the stop samples closed every state), so roll up
@@ -232,6 +240,36 @@ class Gateway:
         lag = self.settings.rollup_lag_s if lag_s is None else lag_s
         until = now_ns() - int(lag * NS_PER_S)
         self.stats.rollups_written += await asyncio.to_thread(self.store.roll_up, until)
+
+    def _start_forwarders(self) -> None:
+        """One forwarder per configured sink, draining the outbox (samples are queued in the
+        same transaction that stores them). A sink no longer configured gives up its cursor,
+        so it does not hold rows back forever."""
+        outbox.configure(self.store, max_samples=self.settings.outbox.max_samples)
+        configured = {cfg.sink_name for cfg in self.config.sinks}
+        for stale in {s.name for s in outbox.stats(self.store)} - configured:
+            log.warning("sink %s is no longer configured: its outbox cursor is removed", stale)
+            outbox.unregister(self.store, stale)
+        for cfg in self.config.sinks:
+            forwarder = Forwarder(self.store, sinks.make_sink(cfg), retry_min_s=cfg.retry_min_s,
+                                  retry_max_s=cfg.retry_max_s)
+            self.forwarders.append(forwarder)
+            self._tasks.append(asyncio.create_task(self._forward(forwarder),
+                                                   name=f"sink:{cfg.sink_name}"))
+
+    async def _forward(self, forwarder: Forwarder) -> None:
+        """A forwarder handles every upstream failure itself; an exception here is a bug: log
+        it and start over, the outbox keeps the data meanwhile."""
+        while True:
+            try:
+                await forwarder.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sink %s: forwarder failed; restarting it in %.0f s",
+                              forwarder.sink.name, SUPERVISOR_RESTART_S)
+                await asyncio.sleep(SUPERVISOR_RESTART_S)
 
     async def _report(self) -> None:
         """Counters for readers in other processes (gateway.runtime_status), and the summaries

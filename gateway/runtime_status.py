@@ -18,6 +18,7 @@ import tempfile
 import time
 from typing import TYPE_CHECKING, Any
 
+from edge import outbox
 from edge.model import NS_PER_S, now_ns
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ class RuntimeStatus:
                 "last_error": sup.last_error,
             }
         return {"pid": os.getpid(), "written_at_ns": now_ns(), "health": gw.health(),
+                "sinks": sink_stats(gw.store),
                 "pipeline": gw.pipeline.stats().to_dict(), "devices": devices}
 
     def write(self) -> None:
@@ -85,6 +87,14 @@ class RuntimeStatus:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+
+def sink_stats(store: Any) -> list[dict[str, Any]]:
+    """Each sink's outbox state: connected, backlog rows, oldest unsent age, last error."""
+    try:
+        return [s.to_dict() for s in outbox.stats(store)]
+    except Exception:  # noqa: BLE001 - an old store has no outbox; status must still answer
+        return []
 
 
 def read_runtime_status(store_path: str, *, at_ns: int | None = None) -> dict[str, Any] | None:

@@ -23,7 +23,7 @@ from edge.model import NS_PER_S, Quality, now_ns
 from edge.records import DeviceRecord
 from edge.store import Store
 
-from .runtime_status import read_runtime_status
+from .runtime_status import read_runtime_status, sink_stats
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,8 @@ def device_status(store: Store, *, window_s: float = 60.0,
         "data_samples_per_s": round(data_rate, 1),
         "gateway_running": runtime is not None,
         "pipeline": (runtime or {}).get("pipeline"),
+        # From the store: what each sink still has to send is true whether a gateway runs or not.
+        "sinks": sink_stats(store),
         "health": (runtime or {}).get("health"),
         "window_s": window_s,
     }
@@ -200,7 +202,19 @@ def render(status: dict[str, Any]) -> str:
             lines.append(f"{'':<14} last error: {r['last_error']}")
         if r.get("error"):
             lines.append(f"{'':<14} status error: {r['error']}")
+    for sk in status.get("sinks") or []:
+        lines.append(_sink_line(sk))
     return "\n".join(lines)
+
+
+def _sink_line(sk: dict[str, Any]) -> str:
+    age = sk.get("oldest_unsent_age_s")
+    state = "connected" if sk.get("connected") else "not connected"
+    text = (f"sink {sk.get('name')}: {state}, {sk.get('backlog', 0):,} waiting"
+            + (f" (oldest {age:.0f} s)" if age else ""))
+    if sk.get("last_error"):
+        text += f"; last error: {sk['last_error']}"
+    return text
 
 
 def run_status(args: argparse.Namespace) -> int:
