@@ -1,0 +1,368 @@
+"""Raw samples laid out for append: a write dirties a page or two, not one page per series.
+
+Two tables (edge.migrations, version 3):
+  * `recent`: one row per (write batch, device), a codec.Block blob with a series id per sample,
+    in rowid order with no secondary index. A batch of 500 samples spread over 500 series is a
+    few KB appended at the end of one b-tree, so the WAL and the checkpoint write a few pages
+    instead of ~500 (the old layout, clustered by (series, ts), wrote ~8.6 KB per value).
+  * `chunks`: one row per series and stretch of time (within one BUCKET_NS), written by
+    `compact`, which moves everything in `recent` over in one transaction. A chunk holds
+    minutes of one series, so its page write is shared by hundreds of values. Within a series
+    chunks never overlap (compaction merges a late sample into the chunk it falls in), so "the
+    chunks of a series in [a, b)" is one index range starting at the bucket of a.
+
+Idempotence is "the latest write wins", resolved where samples are read: recent rows are newer
+than every chunk, and among recent rows a higher rowid is newer (codec.latest_wins). Compaction
+applies the same rule when it merges, so reads and counts always see one sample per
+(series, ts).
+
+Every function takes the connection and runs inside the caller's transaction or read snapshot;
+edge.store holds the locks.
+"""
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ..model import NS_PER_S, Quality
+from . import codec
+from .codec import Block
+
+BUCKET_NS = 3600 * NS_PER_S       # no chunk spans more: bounds range lookups and chunk size
+_BAD = int(Quality.BAD)
+_GOOD = int(Quality.GOOD)
+_I64_MAX = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One device's part of a write, as columns."""
+    device_id: str
+    sid: list[int]
+    ts: list[int]
+    values: list
+    quality: list[int]
+
+
+def insert(conn: sqlite3.Connection, batches: Sequence[Batch]) -> None:
+    rows = []
+    for b in batches:
+        block = codec.from_columns(b.ts, b.values, b.quality, b.sid)
+        rows.append((b.device_id, min(b.ts), max(b.ts), len(b.ts), codec.encode(block)))
+    conn.executemany("INSERT INTO recent (device_id, min_ts, max_ts, n, data) VALUES (?, ?, ?, ?, ?)",
+                     rows)
+
+
+# ---------------------------------------------------------------------- reading
+def recent(conn: sqlite3.Connection, device_id: str | None, start: int | None = None,
+           end: int | None = None) -> Block:
+    """Recent samples (of one device) in [start, end), one per (series, ts), sorted by them."""
+    where, params = _recent_where(device_id, start, end)
+    blocks = [codec.decode(data, f"recent row {rid}") for rid, data in conn.execute(
+        f"SELECT id, data FROM recent WHERE {where} ORDER BY id", params)]
+    return _in_range(codec.latest_wins(codec.concat(blocks)), start, end)
+
+
+def split_by_series(block: Block) -> dict[int, Block]:
+    """{series id: its samples, without the sid column} of a block sorted by (sid, ts)."""
+    if not len(block):
+        return {}
+    assert block.sid is not None
+    cuts = np.flatnonzero(block.sid[1:] != block.sid[:-1]) + 1
+    out = {}
+    for lo, hi in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(block)].tolist()):
+        part = block.take(np.arange(lo, hi))
+        part.sid = None
+        out[int(block.sid[lo])] = part
+    return out
+
+
+def series(conn: sqlite3.Connection, sid: int, rec: Block | None, start: int | None,
+           end: int | None) -> Block:
+    """One series' samples in [start, end), sorted, one per ts: its chunks overlaid with `rec`
+    (its recent samples, from `recent` + `split_by_series`)."""
+    parts = [_in_range(codec.decode(data, f"chunk {cid}"), start, end)
+             for cid, data in _chunk_rows(conn, sid, start, end)]
+    parts = [p for p in parts if len(p)]
+    if rec is None or not len(rec):
+        return codec.concat(parts)
+    if not parts or rec.ts[0] > parts[-1].ts[-1]:
+        return codec.concat(parts + [rec])       # the usual case: nothing to overlay
+    return codec.latest_wins(codec.concat(parts + [rec]))
+
+
+def latest(conn: sqlite3.Connection, sid: int, rec: Block | None,
+           since: int | None) -> tuple[Block, int] | None:
+    """(block, index) of the series' newest sample at or after `since`, or None."""
+    row = conn.execute("SELECT id, end_ns, data FROM chunks WHERE series_id = ? "
+                       "ORDER BY start_ns DESC LIMIT 1", (sid,)).fetchone()
+    if rec is not None and len(rec) and (row is None or rec.ts[-1] >= row[1]):
+        return rec, len(rec) - 1        # at equal ts the recent write is the newer one
+    if row is None or (since is not None and row[1] < since):
+        return None
+    return codec.decode(row[2], f"chunk {row[0]}"), -1
+
+
+def last_before(conn: sqlite3.Connection, sid: int, rec: Block, start: int, *, bad: bool) -> Block:
+    """The series' last BAD sample (`bad`) or last GOOD/UNCERTAIN one before `start` (0 or 1
+    samples). `rec`: its recent samples, which override chunk samples at the same ts."""
+    rec = _in_range(rec, None, start)
+    hit = np.flatnonzero(rec.quality == _BAD if bad else rec.quality < _BAD)
+    best = rec.take(hit[-1:])
+    # The partial index keeps "last BAD" one seek even when a series never had a BAD sample.
+    source, test = ("chunks INDEXED BY chunks_bad", "n_bad > 0") if bad else ("chunks", "n_bad < n")
+    cur = conn.execute(f"SELECT id, end_ns, data FROM {source} WHERE series_id = ? AND start_ns < ? "
+                       f"AND {test} ORDER BY start_ns DESC", (sid, start))
+    for cid, end_ns, data in cur:
+        if len(best) and end_ns < best.ts[0]:
+            break                        # everything further back is older than what we have
+        b = _in_range(codec.decode(data, f"chunk {cid}"), None, start)
+        q = b.quality
+        keep = (q == _BAD if bad else q < _BAD) & ~np.isin(b.ts, rec.ts)
+        hit = np.flatnonzero(keep)
+        if len(hit):
+            if not len(best) or b.ts[hit[-1]] > best.ts[0]:
+                best = b.take(hit[-1:])
+            break
+    cur.close()
+    return best
+
+
+def count(conn: sqlite3.Connection, device_id: str | None, since: int | None,
+          quality: Quality | None) -> int:
+    """Logical samples (one per series and ts) at or after `since`, of one device or all."""
+    if device_id is None:
+        in_series, params = "series_id IN (SELECT id FROM series)", []
+    else:
+        in_series, params = "series_id IN (SELECT id FROM series WHERE device_id = ?)", [device_id]
+    col = {None: "n", Quality.GOOD: "n_good", Quality.BAD: "n_bad"}.get(
+        quality, "n - n_good - n_bad")
+    lo = since if since is not None else -(2**63)
+    total = int(conn.execute(f"SELECT coalesce(sum({col}), 0) FROM chunks WHERE {in_series} "
+                             "AND start_ns >= ?", [*params, lo]).fetchone()[0])
+    if since is not None:      # chunks that straddle `since`
+        for cid, data in conn.execute(
+                f"SELECT id, data FROM chunks WHERE {in_series} AND start_ns < ? AND start_ns >= ? "
+                "AND end_ns >= ?", [*params, since, _bucket(since), since]):
+            b = _in_range(codec.decode(data, f"chunk {cid}"), since, None)
+            total += _matching(b, quality)
+    rec = recent(conn, device_id, since, None)
+    total += _matching(rec, quality)
+    return total - _overlap(conn, rec, quality)
+
+
+def timestamps(conn: sqlite3.Connection, sids: Sequence[int], rec: Block, start: int | None,
+               end: int | None, limit: int) -> np.ndarray:
+    """Distinct instants of the given series in [start, end), ascending, at most `limit`.
+
+    Chunks are read a bucket at a time in time order, so a long range with a small limit reads
+    only the buckets it needs."""
+    found = [np.unique(rec.ts)]
+    b = None if start is None else _bucket(start)
+    while sids:
+        # Jump to the next bucket holding a chunk of any of these series (clocks can be wild,
+        # so stepping through empty buckets one by one could take forever).
+        starts = [r[0] for sid in sids for r in conn.execute(
+            "SELECT min(start_ns) FROM chunks WHERE series_id = ? AND start_ns >= ?"
+            + ("" if end is None else " AND start_ns < ?"),
+            [sid, -(2**63) if b is None else b] + ([] if end is None else [end]))
+            if r[0] is not None]
+        if not starts:
+            break
+        b = _bucket(min(starts))
+        marks = ",".join("?" * len(sids))
+        for cid, data in conn.execute(
+                f"SELECT id, data FROM chunks WHERE series_id IN ({marks}) AND start_ns >= ? "
+                "AND start_ns < ?", [*sids, b, min(b + BUCKET_NS, _I64_MAX)]):
+            found.append(_in_range(codec.decode(data, f"chunk {cid}"), start, end).ts)
+        b += BUCKET_NS
+        # Everything further is past this bucket: once `limit` instants lie before its end,
+        # the answer is complete.
+        if np.count_nonzero(np.unique(np.concatenate(found)) < b) >= limit:
+            break
+    return np.unique(np.concatenate(found))[:limit]
+
+
+# ---------------------------------------------------------------------- compaction and retention
+def pending(conn: sqlite3.Connection) -> int:
+    """Samples waiting in `recent`."""
+    return int(conn.execute("SELECT coalesce(sum(n), 0) FROM recent").fetchone()[0])
+
+
+def compact_read(conn: sqlite3.Connection, max_values: int) -> tuple[int, Block] | None:
+    """(last recent row id taken, its samples deduplicated) for the oldest rows holding about
+    `max_values` samples, or None when `recent` is empty."""
+    ids = conn.execute("SELECT id, n FROM recent ORDER BY id").fetchall()
+    if not ids:
+        return None
+    taken, upto = 0, ids[-1][0]
+    for rid, n in ids:
+        taken += n
+        if taken >= max_values:
+            upto = rid
+            break
+    blocks = [codec.decode(data, f"recent row {rid}") for rid, data in conn.execute(
+        "SELECT id, data FROM recent WHERE id <= ? ORDER BY id", (upto,))]
+    return upto, codec.latest_wins(codec.concat(blocks))
+
+
+def compact_write(conn: sqlite3.Connection, upto: int, block: Block) -> int:
+    """Move `block` (from compact_read) into chunks and drop the recent rows up to `upto`, in the
+    caller's transaction. Returns samples moved."""
+    until = dict(conn.execute("SELECT id, chunked_until_ns FROM series"))
+    rows = []
+    stale: list[int] = []
+    newest: dict[int, int] = {}
+    for sid, part in split_by_series(block).items():
+        for piece in _by_bucket(part):
+            lo, hi = int(piece.ts[0]), int(piece.ts[-1])
+            if (until.get(sid) or -(2**63)) >= lo:
+                piece = _merge_into_chunks(conn, sid, piece, stale)
+            rows.append(_chunk_row(sid, piece))
+            newest[sid] = max(newest.get(sid, hi), int(piece.ts[-1]))
+    conn.executemany("DELETE FROM chunks WHERE id = ?", [(c,) for c in stale])
+    conn.executemany("INSERT INTO chunks (series_id, start_ns, end_ns, n, n_good, n_bad, data) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.executemany("UPDATE series SET chunked_until_ns = max(coalesce(chunked_until_ns, ?), ?) "
+                     "WHERE id = ?", [(t, t, sid) for sid, t in newest.items()])
+    conn.execute("DELETE FROM recent WHERE id <= ?", (upto,))
+    return len(block)
+
+
+def write_chunks(conn: sqlite3.Connection, sid: int, block: Block) -> None:
+    """Store a sorted, deduplicated series block as chunks (the migration from the old layout)."""
+    rows = [_chunk_row(sid, piece) for piece in _by_bucket(block)]
+    conn.executemany("INSERT INTO chunks (series_id, start_ns, end_ns, n, n_good, n_bad, data) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    if len(block):
+        conn.execute("UPDATE series SET chunked_until_ns = max(coalesce(chunked_until_ns, ?), ?) "
+                     "WHERE id = ?", (int(block.ts[-1]), int(block.ts[-1]), sid))
+
+
+def prune(conn: sqlite3.Connection, device_id: str, limit_ns: int) -> int:
+    """Delete the device's chunked samples before `limit_ns`; returns samples deleted."""
+    deleted = 0
+    gone, rewrite = [], []
+    for cid, sid, end_ns, n, data in conn.execute(
+            "SELECT id, series_id, end_ns, n, data FROM chunks WHERE series_id IN "
+            "(SELECT id FROM series WHERE device_id = ?) AND start_ns < ?", (device_id, limit_ns)):
+        if end_ns < limit_ns:
+            gone.append((cid,))
+            deleted += n
+        else:
+            kept = _in_range(codec.decode(data, f"chunk {cid}"), limit_ns, None)
+            deleted += n - len(kept)
+            rewrite.append((*_chunk_row(sid, kept)[1:], cid))
+    conn.executemany("DELETE FROM chunks WHERE id = ?", gone)
+    conn.executemany("UPDATE chunks SET start_ns = ?, end_ns = ?, n = ?, n_good = ?, n_bad = ?, "
+                     "data = ? WHERE id = ?", rewrite)
+    return deleted
+
+
+# ---------------------------------------------------------------------- helpers
+def _recent_where(device_id: str | None, start: int | None, end: int | None) -> tuple[str, list]:
+    where, params = ["1"], []
+    if device_id is not None:
+        where.append("device_id = ?")
+        params.append(device_id)
+    if start is not None:
+        where.append("max_ts >= ?")
+        params.append(start)
+    if end is not None:
+        where.append("min_ts < ?")
+        params.append(end)
+    return " AND ".join(where), params
+
+
+def _chunk_rows(conn: sqlite3.Connection, sid: int, start: int | None,
+                end: int | None) -> Iterator[tuple[int, bytes]]:
+    # A chunk lies within one bucket, so none starting before start's bucket can reach start.
+    where, params = ["series_id = ?"], [sid]
+    if start is not None:
+        where.append("start_ns >= ?")
+        params.append(_bucket(start))
+    if end is not None:
+        where.append("start_ns < ?")
+        params.append(end)
+    return conn.execute(f"SELECT id, data FROM chunks WHERE {' AND '.join(where)} ORDER BY start_ns",
+                        params)
+
+
+def _in_range(b: Block, start: int | None, end: int | None) -> Block:
+    if not len(b) or ((start is None or b.ts.min() >= start) and (end is None or b.ts.max() < end)):
+        return b
+    keep = np.ones(len(b), dtype=bool)
+    if start is not None:
+        keep &= b.ts >= start
+    if end is not None:
+        keep &= b.ts < end
+    return b.take(np.flatnonzero(keep))
+
+
+def _matching(b: Block, quality: Quality | None) -> int:
+    if quality is None:
+        return len(b)
+    return int(np.count_nonzero(b.quality == int(quality)))
+
+
+def _overlap(conn: sqlite3.Connection, rec: Block, quality: Quality | None) -> int:
+    """Recent samples that replace a chunked one: counted twice above, once too many (when the
+    chunked one matched the quality filter)."""
+    if not len(rec):
+        return 0
+    until = dict(conn.execute("SELECT id, chunked_until_ns FROM series "
+                              "WHERE chunked_until_ns IS NOT NULL"))
+    twice = 0
+    for sid, part in split_by_series(rec).items():
+        edge = until.get(sid)
+        if edge is None or part.ts[0] > edge:
+            continue                    # the usual case: recent samples are newer than chunks
+        ts = part.ts[part.ts <= edge]
+        old = series(conn, sid, None, int(ts[0]), int(ts[-1]) + 1)
+        hit = np.isin(old.ts, ts)
+        if quality is not None:
+            hit &= old.quality == int(quality)
+        twice += int(np.count_nonzero(hit))
+    return twice
+
+
+def _bucket(ts: int) -> int:
+    return ts // BUCKET_NS * BUCKET_NS
+
+
+def _by_bucket(b: Block) -> Iterator[Block]:
+    """Pieces of a sorted series block, each within one bucket."""
+    if not len(b):
+        return
+    keys = b.ts // BUCKET_NS
+    cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    if not len(cuts):
+        yield b
+        return
+    for lo, hi in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(b)].tolist()):
+        yield b.take(np.arange(lo, hi))
+
+
+def _merge_into_chunks(conn: sqlite3.Connection, sid: int, piece: Block, stale: list[int]) -> Block:
+    """`piece` merged with the chunks of its bucket it overlaps (they go on `stale`): a late
+    sample never leaves two chunks of a series covering the same time."""
+    lo, hi = int(piece.ts[0]), int(piece.ts[-1])
+    b = _bucket(lo)
+    old = []
+    for cid, data in conn.execute(
+            "SELECT id, data FROM chunks WHERE series_id = ? AND start_ns >= ? AND start_ns <= ? "
+            "AND end_ns >= ? ORDER BY start_ns", (sid, b, hi, lo)):
+        old.append(codec.decode(data, f"chunk {cid}"))
+        stale.append(cid)
+    if not old:
+        return piece
+    return codec.latest_wins(codec.concat(old + [piece]))
+
+
+def _chunk_row(sid: int, b: Block) -> tuple[int, int, int, int, int, int, bytes]:
+    q = b.quality
+    return (sid, int(b.ts[0]), int(b.ts[-1]), len(b), int(np.count_nonzero(q == _GOOD)),
+            int(np.count_nonzero(q == _BAD)), codec.encode(b))
