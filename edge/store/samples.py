@@ -87,6 +87,8 @@ def series(conn: sqlite3.Connection, sid: int, rec: Block | None, start: int | N
     parts = [_in_range(codec.decode(data, f"chunk {cid}"), start, end)
              for cid, data in _chunk_rows(conn, sid, start, end)]
     parts = [p for p in parts if len(p)]
+    if rec is not None:
+        rec = _in_range(rec, start, end)
     if rec is None or not len(rec):
         return codec.concat(parts)
     if not parts or rec.ts[0] > parts[-1].ts[-1]:
