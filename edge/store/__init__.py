@@ -310,13 +310,9 @@ class Store:
             sids = self._device_series(conn, device_id, signal)
             if not sids:
                 return None
-            sid = sids[0][0]
-            rec = raw.split_by_series(raw.recent(conn, device_id, since_ns, None)).get(sid)
-            found = raw.latest(conn, sid, rec, since_ns)
-        if found is None:
+            one = raw.latest(conn, device_id, sids[0][0], since_ns)
+        if one is None:
             return None
-        b, i = found
-        one = b.take(np.array([i if i >= 0 else len(b) + i]))
         return Sample(device_id, signal, int(one.ts[0]), one.values()[0], Quality(int(one.quality[0])))
 
     def sample_timestamps(self, device_id: str, start_ns: int | None = None,

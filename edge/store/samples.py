@@ -96,16 +96,40 @@ def series(conn: sqlite3.Connection, sid: int, rec: Block | None, start: int | N
     return codec.latest_wins(codec.concat(parts + [rec]))
 
 
-def latest(conn: sqlite3.Connection, sid: int, rec: Block | None,
-           since: int | None) -> tuple[Block, int] | None:
-    """(block, index) of the series' newest sample at or after `since`, or None."""
+def latest(conn: sqlite3.Connection, device_id: str, sid: int,
+           since: int | None) -> Block | None:
+    """The series' newest sample at or after `since` (a one-sample block), or None.
+
+    Live views ask this every few seconds per device, so it decodes as few recent rows as it
+    can: newest max_ts first, stopping once no remaining row can hold anything newer."""
+    where, params = _recent_where(device_id, since, None)
+    rows = conn.execute(f"SELECT id, max_ts FROM recent WHERE {where}", params).fetchall()
+    rows.sort(key=lambda r: (r[1], r[0]), reverse=True)
+    best: tuple[int, int, Block] | None = None          # (ts, row id, sample)
+    for rid, max_ts in rows:
+        if best is not None and max_ts < best[0]:
+            break
+        (data,) = conn.execute("SELECT data FROM recent WHERE id = ?", (rid,)).fetchone()
+        b = codec.decode(data, f"recent row {rid}")
+        assert b.sid is not None
+        mine = np.flatnonzero(b.sid == sid)
+        if not len(mine):
+            continue
+        # Within a row the later position is the later write: the last one at the max ts.
+        at = mine[np.flatnonzero(b.ts[mine] == b.ts[mine].max())[-1]]
+        t = int(b.ts[at])
+        if since is not None and t < since:
+            continue
+        if best is None or (t, rid) > best[:2]:
+            best = (t, rid, b.take(np.array([at])))
     row = conn.execute("SELECT id, end_ns, data FROM chunks WHERE series_id = ? "
                        "ORDER BY start_ns DESC LIMIT 1", (sid,)).fetchone()
-    if rec is not None and len(rec) and (row is None or rec.ts[-1] >= row[1]):
-        return rec, len(rec) - 1        # at equal ts the recent write is the newer one
+    if best is not None and (row is None or best[0] >= row[1]):
+        return best[2]                   # at equal ts the recent write is the newer one
     if row is None or (since is not None and row[1] < since):
         return None
-    return codec.decode(row[2], f"chunk {row[0]}"), -1
+    chunk = codec.decode(row[2], f"chunk {row[0]}")
+    return chunk.take(np.array([len(chunk) - 1]))
 
 
 def last_before(conn: sqlite3.Connection, sid: int, rec: Block, start: int, *, bad: bool) -> Block:

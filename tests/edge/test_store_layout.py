@@ -94,6 +94,13 @@ def test_latest_looks_in_recent_rows_and_chunks(store):
     store.write_samples([Sample("m1", "a", 9, 9)])
     assert store.latest("m1", "a", since_ns=5).ts_ns == 9
     assert store.latest("m1", "nope") is None
+    # Only in recent rows, written out of order: the newest ts wins, then the newest write.
+    store.write_samples([Sample("m2", "a", 50, 5), Sample("m2", "b", 60, 6)])
+    store.write_samples([Sample("m2", "a", 30, 3)])
+    assert store.latest("m2", "a").value == 5
+    store.write_samples([Sample("m2", "a", 50, 55)])
+    assert store.latest("m2", "a").value == 55
+    assert store.latest("m2", "a", since_ns=51) is None
 
 
 def test_values_keep_their_types_through_compaction(store):
