@@ -266,7 +266,7 @@ class Store:
             self._series[key] = sid
         return sid
 
-    def compact(self, max_values: int = 2_000_000) -> int:
+    def compact(self, max_values: int = 8_000_000) -> int:
         """Move recently written samples into per-series chunks; returns samples moved.
 
         Called by roll_up and prune, and by write_samples when `compact_after` samples wait;
@@ -278,10 +278,10 @@ class Store:
         with self._compact_lock:
             while True:
                 with self._wlock:
-                    taken = raw.compact_read(conn, max_values)
-                if taken is None:
+                    step = raw.compact_read(conn, max_values)
+                if step is None:
                     break
-                moved += self._write(raw.compact_write, *taken)
+                moved += self._write(raw.compact_write, raw.compact_build(step))
                 with self._wlock:
                     self._pending = raw.pending(conn)
                 if self._pending == 0:

@@ -57,13 +57,26 @@ def insert(conn: sqlite3.Connection, batches: Sequence[Batch]) -> None:
 
 
 # ---------------------------------------------------------------------- reading
-def recent(conn: sqlite3.Connection, device_id: str | None, start: int | None = None,
+def recent(conn: sqlite3.Connection, device_id: str, start: int | None = None,
            end: int | None = None) -> Block:
-    """Recent samples (of one device) in [start, end), one per (series, ts), sorted by them."""
+    """A device's recent samples in [start, end), one per (series, ts), sorted by them."""
+    for _, block in recent_by_device(conn, device_id, start, end):
+        return block
+    return codec.empty()
+
+
+def recent_by_device(conn: sqlite3.Connection, device_id: str | None, start: int | None = None,
+                     end: int | None = None) -> Iterator[tuple[str, Block]]:
+    """(device, its recent samples as `recent` gives them) for one device or all. Rows are
+    fetched compressed and decoded a device at a time, so memory stays one device's worth."""
     where, params = _recent_where(device_id, start, end)
-    blocks = [codec.decode(data, f"recent row {rid}") for rid, data in conn.execute(
-        f"SELECT id, data FROM recent WHERE {where} ORDER BY id", params)]
-    return _in_range(codec.latest_wins(codec.concat(blocks)), start, end)
+    blobs: dict[str, list[tuple[int, bytes]]] = {}
+    for rid, dev, data in conn.execute(
+            f"SELECT id, device_id, data FROM recent WHERE {where} ORDER BY id", params):
+        blobs.setdefault(dev, []).append((rid, data))
+    for dev, rows in blobs.items():
+        block = codec.concat([codec.decode(data, f"recent row {rid}") for rid, data in rows])
+        yield dev, _in_range(codec.latest_wins(block), start, end)
 
 
 def split_by_series(block: Block) -> dict[int, Block]:
@@ -175,9 +188,13 @@ def count(conn: sqlite3.Connection, device_id: str | None, since: int | None,
                 "AND end_ns >= ?", [*params, since, _bucket(since), since]):
             b = _in_range(codec.decode(data, f"chunk {cid}"), since, None)
             total += _matching(b, quality)
-    rec = recent(conn, device_id, since, None)
-    total += _matching(rec, quality)
-    return total - _overlap(conn, rec, quality)
+    until: dict[int, int] | None = None
+    for _, rec in recent_by_device(conn, device_id, since, None):
+        if until is None:
+            until = dict(conn.execute("SELECT id, chunked_until_ns FROM series "
+                                      "WHERE chunked_until_ns IS NOT NULL"))
+        total += _matching(rec, quality) - _overlap(conn, rec, quality, until)
+    return total
 
 
 def timestamps(conn: sqlite3.Connection, sids: Sequence[int], rec: Block, start: int | None,
@@ -218,9 +235,22 @@ def pending(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT coalesce(sum(n), 0) FROM recent").fetchone()[0])
 
 
-def compact_read(conn: sqlite3.Connection, max_values: int) -> tuple[int, Block] | None:
-    """(last recent row id taken, its samples deduplicated) for the oldest rows holding about
-    `max_values` samples, or None when `recent` is empty."""
+@dataclass
+class Compaction:
+    """One compaction step: read (under the writer lock), build (no lock), write (one
+    transaction). Only compaction and prune change chunks, and the store runs them under one
+    lock, so what `read` saw of the chunks still holds when `write` runs."""
+    upto: int                                   # recent rows with id <= upto are moved
+    blobs: dict[str, list[tuple[int, bytes]]]   # per device, its recent rows in write order
+    until: dict[int, int]                       # chunked_until_ns per series
+    rows: list[tuple] | None = None             # chunk rows, encoded
+    merges: list[tuple[int, Block]] | None = None   # pieces that overlap stored chunks
+    moved: int = 0
+
+
+def compact_read(conn: sqlite3.Connection, max_values: int) -> Compaction | None:
+    """The oldest recent rows holding about `max_values` samples, still compressed (a step's
+    memory is then a few bytes per value plus one device decoded at a time), or None."""
     ids = conn.execute("SELECT id, n FROM recent ORDER BY id").fetchall()
     if not ids:
         return None
@@ -230,32 +260,52 @@ def compact_read(conn: sqlite3.Connection, max_values: int) -> tuple[int, Block]
         if taken >= max_values:
             upto = rid
             break
-    blocks = [codec.decode(data, f"recent row {rid}") for rid, data in conn.execute(
-        "SELECT id, data FROM recent WHERE id <= ? ORDER BY id", (upto,))]
-    return upto, codec.latest_wins(codec.concat(blocks))
+    blobs: dict[str, list[tuple[int, bytes]]] = {}
+    for rid, device_id, data in conn.execute(
+            "SELECT id, device_id, data FROM recent WHERE id <= ? ORDER BY id", (upto,)):
+        blobs.setdefault(device_id, []).append((rid, data))
+    until = dict(conn.execute("SELECT id, chunked_until_ns FROM series "
+                              "WHERE chunked_until_ns IS NOT NULL"))
+    return Compaction(upto, blobs, until)
 
 
-def compact_write(conn: sqlite3.Connection, upto: int, block: Block) -> int:
-    """Move `block` (from compact_read) into chunks and drop the recent rows up to `upto`, in the
-    caller's transaction. Returns samples moved."""
-    until = dict(conn.execute("SELECT id, chunked_until_ns FROM series"))
-    rows = []
+def compact_build(c: Compaction) -> Compaction:
+    """Decode, deduplicate and encode the chunks: the CPU work, outside any lock."""
+    rows: list[tuple] = []
+    merges: list[tuple[int, Block]] = []
+    for device_id, blobs in c.blobs.items():
+        block = codec.latest_wins(codec.concat(
+            [codec.decode(data, f"recent row {rid}") for rid, data in blobs]))
+        c.moved += len(block)
+        for sid, part in split_by_series(block).items():
+            edge = c.until.get(sid)
+            for piece in _by_bucket(part):
+                if edge is not None and edge >= int(piece.ts[0]):
+                    merges.append((sid, piece))   # late: merged with its chunk when written
+                else:
+                    rows.append(_chunk_row(sid, piece))
+    c.blobs = {}
+    c.rows, c.merges = rows, merges
+    return c
+
+
+def compact_write(conn: sqlite3.Connection, c: Compaction) -> int:
+    """Store the built chunks and drop the moved recent rows, in the caller's transaction.
+    Returns samples moved."""
+    assert c.rows is not None and c.merges is not None
     stale: list[int] = []
+    rows = c.rows + [_chunk_row(sid, _merge_into_chunks(conn, sid, piece, stale))
+                     for sid, piece in c.merges]
     newest: dict[int, int] = {}
-    for sid, part in split_by_series(block).items():
-        for piece in _by_bucket(part):
-            lo, hi = int(piece.ts[0]), int(piece.ts[-1])
-            if (until.get(sid) or -(2**63)) >= lo:
-                piece = _merge_into_chunks(conn, sid, piece, stale)
-            rows.append(_chunk_row(sid, piece))
-            newest[sid] = max(newest.get(sid, hi), int(piece.ts[-1]))
-    conn.executemany("DELETE FROM chunks WHERE id = ?", [(c,) for c in stale])
+    for r in rows:
+        newest[r[0]] = max(newest.get(r[0], r[2]), r[2])
+    conn.executemany("DELETE FROM chunks WHERE id = ?", [(x,) for x in stale])
     conn.executemany("INSERT INTO chunks (series_id, start_ns, end_ns, n, n_good, n_bad, data) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     conn.executemany("UPDATE series SET chunked_until_ns = max(coalesce(chunked_until_ns, ?), ?) "
                      "WHERE id = ?", [(t, t, sid) for sid, t in newest.items()])
-    conn.execute("DELETE FROM recent WHERE id <= ?", (upto,))
-    return len(block)
+    conn.execute("DELETE FROM recent WHERE id <= ?", (c.upto,))
+    return c.moved
 
 
 def write_chunks(conn: sqlite3.Connection, sid: int, block: Block) -> None:
@@ -334,13 +384,12 @@ def _matching(b: Block, quality: Quality | None) -> int:
     return int(np.count_nonzero(b.quality == int(quality)))
 
 
-def _overlap(conn: sqlite3.Connection, rec: Block, quality: Quality | None) -> int:
+def _overlap(conn: sqlite3.Connection, rec: Block, quality: Quality | None,
+             until: dict[int, int]) -> int:
     """Recent samples that replace a chunked one: counted twice above, once too many (when the
-    chunked one matched the quality filter)."""
+    chunked one matched the quality filter). `until`: chunked_until_ns per series."""
     if not len(rec):
         return 0
-    until = dict(conn.execute("SELECT id, chunked_until_ns FROM series "
-                              "WHERE chunked_until_ns IS NOT NULL"))
     twice = 0
     for sid, part in split_by_series(rec).items():
         edge = until.get(sid)
