@@ -83,6 +83,7 @@ class Store:
         self._compact_lock = threading.Lock()     # compaction and prune rewrite chunks
         self._on_write: WriteHook | None = None
         self.compact_after = COMPACT_AFTER
+        self._compact_backoff = 0        # samples pending when an automatic compaction failed
         self._pending = 0 if writer is None else raw.pending(writer)
         self._values_written = 0
         self._io_at_open = _process_write_bytes()
@@ -216,8 +217,19 @@ class Store:
             raise
         self._values_written += len(samples)
         self._pending += len(samples)
-        if self._pending >= self.compact_after:
+        if self._pending >= self.compact_after + self._compact_backoff:
+            self._auto_compact()
+
+    def _auto_compact(self) -> None:
+        # The batch is committed: a compaction that fails must not make the caller think it was
+        # not (the sink would split and dead-letter samples that are stored). Say so, try again
+        # after as many samples more; reads stay right meanwhile, only slower.
+        try:
             self.compact()
+            self._compact_backoff = 0
+        except (StoreError, sqlite3.Error) as exc:
+            log.warning("%s: compacting recent samples failed, will retry: %s", self.path, exc)
+            self._compact_backoff = self._pending
 
     def set_write_hook(self, hook: WriteHook | None) -> None:
         """Call `hook(conn, rows)` inside every samples write transaction, after the samples

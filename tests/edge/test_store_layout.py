@@ -236,3 +236,15 @@ def test_rollup_reads_the_same_whether_samples_wait_in_recent_or_are_chunked(tmp
     # and the last good one (91 s).
     assert power.ts_ns[:3].tolist() == [DAY0_NS + 90 * S_NS, DAY0_NS + 91 * S_NS, DAY0_NS + 92 * S_NS]
     assert power.quality[:2].tolist() == [2, 0]
+
+
+def test_a_failing_automatic_compaction_does_not_fail_the_committed_write(store, caplog):
+    store.compact_after = 100
+    store.write_samples([Sample("m1", "a", t, t) for t in range(10)])
+    with store._wlock:
+        store._w.execute("UPDATE recent SET data = x'00'")      # the waiting row is damaged
+    store.write_samples([Sample("m1", "a", t, t) for t in range(10, 200)])   # triggers it
+    assert any("compacting recent samples failed" in r.getMessage() for r in caplog.records)
+    assert store.storage_info()["pending_values"] == 200
+    with pytest.raises(StoreError, match="recent row .* cannot be read"):
+        store.compact()
