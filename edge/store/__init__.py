@@ -16,8 +16,15 @@ the event loop for small reads, so it holds two connections, each behind its own
 through the writer connection, public reads through the reader connection. In WAL mode a read
 never waits for a write transaction, so dashboard reads stay quick while a batch is written.
 
+Raw samples are laid out for append (edge.store.samples): a write appends one compressed block
+per device (edge.store.codec) to `recent`; `compact` (run by roll_up, prune, and by itself when
+much waits) moves them into per-series chunks. A redelivered sample replaces the stored one in
+every read and count. `set_write_hook` is where a module that must commit with the samples (the
+outbox) joins their transaction.
+
 Timestamps are UTC nanoseconds; ranges are half-open [start_ns, end_ns). Rollup days are UTC.
-Schema changes live in edge.migrations.
+Schema changes live in edge.migrations; connections and the file itself in edge.store.db; sample
+validation in edge.store.validate.
 """
 from __future__ import annotations
 
@@ -25,7 +32,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -38,24 +44,21 @@ from .. import deadletters, migrations
 from ..errors import StoreError
 from ..model import NS_PER_S, DeviceSpec, IdentityEvidence, Quality, Sample
 from ..records import DeadLetter, DeviceRecord, Event
-from ..sqlite_errors import Condition, condition, damaged_advice
+from ..sqlite_errors import Condition, condition
 from ..storelock import StoreLock
 from ..rollup import RollupConfig
 from ..rollup_codec import SUMMARY_COLUMNS, pack_day, summarize_day, unpack_day, upsert_day
+from . import db
 from . import samples as raw
+from .validate import QUALITIES, check_sample, sample_problem
 
 __all__ = ["Store", "DeviceRecord", "Event", "DeadLetter", "check_sample", "sample_problem"]
 
 log = logging.getLogger(__name__)
 
 NS_PER_DAY = 86_400 * NS_PER_S
-_BUSY_TIMEOUT_S = 5.0
 _PAGE_ROWS = 512          # rollup day rows fetched per lock hold when iterating
 _IN_CHUNK = 500           # ids per IN (...) list
-_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1     # what SQLite can bind as INTEGER
-_QUALITIES = frozenset(Quality)
-# Above this size the integrity check at open takes noticeable time: say so in the log first.
-_SLOW_CHECK_BYTES = 64 * 1024 * 1024
 # Samples waiting in `recent` before write_samples compacts by itself (when nothing called
 # compact): bounds what every read of recent samples has to decode.
 COMPACT_AFTER = 1_000_000
@@ -86,7 +89,7 @@ class Store:
         self._compact_backoff = 0        # samples pending when an automatic compaction failed
         self._pending = 0 if writer is None else raw.pending(writer)
         self._values_written = 0
-        self._io_at_open = _process_write_bytes()
+        self._io_at_open = db.process_write_bytes()
         self._opened_at = time.monotonic()
 
     # ------------------------------------------------------------------ lifecycle
@@ -109,7 +112,7 @@ class Store:
         p = str(path)
         cfg = rollup or RollupConfig()
         if readonly:
-            reader = _connect(p, readonly=True)
+            reader = db.connect(p, readonly=True)
             try:
                 version = migrations.check_version(reader, p)
                 if version < migrations.latest_version():
@@ -125,18 +128,18 @@ class Store:
         lock = StoreLock.acquire(p)
         writer: sqlite3.Connection | None = None
         try:
-            writer = _connect(p, readonly=False)
-            _check_integrity(writer, p)
-            _pragma(writer, p, "PRAGMA journal_mode=WAL")
+            writer = db.connect(p, readonly=False)
+            db.check_integrity(writer, p)
+            db.pragma(writer, p, "PRAGMA journal_mode=WAL")
             writer.execute("PRAGMA synchronous=NORMAL")
             migrations.migrate(writer, p)
-            reader = _connect(p, readonly=False)
+            reader = db.connect(p, readonly=False)
         except sqlite3.DatabaseError as exc:
             if writer is not None:
                 writer.close()
             lock.release()
             if condition(exc) is Condition.DAMAGED:
-                raise StoreError(_damaged(p, str(exc))) from exc
+                raise StoreError(db.damaged(p, str(exc))) from exc
             raise StoreError(f"{p}: cannot open store: {exc}") from exc
         except BaseException:
             if writer is not None:
@@ -340,7 +343,7 @@ class Store:
                      quality: Quality | None = None) -> int:
         """Samples stored (of one device; at or after `since_ns`; of one quality), each
         (device, signal, ts) once however often it was delivered."""
-        if quality is not None and quality not in _QUALITIES:
+        if quality is not None and quality not in QUALITIES:
             raise ValueError(f"quality must be an edge.model.Quality, got {quality!r}")
         with self._snapshot() as conn:
             return raw.count(conn, device_id, since_ns, None if quality is None else Quality(quality))
@@ -355,11 +358,11 @@ class Store:
         open the values written and the bytes this process wrote to disk (Linux
         /proc/self/io write_bytes: WAL, checkpoints and anything else the process writes,
         which in the gateway is almost all the store; None where unavailable)."""
-        written = _process_write_bytes()
+        written = db.process_write_bytes()
         return {
             "path": self.path,
-            "file_bytes": _size(self.path),
-            "wal_bytes": _size(self.path + "-wal"),
+            "file_bytes": db.file_size(self.path),
+            "wal_bytes": db.file_size(self.path + "-wal"),
             "pending_values": self._pending,
             "values_written": self._values_written,
             "bytes_written": None if written is None or self._io_at_open is None
@@ -612,93 +615,6 @@ _DEVICE_COLUMNS = ("d.id, d.name, d.protocol, d.profile, d.line, d.location, d.i
 _DEVICE_FROM = "devices d LEFT JOIN rollup_progress p ON p.device_id = d.id"
 
 
-def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
-    try:
-        if readonly:
-            uri = Path(path).resolve().as_uri() + "?mode=ro"
-            conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None,
-                                   timeout=_BUSY_TIMEOUT_S)
-        else:
-            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
-                                   timeout=_BUSY_TIMEOUT_S)
-        conn.execute("PRAGMA user_version").fetchone()   # fails now if it is not a database
-        return conn
-    except sqlite3.Error as exc:
-        if condition(exc) is Condition.DAMAGED:
-            raise StoreError(_damaged(path, str(exc))) from exc
-        raise StoreError(f"{path}: cannot open store{' read-only' if readonly else ''}: {exc}") from exc
-
-
-def _pragma(conn: sqlite3.Connection, path: str, sql: str) -> None:
-    try:
-        conn.execute(sql).fetchall()
-    except sqlite3.Error as exc:
-        raise StoreError(f"{path}: {sql} failed: {exc}") from exc
-
-
-def check_sample(i: int, s: Any) -> None:
-    """ValueError naming sample number `i` when `s` cannot be stored."""
-    problem = sample_problem(s)
-    if problem is not None:
-        where = f" ({s.device_id}/{s.signal})" if isinstance(s, Sample) else ""
-        raise ValueError(f"sample {i}{where}: {problem}")
-
-
-def sample_problem(s: Any) -> str | None:
-    """Why `s` cannot be stored, or None. The reason names the kind of problem, never the value
-    (dead-letter counts are kept per reason, so it must not vary per sample)."""
-    if not isinstance(s, Sample):
-        return f"expected edge.model.Sample, got {type(s).__name__}"
-    ts, v = s.ts_ns, s.value
-    if not isinstance(ts, int) or isinstance(ts, bool):
-        return f"ts_ns must be int nanoseconds, got {type(ts).__name__}"
-    if not _I64_MIN <= ts <= _I64_MAX:
-        return "ts_ns out of the int64 range"
-    if isinstance(v, int):
-        if not _I64_MIN <= v <= _I64_MAX:
-            return "int value out of the int64 range SQLite can store"
-    elif isinstance(v, str):
-        if not v.isascii() and not _encodable(v):
-            return "str value is not valid Unicode (lone surrogate)"
-    elif not isinstance(v, float):
-        return f"value must be number, bool or str, got {type(v).__name__}"
-    if not isinstance(s.device_id, str) or not s.device_id or not isinstance(s.signal, str) or not s.signal:
-        return "device_id and signal must be non-empty strings"
-    try:
-        if s.quality in _QUALITIES:
-            return None
-    except TypeError:   # unhashable
-        pass
-    return "bad quality"
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _check_integrity(conn: sqlite3.Connection, path: str) -> None:
-    """StoreError when SQLite finds the file damaged (quick_check: page and b-tree structure,
-    without the slow index-to-table cross checks)."""
-    try:
-        size = os.path.getsize(path)
-    except OSError:
-        size = 0
-    if size > _SLOW_CHECK_BYTES:
-        log.info("checking store integrity (%s, %.0f MB)", path, size / 1e6)
-    rows = conn.execute("PRAGMA quick_check(5)").fetchall()
-    problems = [str(r[0]) for r in rows]
-    if problems != ["ok"]:
-        raise StoreError(_damaged(path, "; ".join(problems)))
-
-
-def _damaged(path: str, detail: str) -> str:
-    return f"store {path} is damaged (SQLite: {detail}); {damaged_advice(path)}"
-
-
 def _device(r: tuple) -> DeviceRecord:
     identity = IdentityEvidence.from_dict(json.loads(r[7])) if r[7] else None
     return DeviceRecord(id=r[0], name=r[1], protocol=r[2], profile=r[3], line=r[4], location=r[5],
@@ -732,20 +648,3 @@ def _prune_device(conn: sqlite3.Connection, device_id: str, cutoff_ns: int, stal
                  "WHERE device_id = ?", (limit_ns, limit_ns, device_id))
     return deleted
 
-
-def _size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
-
-
-def _process_write_bytes() -> int | None:
-    try:
-        with open("/proc/self/io", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("write_bytes:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return None

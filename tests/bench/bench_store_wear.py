@@ -235,7 +235,8 @@ def main() -> None:
     ap.add_argument("--period-s", type=float, default=0.1)
     ap.add_argument("--seconds", type=float, default=60.0, help="stream time for the new layout")
     ap.add_argument("--baseline-seconds", type=float, default=3.0, help="stream time for clustered")
-    ap.add_argument("--compact-every-s", type=float, default=60.0)
+    ap.add_argument("--compact-every-s", type=float, default=30.0,
+                    help="the gateway compacts at every roll-up (30 s by default)")
     ap.add_argument("--days", type=float, default=1.0)
     ap.add_argument("--fill-step-s", type=int, default=300)
     ap.add_argument("--dir", default=None, help="where the stores go (a real disk, not tmpfs)")
@@ -258,6 +259,7 @@ def main() -> None:
             report["prefill"]["values"] = fill_chunks(store, stream.keys, args.days, args.fill_step_s)
             r = measure(lambda: run_store(store, stream, ticks, compact_every), db)
             r["compact_every_s"] = args.compact_every_s
+            r["auto_compact_after_values"] = store.compact_after
             r["reads_back"] = store.sample_count(since_ns=T0_NS) == r["values"]
             r["storage_info"] = store.storage_info()
             report["append_chunks"] = r

@@ -52,9 +52,9 @@ def test_a_store_with_a_damaged_tail_is_refused_at_open(store_path):
 
 
 def test_a_large_store_logs_that_the_check_may_take_long(store_path, caplog, monkeypatch):
-    import edge.store
+    import edge.store.db
     Store.open(store_path).close()
-    monkeypatch.setattr(edge.store, "_SLOW_CHECK_BYTES", 0)
+    monkeypatch.setattr(edge.store.db, "SLOW_CHECK_BYTES", 0)
     with caplog.at_level(logging.INFO, logger="edge.store"):
         Store.open(store_path).close()
     assert [r.getMessage() for r in caplog.records if "checking store integrity" in r.getMessage()]
