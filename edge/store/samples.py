@@ -216,16 +216,17 @@ def timestamps(conn: sqlite3.Connection, sids: Sequence[int], rec: Block, start:
         if not starts:
             break
         b = _bucket(min(starts))
+        b_last = min(b + BUCKET_NS - 1, _I64_MAX)
         marks = ",".join("?" * len(sids))
         for cid, data in conn.execute(
                 f"SELECT id, data FROM chunks WHERE series_id IN ({marks}) AND start_ns >= ? "
-                "AND start_ns < ?", [*sids, b, min(b + BUCKET_NS, _I64_MAX)]):
+                "AND start_ns <= ?", [*sids, b, b_last]):
             found.append(_in_range(codec.decode(data, f"chunk {cid}"), start, end).ts)
-        b += BUCKET_NS
-        # Everything further is past this bucket: once `limit` instants lie before its end,
+        # Everything further is past this bucket: once `limit` instants lie in or before it,
         # the answer is complete.
-        if np.count_nonzero(np.unique(np.concatenate(found)) < b) >= limit:
+        if b_last == _I64_MAX or np.count_nonzero(np.unique(np.concatenate(found)) <= b_last) >= limit:
             break
+        b = b_last + 1
     return np.unique(np.concatenate(found))[:limit]
 
 
@@ -396,7 +397,8 @@ def _overlap(conn: sqlite3.Connection, rec: Block, quality: Quality | None,
         if edge is None or part.ts[0] > edge:
             continue                    # the usual case: recent samples are newer than chunks
         ts = part.ts[part.ts <= edge]
-        old = series(conn, sid, None, int(ts[0]), int(ts[-1]) + 1)
+        last = int(ts[-1])
+        old = series(conn, sid, None, int(ts[0]), None if last == _I64_MAX else last + 1)
         hit = np.isin(old.ts, ts)
         if quality is not None:
             hit &= old.quality == int(quality)
@@ -405,7 +407,8 @@ def _overlap(conn: sqlite3.Connection, rec: Block, quality: Quality | None,
 
 
 def _bucket(ts: int) -> int:
-    return ts // BUCKET_NS * BUCKET_NS
+    # Clamped: the bucket of a timestamp near the int64 minimum would not bind as an INTEGER.
+    return max(ts // BUCKET_NS * BUCKET_NS, -(2**63))
 
 
 def _by_bucket(b: Block) -> Iterator[Block]:

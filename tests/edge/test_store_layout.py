@@ -248,3 +248,16 @@ def test_a_failing_automatic_compaction_does_not_fail_the_committed_write(store,
     assert store.storage_info()["pending_values"] == 200
     with pytest.raises(StoreError, match="recent row .* cannot be read"):
         store.compact()
+
+
+def test_timestamps_at_the_ends_of_int64_are_stored_and_found(store):
+    lo, hi = -(2**63), 2**63 - 1
+    store.write_samples([Sample("m1", "a", lo, 1), Sample("m1", "a", 0, 2), Sample("m1", "a", hi, 3)])
+    for _ in range(2):
+        assert [x.ts_ns for x in store.samples("m1", "a")] == [lo, 0, hi]
+        assert store.sample_count(since_ns=lo) == 3 and store.sample_count(since_ns=1) == 1
+        assert list(store.sample_timestamps("m1", start_ns=lo)) == [lo, 0, hi]
+        assert store.latest("m1", "a", since_ns=lo).ts_ns == hi
+        store.write_samples([Sample("m1", "a", hi, 3)])            # redelivered at the very end
+        assert store.sample_count() == 3
+        store.compact()
