@@ -218,6 +218,16 @@ def _append_layout(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX chunks_bad ON chunks (series_id, start_ns) WHERE n_bad > 0")
     # The newest chunked instant per series: a recent sample after it cannot replace a chunked one.
     conn.execute("ALTER TABLE series ADD COLUMN chunked_until_ns INTEGER")
+    # The writer's wear counters (edge.store.wear), one row, for status in another process.
+    conn.execute(
+        """CREATE TABLE store_wear (
+               id INTEGER PRIMARY KEY CHECK (id = 1),
+               pid INTEGER NOT NULL,
+               since_ns INTEGER NOT NULL,
+               as_of_ns INTEGER NOT NULL,
+               values_written INTEGER NOT NULL,
+               bytes_written INTEGER)"""
+    )
     _move_old_samples(conn)
     conn.execute("DROP TABLE samples")
 

@@ -48,7 +48,7 @@ from ..sqlite_errors import Condition, condition
 from ..storelock import StoreLock
 from ..rollup import RollupConfig
 from ..rollup_codec import SUMMARY_COLUMNS, pack_day, summarize_day, unpack_day, upsert_day
-from . import db
+from . import db, wear
 from . import samples as raw
 from .validate import QUALITIES, check_sample, sample_problem
 
@@ -88,9 +88,7 @@ class Store:
         self.compact_after = COMPACT_AFTER
         self._compact_backoff = 0        # samples pending when an automatic compaction failed
         self._pending = 0 if writer is None else raw.pending(writer)
-        self._values_written = 0
-        self._io_at_open = db.process_write_bytes()
-        self._opened_at = time.monotonic()
+        self._wear = wear.Meter()
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -218,7 +216,7 @@ class Store:
             # Series rows inserted by a rolled-back transaction are gone: forget cached ids.
             self._series.clear()
             raise
-        self._values_written += len(samples)
+        self._wear.values_written += len(samples)
         self._pending += len(samples)
         if self._pending >= self.compact_after + self._compact_backoff:
             self._auto_compact()
@@ -296,11 +294,16 @@ class Store:
                     step = raw.compact_read(conn, max_values)
                 if step is None:
                     break
-                moved += self._write(raw.compact_write, raw.compact_build(step))
+                moved += self._write(self._compact_step, raw.compact_build(step))
                 with self._wlock:
                     self._pending = raw.pending(conn)
                 if self._pending == 0:
                     break
+        return moved
+
+    def _compact_step(self, conn: sqlite3.Connection, step: raw.Compaction) -> int:
+        moved = raw.compact_write(conn, step)
+        wear.save(conn, self._wear)      # how status in another process sees the write rate
         return moved
 
     def samples(self, device_id: str, signal: str | None = None, start_ns: int | None = None,
@@ -354,21 +357,20 @@ class Store:
             "SELECT signal FROM series WHERE device_id = ? ORDER BY signal", (device_id,))]
 
     def storage_info(self) -> dict[str, Any]:
-        """Size and wear: file and WAL bytes, samples waiting for compaction, and since this
-        open the values written and the bytes this process wrote to disk (Linux
-        /proc/self/io write_bytes: WAL, checkpoints and anything else the process writes,
-        which in the gateway is almost all the store; None where unavailable)."""
-        written = db.process_write_bytes()
-        return {
-            "path": self.path,
-            "file_bytes": db.file_size(self.path),
-            "wal_bytes": db.file_size(self.path + "-wal"),
-            "pending_values": self._pending,
-            "values_written": self._values_written,
-            "bytes_written": None if written is None or self._io_at_open is None
-            else written - self._io_at_open,
-            "seconds_open": time.monotonic() - self._opened_at,
-        }
+        """Size and wear: file and WAL bytes, samples waiting for compaction, and the writer's
+        values and bytes written since it opened the store with their rates (edge.store.wear).
+        In the writing process the figures are live; a read-only process gets what the writer
+        saved at its last compaction (`as_of_ns`), all None before the first."""
+        if self._w is not None:
+            figures = self._wear.figures()
+            pending = self._pending
+        else:
+            with self._snapshot() as conn:
+                figures = wear.load(conn)
+                pending = raw.pending(conn)
+        return {"path": self.path, "file_bytes": db.file_size(self.path),
+                "wal_bytes": db.file_size(self.path + "-wal"), "pending_values": pending,
+                **figures}
 
     def _device_series(self, conn: sqlite3.Connection, device_id: str,
                        signal: str | None) -> list[tuple[int, str]]:

@@ -165,12 +165,21 @@ def test_write_hook_runs_in_the_samples_transaction(store):
     assert store._r.execute("SELECT sum(n) FROM outbox_probe").fetchone()[0] == 2
 
 
-def test_storage_info_reports_size_and_wear(store):
-    store.write_samples([Sample("m1", "a", t, t) for t in range(1000)])
-    info = store.storage_info()
-    assert info["values_written"] == 1000 and info["pending_values"] == 1000
-    assert info["file_bytes"] > 0 and info["wal_bytes"] > 0
-    assert info["bytes_written"] is None or info["bytes_written"] >= 0
+def test_storage_info_reports_size_and_wear_to_other_processes(store_path):
+    with Store.open(store_path) as w, Store.open(store_path, readonly=True) as r:
+        w.write_samples([Sample("m1", "a", t, t) for t in range(1000)])
+        info = w.storage_info()
+        assert (info["values_written"], info["pending_values"]) == (1000, 1000)
+        assert info["file_bytes"] > 0 and info["wal_bytes"] > 0 and info["values_per_s"] > 0
+        assert info["bytes_written"] is None or info["bytes_written"] >= 0
+        # A reader (shangyun status) sees the writer's figures as of its last compaction.
+        assert r.storage_info()["values_written"] is None
+        assert r.storage_info()["pending_values"] == 1000
+        w.compact()
+        seen = r.storage_info()
+        assert seen["values_written"] == 1000 and seen["pending_values"] == 0
+        assert seen["writer_pid"] == w.storage_info()["writer_pid"]
+        assert seen["since_ns"] <= seen["as_of_ns"]
 
 
 def test_readers_never_see_samples_twice_or_not_at_all_while_compacting(store_path):
