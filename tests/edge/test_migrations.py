@@ -120,3 +120,7 @@ def test_an_old_layout_store_is_migrated_and_reads_back_identically(store_path):
         assert s.sample_count() == len(expected) + 1
         s.compact()
         assert s.sample_count() == len(expected) + 1
+        # The migrated history rolls up: every migrated GOOD/BAD sample lands in its minute.
+        assert s.roll_up(expected[-1].ts_ns + 10 * 60 * 10**9) > 0
+        day = s.rollup_day_summaries(["m1"])
+        assert sum(d["samples"] for d in day) == 2 * 300 + 1
