@@ -289,16 +289,18 @@ class Store:
         conn = self._writer()
         moved = 0
         with self._compact_lock:
-            while True:
+            # Only what is there now: under a steady stream of writes "until recent is empty"
+            # would never end.
+            with self._wlock:
+                last = conn.execute("SELECT max(id) FROM recent").fetchone()[0]
+            while last is not None:
                 with self._wlock:
-                    step = raw.compact_read(conn, max_values)
+                    step = raw.compact_read(conn, max_values, last)
                 if step is None:
                     break
                 moved += self._write(self._compact_step, raw.compact_build(step))
-                with self._wlock:
-                    self._pending = raw.pending(conn)
-                if self._pending == 0:
-                    break
+            with self._wlock:
+                self._pending = raw.pending(conn)
         return moved
 
     def _compact_step(self, conn: sqlite3.Connection, step: raw.Compaction) -> int:

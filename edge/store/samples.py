@@ -249,10 +249,11 @@ class Compaction:
     moved: int = 0
 
 
-def compact_read(conn: sqlite3.Connection, max_values: int) -> Compaction | None:
-    """The oldest recent rows holding about `max_values` samples, still compressed (a step's
-    memory is then a few bytes per value plus one device decoded at a time), or None."""
-    ids = conn.execute("SELECT id, n FROM recent ORDER BY id").fetchall()
+def compact_read(conn: sqlite3.Connection, max_values: int, last: int) -> Compaction | None:
+    """The oldest recent rows (up to id `last`) holding about `max_values` samples, still
+    compressed (a step's memory is then a few bytes per value plus one device decoded at a
+    time), or None when there are none."""
+    ids = conn.execute("SELECT id, n FROM recent WHERE id <= ? ORDER BY id", (last,)).fetchall()
     if not ids:
         return None
     taken, upto = 0, ids[-1][0]
