@@ -26,10 +26,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .model import NS_PER_S, Quality, Role
+from .model import NS_PER_S, Role
 from .rollup import NS_PER_MIN, SignalColumns, rollup_columns
 from .rollup_codec import pack_day, summarize_day, unpack_day, upsert_day
 from .rollup_layout import MINUTES_PER_DAY, empty_day
+from .store import codec
+from .store import samples as raw
 
 if TYPE_CHECKING:
     from .store import Store
@@ -37,7 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NS_PER_DAY = 86_400 * NS_PER_S
-_BAD = int(Quality.BAD)
 # Signals whose values the rollup reads; others only need timestamps and quality.
 _VALUED = {r.value for r in (Role.STATE, Role.COUNT_TOTAL, Role.COUNT_GOOD, Role.COUNT_REJECT,
                              Role.POWER_KW, Role.ENERGY_KWH, Role.REASON_CODE)}
@@ -45,6 +46,8 @@ _VALUED = {r.value for r in (Role.STATE, Role.COUNT_TOTAL, Role.COUNT_GOOD, Role
 
 def roll_up(store: "Store", until_ns: int) -> int:
     to = until_ns // NS_PER_MIN * NS_PER_MIN
+    # Read chunks, not a long tail of recent rows that every device's read would decode again.
+    store.compact()
     conn = store._writer()
     with store._wlock:
         devices = [r[0] for r in conn.execute("SELECT device_id FROM rollup_progress ORDER BY device_id")]
@@ -167,25 +170,20 @@ def _read_columns(conn: sqlite3.Connection, device_id: str, start_ns: int, end_n
     """Each signal's samples in [start_ns, end_ns), preceded by its history before start_ns:
     the last GOOD/UNCERTAIN sample and the last BAD one (see edge.rollup)."""
     out = {}
-    for sid, signal in conn.execute("SELECT id, signal FROM series WHERE device_id = ?", (device_id,)):
-        valued = signal in _VALUED
-        col = "value" if valued else "NULL"
-        history = []
-        # The BAD lookup must use the partial index: through the primary key it would scan
-        # back over the whole history of a series that never had a BAD sample.
-        for source, quality_test in (("samples", "quality < 2"),
-                                     ("samples INDEXED BY samples_bad", "quality = 2")):
-            row = conn.execute(
-                f"SELECT ts_ns, {col}, quality FROM {source} WHERE series_id = ? AND ts_ns < ? "
-                f"AND {quality_test} ORDER BY ts_ns DESC LIMIT 1", (sid, start_ns)).fetchone()
-            if row is not None:
-                history.append(row)
-        history.sort(key=lambda r: (r[0], r[2] != _BAD))
-        rows = history + conn.execute(
-            f"SELECT ts_ns, {col}, quality FROM samples WHERE series_id = ? AND ts_ns >= ? "
-            f"AND ts_ns < ? ORDER BY ts_ns", (sid, start_ns, end_ns)).fetchall()
-        if not rows:
+    # One decode of the device's recent rows serves every signal (roll_up compacts first, so
+    # there are few).
+    recent = raw.split_by_series(raw.recent(conn, device_id, None, end_ns))
+    empty = codec.empty()
+    for sid, signal in conn.execute("SELECT id, signal FROM series WHERE device_id = ?",
+                                    (device_id,)).fetchall():
+        rec = recent.get(sid, empty)
+        history = [raw.last_before(conn, sid, rec, start_ns, bad=False),
+                   raw.last_before(conn, sid, rec, start_ns, bad=True)]
+        history.sort(key=lambda b: int(b.ts[0]) if len(b) else 0)
+        block = codec.concat([h for h in history if len(h)] + [raw.series(conn, sid, rec, start_ns, end_ns)])
+        if not len(block):
             continue
-        ts, values, quality = zip(*rows)
-        out[signal] = SignalColumns.from_lists(ts, values, quality, state=signal == Role.STATE.value)
+        values = block.values() if signal in _VALUED else [None] * len(block)
+        out[signal] = SignalColumns.from_lists(block.ts, values, block.quality,
+                                               state=signal == Role.STATE.value)
     return out

@@ -138,29 +138,36 @@ def _error_row(d: DeviceRecord, exc: Exception) -> dict[str, Any]:
             "last_error": d.last_error, "error": f"{type(exc).__name__}: {exc}"}
 
 
-# The two queries below filter on quality, which Store's public readers cannot yet; they use its
-# read connection (Store._read) until Store grows `latest(..., usable_only=True)` and
-# `sample_count(..., usable_only=True)` (asked of the edge owner). Both walk each series'
-# primary key backwards or over the window only, so they stay cheap on a months-old store.
-_BAD = int(Quality.BAD)
+# How far back from a signal's newest (BAD) sample to look for its last good one: the BAD marker
+# a disconnect writes follows the last reading closely; a device sending only BAD data for longer
+# than this shows no last sample (it is `degraded`, which is the point).
+USABLE_LOOKBACK_NS = 86_400 * NS_PER_S
 
 
 def last_usable_ns(store: Store, device_id: str) -> int | None:
-    """Timestamp of the device's newest sample that is not BAD, or None."""
-    rows = store._read(  # noqa: SLF001 - see the note above
-        "SELECT max((SELECT x.ts_ns FROM samples x WHERE x.series_id = s.id AND x.quality != ? "
-        "ORDER BY x.ts_ns DESC LIMIT 1)) FROM series s WHERE s.device_id = ?",
-        (_BAD, device_id))
-    return rows[0][0] if rows and rows[0][0] is not None else None
+    """Timestamp of the device's newest sample that is not BAD (within USABLE_LOOKBACK_NS of each
+    signal's newest sample), or None."""
+    best: int | None = None
+    for signal in store.signals(device_id):
+        newest = store.latest(device_id, signal)
+        if newest is None:
+            continue
+        if newest.quality is not Quality.BAD:
+            ts: int | None = newest.ts_ns
+        else:
+            earlier = store.samples(device_id, signal, newest.ts_ns - USABLE_LOOKBACK_NS,
+                                    newest.ts_ns)
+            ts = next((x.ts_ns for x in reversed(earlier) if x.quality is not Quality.BAD), None)
+        if ts is not None and (best is None or ts > best):
+            best = ts
+    return best
 
 
 def usable_counts(store: Store, device_id: str, since_ns: int) -> tuple[int, int]:
     """(all samples, samples that are not BAD) of a device since `since_ns`."""
-    rows = store._read(  # noqa: SLF001 - see the note above
-        "SELECT count(*), coalesce(sum(x.quality != ?), 0) FROM samples x "
-        "WHERE x.series_id IN (SELECT id FROM series WHERE device_id = ?) AND x.ts_ns >= ?",
-        (_BAD, device_id, since_ns))
-    return int(rows[0][0]), int(rows[0][1])
+    total = store.sample_count(device_id=device_id, since_ns=since_ns)
+    bad = store.sample_count(device_id=device_id, since_ns=since_ns, quality=Quality.BAD)
+    return total, total - bad
 
 
 def _counter_text(r: dict[str, Any]) -> str:

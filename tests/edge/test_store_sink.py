@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 import time
 
@@ -76,7 +77,9 @@ async def test_full_disk_is_retryable_says_what_to_do_and_loses_nothing(store, c
         pages = store._w.execute("PRAGMA page_count").fetchone()[0]
         # A real SQLITE_FULL: the database may not grow past the pages it has now.
         store._w.execute(f"PRAGMA max_page_count = {pages}")
-    batch = [Sample(f"m{i % 4}", "a", 1 + i, float(i)) for i in range(5_000)]
+    # Random values: a batch that compresses into the pages the store already has would fit.
+    rng = random.Random(5)
+    batch = [Sample(f"m{i % 4}", "a", 1 + i, rng.random()) for i in range(5_000)]
     with pytest.raises(RetryableSinkError,
                        match=f"store {store.path}: disk full \\(5000 samples waiting\\); free "
                              "space on the disk holding it"):

@@ -4,8 +4,8 @@
 through a real Mosquitto as fast as it takes it. The gateway (`shangyun run`, a real process)
 acknowledges a message only after the store committed it, so the broker queues what the gateway
 cannot take yet and redelivers what a killed gateway never acknowledged. Every published sample
-must be in the store exactly once (the samples table's key is (series, ts): a redelivered message
-replaces its own row), and no link may be dropped for being busy.
+must be in the store exactly once (the store keeps one sample per device, signal and timestamp:
+a redelivered message replaces its own), and no link may be dropped for being busy.
 """
 from __future__ import annotations
 
@@ -48,9 +48,7 @@ def good_samples(db: str, start_ns: int) -> int:
     except Exception:   # the gateway process has not created the schema yet
         return 0
     try:
-        return int(store._read(  # noqa: SLF001 - one aggregate, not a public query worth adding
-            "SELECT count(*) FROM samples WHERE quality = ? AND ts_ns >= ?",
-            (int(Quality.GOOD), start_ns))[0][0])
+        return store.sample_count(since_ns=start_ns, quality=Quality.GOOD)
     finally:
         store.close()
 

@@ -16,44 +16,54 @@ the event loop for small reads, so it holds two connections, each behind its own
 through the writer connection, public reads through the reader connection. In WAL mode a read
 never waits for a write transaction, so dashboard reads stay quick while a batch is written.
 
+Raw samples are laid out for append (edge.store.samples): a write appends one compressed block
+per device (edge.store.codec) to `recent`; `compact` (run by roll_up, prune, and by itself when
+much waits) moves them into per-series chunks. A redelivered sample replaces the stored one in
+every read and count. `set_write_hook` is where a module that must commit with the samples (the
+outbox) joins their transaction.
+
 Timestamps are UTC nanoseconds; ranges are half-open [start_ns, end_ns). Rollup days are UTC.
-Schema changes live in edge.migrations.
+Schema changes live in edge.migrations; connections and the file itself in edge.store.db; sample
+validation in edge.store.validate.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
-import os
 import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from . import deadletters, migrations, outbox
-from .errors import StoreError
-from .model import NS_PER_S, DeviceSpec, IdentityEvidence, Quality, Sample
-from .records import DeadLetter, DeviceRecord, Event
-from .sqlite_errors import Condition, condition, damaged_advice
-from .storelock import StoreLock
-from .rollup import RollupConfig
-from .rollup_codec import SUMMARY_COLUMNS, pack_day, summarize_day, unpack_day, upsert_day
+from .. import deadletters, migrations, outbox
+from ..errors import StoreError
+from ..model import NS_PER_S, DeviceSpec, IdentityEvidence, Quality, Sample
+from ..records import DeadLetter, DeviceRecord, Event
+from ..sqlite_errors import Condition, condition
+from ..storelock import StoreLock
+from ..rollup import RollupConfig
+from ..rollup_codec import SUMMARY_COLUMNS, pack_day, summarize_day, unpack_day, upsert_day
+from . import db, wear
+from . import samples as raw
+from .validate import QUALITIES, check_sample, sample_problem
 
-__all__ = ["Store", "DeviceRecord", "Event", "DeadLetter"]
+__all__ = ["Store", "DeviceRecord", "Event", "DeadLetter", "check_sample", "sample_problem"]
 
 log = logging.getLogger(__name__)
 
 NS_PER_DAY = 86_400 * NS_PER_S
-_BUSY_TIMEOUT_S = 5.0
 _PAGE_ROWS = 512          # rollup day rows fetched per lock hold when iterating
 _IN_CHUNK = 500           # ids per IN (...) list
-_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1     # what SQLite can bind as INTEGER
-_QUALITIES = frozenset(Quality)
-# Above this size the integrity check at open takes noticeable time: say so in the log first.
-_SLOW_CHECK_BYTES = 64 * 1024 * 1024
+# Samples waiting in `recent` before write_samples compacts by itself (when nothing called
+# compact): bounds what every read of recent samples has to decode.
+COMPACT_AFTER = 1_000_000
+# (writer connection, [(series_id, ts_ns, value, quality)]) inside the samples transaction.
+WriteHook = Callable[[sqlite3.Connection, list[tuple[int, int, Any, int]]], None]
 
 
 class Store:
@@ -73,6 +83,12 @@ class Store:
         self._wlock = threading.RLock()
         self._rlock = threading.RLock()
         self._series: dict[tuple[str, str], int] = {}
+        self._compact_lock = threading.Lock()     # compaction and prune rewrite chunks
+        self._on_write: WriteHook | None = None
+        self.compact_after = COMPACT_AFTER
+        self._compact_backoff = 0        # samples pending when an automatic compaction failed
+        self._pending = 0 if writer is None else raw.pending(writer)
+        self._wear = wear.Meter()
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -94,7 +110,7 @@ class Store:
         p = str(path)
         cfg = rollup or RollupConfig()
         if readonly:
-            reader = _connect(p, readonly=True)
+            reader = db.connect(p, readonly=True)
             try:
                 version = migrations.check_version(reader, p)
                 if version < migrations.latest_version():
@@ -110,18 +126,18 @@ class Store:
         lock = StoreLock.acquire(p)
         writer: sqlite3.Connection | None = None
         try:
-            writer = _connect(p, readonly=False)
-            _check_integrity(writer, p)
-            _pragma(writer, p, "PRAGMA journal_mode=WAL")
+            writer = db.connect(p, readonly=False)
+            db.check_integrity(writer, p)
+            db.pragma(writer, p, "PRAGMA journal_mode=WAL")
             writer.execute("PRAGMA synchronous=NORMAL")
             migrations.migrate(writer, p)
-            reader = _connect(p, readonly=False)
+            reader = db.connect(p, readonly=False)
         except sqlite3.DatabaseError as exc:
             if writer is not None:
                 writer.close()
             lock.release()
             if condition(exc) is Condition.DAMAGED:
-                raise StoreError(_damaged(p, str(exc))) from exc
+                raise StoreError(db.damaged(p, str(exc))) from exc
             raise StoreError(f"{p}: cannot open store: {exc}") from exc
         except BaseException:
             if writer is not None:
@@ -187,6 +203,8 @@ class Store:
         Validates the whole batch first (ValueError naming the first bad sample; nothing written).
         A sample with the same device, signal and timestamp as a stored one replaces it, so a
         batch delivered twice is stored once. Bools read back as bools; NaN reads back as NaN.
+        The batch is appended to `recent` (edge.store.samples); `compact` later moves it into
+        per-series chunks, and does so by itself when much is waiting.
         """
         if not samples:
             return
@@ -198,22 +216,43 @@ class Store:
             # Series rows inserted by a rolled-back transaction are gone: forget cached ids.
             self._series.clear()
             raise
+        self._wear.values_written += len(samples)
+        self._pending += len(samples)
+        if self._pending >= self.compact_after + self._compact_backoff:
+            self._auto_compact()
+
+    def _auto_compact(self) -> None:
+        # The batch is committed: a compaction that fails must not make the caller think it was
+        # not (the sink would split and dead-letter samples that are stored). Say so, try again
+        # after as many samples more; reads stay right meanwhile, only slower.
+        try:
+            self.compact()
+            self._compact_backoff = 0
+        except (StoreError, sqlite3.Error) as exc:
+            log.warning("%s: compacting recent samples failed, will retry: %s", self.path, exc)
+            self._compact_backoff = self._pending
+
+    def set_write_hook(self, hook: WriteHook | None) -> None:
+        """Call `hook(conn, rows)` inside every samples write transaction, after the samples
+        are inserted; rows are (series_id, ts_ns, value, quality). Whatever the hook writes
+        on `conn` commits (or rolls back) together with the samples: the outbox's way in."""
+        self._on_write = hook
 
     def _insert_samples(self, conn: sqlite3.Connection, samples: Sequence[Sample]) -> None:
-        rows = []
-        spans: dict[str, list[int]] = {}
+        by_device: dict[str, raw.Batch] = {}
+        sid_of = self._series
         for s in samples:
-            sid = self._series_id(conn, s.device_id, s.signal)
-            rows.append((sid, s.ts_ns, s.value, isinstance(s.value, bool), int(s.quality)))
-            span = spans.get(s.device_id)
-            if span is None:
-                spans[s.device_id] = [s.ts_ns, s.ts_ns]
-            else:
-                span[0] = min(span[0], s.ts_ns)
-                span[1] = max(span[1], s.ts_ns)
-        conn.executemany(
-            "INSERT OR REPLACE INTO samples (series_id, ts_ns, value, is_bool, quality) "
-            "VALUES (?, ?, ?, ?, ?)", rows)
+            b = by_device.get(s.device_id)
+            if b is None:
+                b = by_device[s.device_id] = raw.Batch(s.device_id, [], [], [], [])
+            sid = sid_of.get((s.device_id, s.signal))
+            if sid is None:
+                sid = self._series_id(conn, s.device_id, s.signal)
+            b.sid.append(sid)
+            b.ts.append(s.ts_ns)
+            b.values.append(s.value)
+            b.quality.append(s.quality)
+        raw.insert(conn, list(by_device.values()))
         # A sample below the watermark is late: the minutes from it on must be rolled up again.
         conn.executemany(
             """INSERT INTO rollup_progress (device_id, watermark_ns, dirty_from_ns, max_ts_ns)
@@ -224,9 +263,13 @@ class Store:
                    THEN min(coalesce(dirty_from_ns, excluded.dirty_from_ns), excluded.dirty_from_ns)
                    ELSE dirty_from_ns END,
                  max_ts_ns = max(max_ts_ns, excluded.max_ts_ns)""",
-            [(d, lo, hi) for d, (lo, hi) in spans.items()])
+            [(d, min(b.ts), max(b.ts)) for d, b in by_device.items()])
         # Same transaction: a sample is never stored without being queued for the sinks.
         outbox.enqueue_samples(conn, samples)
+        # The one place another module sharing the samples' transaction hooks in.
+        if self._on_write is not None:
+            self._on_write(conn, [(sid, t, v, int(q)) for b in by_device.values()
+                                  for sid, t, v, q in zip(b.sid, b.ts, b.values, b.quality)])
 
     def _series_id(self, conn: sqlite3.Connection, device_id: str, signal: str) -> int:
         key = (device_id, signal)
@@ -238,57 +281,123 @@ class Store:
             self._series[key] = sid
         return sid
 
+    def compact(self, max_values: int = 8_000_000) -> int:
+        """Move recently written samples into per-series chunks; returns samples moved.
+
+        Called by roll_up and prune, and by write_samples when `compact_after` samples wait;
+        the gateway may call it on its own schedule too. Decoding and grouping run outside the
+        writer lock; the move itself is one transaction, so readers see the samples either in
+        `recent` or in chunks, never both or neither."""
+        conn = self._writer()
+        moved = 0
+        with self._compact_lock:
+            # Only what is there now: under a steady stream of writes "until recent is empty"
+            # would never end.
+            with self._wlock:
+                last = conn.execute("SELECT max(id) FROM recent").fetchone()[0]
+            while last is not None:
+                with self._wlock:
+                    step = raw.compact_read(conn, max_values, last)
+                if step is None:
+                    break
+                moved += self._write(self._compact_step, raw.compact_build(step))
+            with self._wlock:
+                self._pending = raw.pending(conn)
+        return moved
+
+    def _compact_step(self, conn: sqlite3.Connection, step: raw.Compaction) -> int:
+        moved = raw.compact_write(conn, step)
+        wear.save(conn, self._wear)      # how status in another process sees the write rate
+        return moved
+
     def samples(self, device_id: str, signal: str | None = None, start_ns: int | None = None,
                 end_ns: int | None = None) -> list[Sample]:
         """Raw samples of a device (optionally one signal) in [start_ns, end_ns), in time order."""
-        where, params = ["s.device_id = ?"], [device_id]
-        if signal is not None:
-            where.append("s.signal = ?")
-            params.append(signal)
-        _range(where, params, start_ns, end_ns)
-        rows = self._read(
-            "SELECT s.device_id, s.signal, x.ts_ns, x.value, x.is_bool, x.quality "
-            "FROM samples x JOIN series s ON s.id = x.series_id "
-            f"WHERE {' AND '.join(where)} ORDER BY x.ts_ns, s.signal", params)
-        return [Sample(d, sig, ts, _value(v, b), Quality(q)) for d, sig, ts, v, b, q in rows]
+        with self._snapshot() as conn:
+            sids = self._device_series(conn, device_id, signal)
+            rec = raw.split_by_series(raw.recent(conn, device_id, start_ns, end_ns))
+            per = [(name, raw.series(conn, sid, rec.get(sid), start_ns, end_ns))
+                   for sid, name in sids]
+        out: list[tuple[int, str, Sample]] = []
+        for name, b in per:
+            q = b.quality.tolist()
+            out.extend((t, name, Sample(device_id, name, t, v, Quality(qq)))
+                       for t, v, qq in zip(b.ts.tolist(), b.values(), q))
+        out.sort(key=lambda r: (r[0], r[1]))
+        return [r[2] for r in out]
 
     def latest(self, device_id: str, signal: str, since_ns: int | None = None) -> Sample | None:
-        """The newest sample of one signal (at or after `since_ns`), or None: one indexed row,
-        for live views that poll every few seconds."""
-        where, params = ["s.device_id = ?", "s.signal = ?"], [device_id, signal]
-        _range(where, params, since_ns, None)
-        rows = self._read(
-            "SELECT s.device_id, s.signal, x.ts_ns, x.value, x.is_bool, x.quality "
-            "FROM samples x JOIN series s ON s.id = x.series_id "
-            f"WHERE {' AND '.join(where)} ORDER BY x.ts_ns DESC LIMIT 1", params)
-        return Sample(*rows[0][:3], _value(rows[0][3], rows[0][4]), Quality(rows[0][5])) if rows else None
+        """The newest sample of one signal (at or after `since_ns`), or None."""
+        with self._snapshot() as conn:
+            sids = self._device_series(conn, device_id, signal)
+            if not sids:
+                return None
+            one = raw.latest(conn, device_id, sids[0][0], since_ns)
+        if one is None:
+            return None
+        return Sample(device_id, signal, int(one.ts[0]), one.values()[0], Quality(int(one.quality[0])))
 
     def sample_timestamps(self, device_id: str, start_ns: int | None = None,
                           end_ns: int | None = None, limit: int = 10_000) -> np.ndarray:
         """Distinct sample instants of a device in [start_ns, end_ns), ascending, at most
         `limit`: what timing analysis needs, without building a Sample per row."""
-        where = ["x.series_id IN (SELECT id FROM series WHERE device_id = ?)"]
-        params: list = [device_id]
-        _range(where, params, start_ns, end_ns)
-        rows = self._read(f"SELECT DISTINCT x.ts_ns FROM samples x WHERE {' AND '.join(where)} "
-                          f"ORDER BY x.ts_ns LIMIT {int(limit)}", params)
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        with self._snapshot() as conn:
+            sids = [sid for sid, _ in self._device_series(conn, device_id, None)]
+            rec = raw.recent(conn, device_id, start_ns, end_ns)
+            return raw.timestamps(conn, sids, rec, start_ns, end_ns, int(limit)).astype(np.int64)
 
-    def sample_count(self, device_id: str | None = None, since_ns: int | None = None) -> int:
-        # Always through the series ids: a time range is then a primary-key range per series
-        # instead of a scan of the whole table.
-        where, params = ["x.series_id IN (SELECT id FROM series)"], []
-        if device_id is not None:
-            where = ["x.series_id IN (SELECT id FROM series WHERE device_id = ?)"]
-            params.append(device_id)
-        _range(where, params, since_ns, None)
-        return int(self._read(f"SELECT count(*) FROM samples x WHERE {' AND '.join(where)}",
-                              params)[0][0])
+    def sample_count(self, device_id: str | None = None, since_ns: int | None = None,
+                     quality: Quality | None = None) -> int:
+        """Samples stored (of one device; at or after `since_ns`; of one quality), each
+        (device, signal, ts) once however often it was delivered."""
+        if quality is not None and quality not in QUALITIES:
+            raise ValueError(f"quality must be an edge.model.Quality, got {quality!r}")
+        with self._snapshot() as conn:
+            return raw.count(conn, device_id, since_ns, None if quality is None else Quality(quality))
 
     def signals(self, device_id: str) -> list[str]:
         """Names of the signals a device has samples (or had, before retention) for."""
         return [r[0] for r in self._read(
             "SELECT signal FROM series WHERE device_id = ? ORDER BY signal", (device_id,))]
+
+    def storage_info(self) -> dict[str, Any]:
+        """Size and wear: file and WAL bytes, samples waiting for compaction, and the writer's
+        values and bytes written since it opened the store with their rates (edge.store.wear).
+        In the writing process the figures are live; a read-only process gets what the writer
+        saved at its last compaction (`as_of_ns`), all None before the first."""
+        if self._w is not None:
+            figures = self._wear.figures()
+            pending = self._pending
+        else:
+            with self._snapshot() as conn:
+                figures = wear.load(conn)
+                pending = raw.pending(conn)
+        return {"path": self.path, "file_bytes": db.file_size(self.path),
+                "wal_bytes": db.file_size(self.path + "-wal"), "pending_values": pending,
+                **figures}
+
+    def _device_series(self, conn: sqlite3.Connection, device_id: str,
+                       signal: str | None) -> list[tuple[int, str]]:
+        if signal is None:
+            return conn.execute("SELECT id, signal FROM series WHERE device_id = ? ORDER BY signal",
+                                (device_id,)).fetchall()
+        return conn.execute("SELECT id, signal FROM series WHERE device_id = ? AND signal = ?",
+                            (device_id, signal)).fetchall()
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """The reader connection inside one read transaction: a read of several statements
+        sees one state of the file even while compaction moves samples from recent to chunks."""
+        with self._rlock:
+            conn = self._r
+            try:
+                conn.execute("BEGIN")
+                yield conn
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: read failed: {exc}") from exc
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
 
     def prune(self, now_ns: int) -> int:
         """Delete raw samples older than `retention_days` before `now_ns`; returns rows deleted.
@@ -301,11 +410,13 @@ class Store:
         cutoff = now_ns - int(self.retention_days * NS_PER_DAY)
         stale_ns = int(self.rollup_config.stale_after_s * NS_PER_S)
         conn = self._writer()
+        self.compact()     # retention works on chunks; what waits in recent is the newest anyway
         with self._wlock:
             devices = [r[0] for r in conn.execute("SELECT device_id FROM rollup_progress")]
         # Each device's limit is read in the transaction that deletes: late samples written
         # between listing and deleting move dirty_from down, and must be seen.
-        return sum(self._write(_prune_device, d, cutoff, stale_ns) for d in devices)
+        with self._compact_lock:
+            return sum(self._write(_prune_device, d, cutoff, stale_ns) for d in devices)
 
     # ------------------------------------------------------------------ dead letters
     def add_dead_letters(self, items: Sequence[tuple[Any, str]], ts_ns: int) -> None:
@@ -432,7 +543,7 @@ class Store:
         time, committing progress after each day: a crash or restart loses at most one day of
         work, which the next call redoes.
         """
-        from .rollup_job import roll_up
+        from ..rollup_job import roll_up
         return roll_up(self, until_ns)
 
     def write_rollup_day(self, device_id: str, day: dt.date, arr: np.ndarray) -> None:
@@ -511,110 +622,6 @@ _DEVICE_COLUMNS = ("d.id, d.name, d.protocol, d.profile, d.line, d.location, d.i
 _DEVICE_FROM = "devices d LEFT JOIN rollup_progress p ON p.device_id = d.id"
 
 
-def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
-    try:
-        if readonly:
-            uri = Path(path).resolve().as_uri() + "?mode=ro"
-            conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None,
-                                   timeout=_BUSY_TIMEOUT_S)
-        else:
-            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
-                                   timeout=_BUSY_TIMEOUT_S)
-        conn.execute("PRAGMA user_version").fetchone()   # fails now if it is not a database
-        return conn
-    except sqlite3.Error as exc:
-        if condition(exc) is Condition.DAMAGED:
-            raise StoreError(_damaged(path, str(exc))) from exc
-        raise StoreError(f"{path}: cannot open store{' read-only' if readonly else ''}: {exc}") from exc
-
-
-def _pragma(conn: sqlite3.Connection, path: str, sql: str) -> None:
-    try:
-        conn.execute(sql).fetchall()
-    except sqlite3.Error as exc:
-        raise StoreError(f"{path}: {sql} failed: {exc}") from exc
-
-
-def check_sample(i: int, s: Any) -> None:
-    """ValueError naming sample number `i` when `s` cannot be stored."""
-    problem = sample_problem(s)
-    if problem is not None:
-        where = f" ({s.device_id}/{s.signal})" if isinstance(s, Sample) else ""
-        raise ValueError(f"sample {i}{where}: {problem}")
-
-
-def sample_problem(s: Any) -> str | None:
-    """Why `s` cannot be stored, or None. The reason names the kind of problem, never the value
-    (dead-letter counts are kept per reason, so it must not vary per sample)."""
-    if not isinstance(s, Sample):
-        return f"expected edge.model.Sample, got {type(s).__name__}"
-    ts, v = s.ts_ns, s.value
-    if not isinstance(ts, int) or isinstance(ts, bool):
-        return f"ts_ns must be int nanoseconds, got {type(ts).__name__}"
-    if not _I64_MIN <= ts <= _I64_MAX:
-        return "ts_ns out of the int64 range"
-    if isinstance(v, int):
-        if not _I64_MIN <= v <= _I64_MAX:
-            return "int value out of the int64 range SQLite can store"
-    elif isinstance(v, str):
-        if not v.isascii() and not _encodable(v):
-            return "str value is not valid Unicode (lone surrogate)"
-    elif not isinstance(v, float):
-        return f"value must be number, bool or str, got {type(v).__name__}"
-    if not isinstance(s.device_id, str) or not s.device_id or not isinstance(s.signal, str) or not s.signal:
-        return "device_id and signal must be non-empty strings"
-    try:
-        if s.quality in _QUALITIES:
-            return None
-    except TypeError:   # unhashable
-        pass
-    return "bad quality"
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _check_integrity(conn: sqlite3.Connection, path: str) -> None:
-    """StoreError when SQLite finds the file damaged (quick_check: page and b-tree structure,
-    without the slow index-to-table cross checks)."""
-    try:
-        size = os.path.getsize(path)
-    except OSError:
-        size = 0
-    if size > _SLOW_CHECK_BYTES:
-        log.info("checking store integrity (%s, %.0f MB)", path, size / 1e6)
-    rows = conn.execute("PRAGMA quick_check(5)").fetchall()
-    problems = [str(r[0]) for r in rows]
-    if problems != ["ok"]:
-        raise StoreError(_damaged(path, "; ".join(problems)))
-
-
-def _damaged(path: str, detail: str) -> str:
-    return f"store {path} is damaged (SQLite: {detail}); {damaged_advice(path)}"
-
-
-def _value(v: Any, is_bool: int) -> Any:
-    if is_bool:
-        return bool(v)
-    if v is None:   # SQLite stores NaN as NULL
-        return float("nan")
-    return v
-
-
-def _range(where: list[str], params: list[Any], start_ns: int | None, end_ns: int | None) -> None:
-    if start_ns is not None:
-        where.append("x.ts_ns >= ?")
-        params.append(start_ns)
-    if end_ns is not None:
-        where.append("x.ts_ns < ?")
-        params.append(end_ns)
-
-
 def _device(r: tuple) -> DeviceRecord:
     identity = IdentityEvidence.from_dict(json.loads(r[7])) if r[7] else None
     return DeviceRecord(id=r[0], name=r[1], protocol=r[2], profile=r[3], line=r[4], location=r[5],
@@ -643,9 +650,8 @@ def _prune_device(conn: sqlite3.Connection, device_id: str, cutoff_ns: int, stal
     safe = watermark if dirty_from is None else min(watermark, dirty_from)
     # Roll-ups back off stale_after_s before the watermark and need the readings just before that.
     limit_ns = min(cutoff_ns, safe - 2 * stale_ns)
-    cur = conn.execute(
-        "DELETE FROM samples WHERE series_id IN (SELECT id FROM series WHERE device_id = ?) "
-        "AND ts_ns < ?", (device_id, limit_ns))
+    deleted = raw.prune(conn, device_id, limit_ns)
     conn.execute("UPDATE rollup_progress SET pruned_before_ns = max(coalesce(pruned_before_ns, ?), ?) "
                  "WHERE device_id = ?", (limit_ns, limit_ns, device_id))
-    return cur.rowcount
+    return deleted
+
