@@ -70,6 +70,8 @@ def device_status(store: Store, *, window_s: float = 60.0,
         "pipeline": (runtime or {}).get("pipeline"),
         # From the store: what each sink still has to send is true whether a gateway runs or not.
         "sinks": sink_stats(store),
+        # Wear: what the writer wrote to disk (an edge box's eMMC lives by bytes written).
+        "store": _storage(store),
         "health": (runtime or {}).get("health"),
         "window_s": window_s,
     }
@@ -170,6 +172,28 @@ def usable_counts(store: Store, device_id: str, since_ns: int) -> tuple[int, int
     return total, total - bad
 
 
+def _storage(store: Store) -> dict[str, Any] | None:
+    try:
+        return store.storage_info()
+    except Exception:  # noqa: BLE001 - an old store: no wear figures rather than no status
+        log.debug("storage_info failed", exc_info=True)
+        return None
+
+
+def _storage_line(st: dict[str, Any]) -> str:
+    size = (st.get("file_bytes") or 0) + (st.get("wal_bytes") or 0)
+    text = f"store {st.get('path')}: {size / 1e6:,.1f} MB"
+    if st.get("values_per_s") is not None:
+        text += f", writing {st['values_per_s']:,.0f} values/s"
+        if st.get("bytes_per_s") is not None:
+            text += f", {st['bytes_per_s'] / 1e3:,.1f} kB/s to disk"
+        if st.get("bytes_per_value"):
+            text += f" ({st['bytes_per_value']:,.0f} bytes per value)"
+        if st.get("as_of_ns"):
+            text += f", since the writer opened it, as of {(_iso(st['as_of_ns']) or '')[:19]}"
+    return text
+
+
 def _counter_text(r: dict[str, Any]) -> str:
     parts = []
     if r.get("arrival_per_s") is not None:
@@ -211,6 +235,8 @@ def render(status: dict[str, Any]) -> str:
             lines.append(f"{'':<14} status error: {r['error']}")
     for sk in status.get("sinks") or []:
         lines.append(_sink_line(sk))
+    if status.get("store"):
+        lines.append(_storage_line(status["store"]))
     return "\n".join(lines)
 
 
