@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 import struct
 
-from connectors.modbus.config import REGISTERS_OF, ModbusAddress
+from connectors.modbus.config import REGISTERS_OF, TEXT_TYPES, ModbusAddress
 from edge.errors import PayloadError
 from edge.model import Value
 
 _STRUCT: dict[str, str] = {
-    "uint16": ">H", "int16": ">h", "uint32": ">I", "int32": ">i", "float32": ">f", "float64": ">d",
+    "uint16": ">H", "int16": ">h", "uint32": ">I", "int32": ">i", "uint64": ">Q", "int64": ">q",
+    "float32": ">f", "float64": ">d",
 }
 
 
@@ -36,16 +37,21 @@ def decode(registers: list[int], address: ModbusAddress) -> Value:
                            f"registers, got {len(registers)}")
     if dtype == "bool":
         return bool(registers[0])
-    if dtype == "ascii":
+    if dtype == "bit":
+        assert address.bit is not None
+        (word,) = struct.unpack(">H", to_bytes(registers, address.byte_order))
+        return bool(word >> address.bit & 1)
+    if dtype in TEXT_TYPES:
         # Strings are byte sequences in register order: only the byte swap applies.
         order = "BADC" if address.byte_order in ("BADC", "DCBA") else "ABCD"
         raw = to_bytes(registers, order)
+        codec, kind = ("ascii", "non-ASCII") if dtype == "ascii" else ("utf-8", "not UTF-8:")
         try:
-            text = raw.decode("ascii")
+            text = raw.rstrip(b"\x00 ").decode(codec)
         except UnicodeDecodeError as err:
-            raise PayloadError(f"ascii at {address.table} {address.offset}: non-ASCII byte "
+            raise PayloadError(f"{dtype} at {address.table} {address.offset}: {kind} byte "
                                f"{raw[err.start]:#04x} in {raw!r}") from None
-        return text.rstrip("\x00 ")
+        return text
     assert REGISTERS_OF[dtype] == len(registers)
     (value,) = struct.unpack(_STRUCT[dtype], to_bytes(registers, address.byte_order))
     if isinstance(value, float) and not math.isfinite(value):

@@ -1,4 +1,5 @@
-"""Modbus TCP source: polls a device's planned reads every `poll_interval_s`.
+"""Modbus source (TCP, RTU over TCP, RTU on a serial port): polls a unit's planned reads every
+`poll_interval_s`, through the bus it shares with the other units on the same line (bus.py).
 
 The only module importing pymodbus. pymodbus reports failure two ways, exceptions and
 responses whose `isError()` is true; `_read` folds both into our errors: a broken or silent
@@ -12,15 +13,18 @@ import logging
 import time
 from typing import Any, AsyncIterator, Hashable
 
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus import FramerType
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
+
+from connectors.modbus.bus import BUSES, Bus, BusTimeout, bus_key
 
 from connectors.modbus.config import ModbusAddress, ModbusConnection
 from connectors.modbus.decode import decode
 from connectors.modbus.planner import Field, Request, plan
 from connectors.reporting import PayloadErrorReporter, ReportsPayloadErrors
 from connectors.validation import address_of, connection_of
-from edge.errors import PayloadError, SourceError
+from edge.errors import ConfigError, PayloadError, SourceError
 from edge.model import DeviceSpec, IdentityEvidence, Quality, Sample, now_ns
 
 log = logging.getLogger("shangyun.connectors.modbus")
@@ -60,7 +64,7 @@ class ModbusSource(ReportsPayloadErrors):
         self._requests: list[Request] = plan(
             fields, max_gap=self.config.max_gap_registers, max_registers=self.config.max_registers_per_read)
         self._signals = {s.name: s for s in device.signals}
-        self._client: AsyncModbusTcpClient | None = None
+        self._bus: Bus | None = None
         self._errors = PayloadErrorReporter(log, device.id)
         # Signals whose addresses the device refused: BAD on every poll, not read again until
         # the next connect (a device that refused while booting has its map back after it).
@@ -85,17 +89,36 @@ class ModbusSource(ReportsPayloadErrors):
 
     @property
     def endpoint(self) -> str:
-        return f"modbus://{self.config.host}:{self.config.port}/{self.config.device_id}"
+        return f"{self.config.bus_name}/{self.config.device_id}"
+
+    @property
+    def bus(self) -> Bus | None:
+        """The bus this unit is on while connected (shared with the other units of its line)."""
+        return self._bus
+
+    def _make_link(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+        c = self.config
+        # The bus applies each unit's own timeout; pymodbus's must be longer so that it never
+        # fires first (and never counts a silent unit against the shared link). reconnect_delay=0:
+        # the supervisor owns retrying, pymodbus must not reconnect behind it.
+        common: dict[str, Any] = {"timeout": max(60.0, c.timeout_s * 4), "retries": 0, "reconnect_delay": 0}
+        if c.transport == "rtu":
+            assert c.serial is not None
+            try:
+                return AsyncModbusSerialClient(c.serial, framer=FramerType.RTU, baudrate=c.baud,
+                                               parity=c.parity, stopbits=c.stop_bits, bytesize=8, **common)
+            except RuntimeError as err:  # pyserial missing: an installation fault, not a device one
+                raise ConfigError(f"device {self.device.id}: transport rtu: {err}") from None
+        framer = FramerType.SOCKET if c.transport == "tcp" else FramerType.RTU
+        assert c.host is not None
+        return AsyncModbusTcpClient(c.host, port=c.port, framer=framer, **common)
 
     async def connect(self) -> IdentityEvidence:
         await self.close()
-        # reconnect_delay=0: the supervisor owns retrying, pymodbus must not reconnect behind it.
-        client = AsyncModbusTcpClient(
-            self.config.host, port=self.config.port, timeout=self.config.timeout_s,
-            retries=0, reconnect_delay=0)
-        self._client = client
+        c = self.config
+        self._bus = BUSES.join(bus_key(c.bus_key), c.bus_name, self._make_link, c.pause_s)
         try:
-            connected = await asyncio.wait_for(client.connect(), self.config.timeout_s * 2)
+            connected = await self._bus.ensure_connected(c.timeout_s * 2)
         except (OSError, asyncio.TimeoutError, ModbusException) as err:
             await self.close()
             raise SourceError(f"{self.endpoint}: cannot connect: {err or type(err).__name__}") from err
@@ -111,7 +134,7 @@ class ModbusSource(ReportsPayloadErrors):
         return identity
 
     async def samples(self) -> AsyncIterator[list[Sample]]:
-        if self._client is None:
+        if self._bus is None:
             raise SourceError(f"{self.endpoint}: samples() before connect()")
         interval = self.config.poll_interval_s
         next_poll = time.monotonic()
@@ -210,9 +233,10 @@ class ModbusSource(ReportsPayloadErrors):
     async def _read(self, table: str, start: int, count: int) -> tuple[list[int], int]:
         """Registers (bits as 0/1) and the receive time; SourceError when the link fails,
         PayloadError when the device answers with an exception response."""
-        client = self._client
-        if client is None or not client.connected:
+        bus = self._bus
+        if bus is None or not bus.link.connected:
             raise SourceError(f"{self.endpoint}: not connected")
+        client: Any = bus.link
         unit = self.config.device_id
         call = {
             "holding": client.read_holding_registers,
@@ -221,8 +245,8 @@ class ModbusSource(ReportsPayloadErrors):
             "discrete": client.read_discrete_inputs,
         }[table]
         try:
-            rr = await asyncio.wait_for(call(start, count=count, device_id=unit), self.config.timeout_s * 2)
-        except (OSError, asyncio.TimeoutError, ModbusException) as err:
+            rr = await bus.transact(lambda: call(start, count=count, device_id=unit), self.config.timeout_s)
+        except (OSError, BusTimeout, ModbusException) as err:
             raise SourceError(f"{self.endpoint}: read {table} {start}+{count} failed: "
                               f"{err or type(err).__name__}") from err
         ts_ns = now_ns()
@@ -257,17 +281,19 @@ class ModbusSource(ReportsPayloadErrors):
     async def _device_identification(self) -> dict[int, str]:
         """43/14 objects, following `more_follows`; {} when the device does not implement it.
         Extended (private objects) first, then basic, since many devices only know basic."""
-        assert self._client is not None
+        bus = self._bus
+        assert bus is not None
+        client: Any = bus.link
         for read_code in (_READ_CODE_EXTENDED, _READ_CODE_BASIC):
             objects: dict[int, str] = {}
             object_id = 0
             for _ in range(256):  # bounded: a device repeating next_object_id must not hang us
                 try:
-                    rr: Any = await asyncio.wait_for(
-                        self._client.read_device_information(
+                    rr: Any = await bus.transact(
+                        lambda: client.read_device_information(
                             read_code=read_code, object_id=object_id, device_id=self.config.device_id),
-                        self.config.timeout_s * 2)
-                except (OSError, asyncio.TimeoutError, ModbusException) as err:
+                        self.config.timeout_s)
+                except (OSError, BusTimeout, ModbusException) as err:
                     raise SourceError(f"{self.endpoint}: device identification failed: "
                                       f"{err or type(err).__name__}") from err
                 if rr.isError():
@@ -282,9 +308,9 @@ class ModbusSource(ReportsPayloadErrors):
         return {}
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        bus, self._bus = self._bus, None
+        if bus is not None:
+            BUSES.leave(bus)
 
 
 def _halves(req: Request) -> tuple[Request, Request]:

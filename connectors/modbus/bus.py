@@ -1,0 +1,102 @@
+"""The bus scheduler: units on one line (an RS-485 bus, a serial server, a Modbus TCP gateway)
+share one connection and take turns on it.
+
+A line carries one request at a time, and RTU needs a silence between frames, so every request
+of every unit on a bus goes through `Bus.transact`: it waits for its turn (which costs no timeout
+of its own), keeps the inter-frame pause after the previous answer, and then gives the unit its
+own timeout for the answer. A silent unit therefore costs the others at most its timeout per
+request, never a stalled bus. Distinct buses (separate TCP devices) run concurrently.
+
+No protocol library here: the link (connect, close, connected) is made by the source, which is
+the one module importing pymodbus.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Awaitable, Callable, Hashable, Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+class Link(Protocol):
+    """The shared connection, as the scheduler needs it."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def connect(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class BusTimeout(Exception):
+    """A unit did not answer within its timeout (the bus itself may be fine)."""
+
+
+class Bus:
+    def __init__(self, key: Hashable, name: str, link: Link, pause_s: float):
+        self.key = key
+        self.name = name
+        self.link = link
+        self.pause_s = pause_s
+        self.users = 0
+        self.requests = 0
+        self.timeouts = 0
+        self._turn = asyncio.Lock()
+        self._quiet_from = 0.0  # monotonic time the line went quiet (end of the last answer)
+
+    async def ensure_connected(self, timeout_s: float) -> bool:
+        """Connect the shared link if it is not (first user, or after the line dropped)."""
+        async with self._turn:
+            if self.link.connected:
+                return True
+            return await asyncio.wait_for(self.link.connect(), timeout_s)
+
+    async def transact(self, call: Callable[[], Awaitable[T]], timeout_s: float) -> T:
+        """`call()` alone on the line after the inter-frame pause; BusTimeout after `timeout_s`
+        of waiting for the answer (the wait for the turn is not counted)."""
+        async with self._turn:
+            pause = self._quiet_from + self.pause_s - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            self.requests += 1
+            try:
+                return await asyncio.wait_for(call(), timeout_s)
+            except asyncio.TimeoutError:
+                self.timeouts += 1
+                raise BusTimeout(f"no answer within {timeout_s:g} s") from None
+            finally:
+                self._quiet_from = time.monotonic()
+
+
+class Buses:
+    """The open buses by key; a bus is closed when its last unit leaves."""
+
+    def __init__(self) -> None:
+        self._open: dict[Hashable, Bus] = {}
+
+    def join(self, key: Hashable, name: str, make_link: Callable[[], Link], pause_s: float) -> Bus:
+        bus = self._open.get(key)
+        if bus is None:
+            bus = self._open[key] = Bus(key, name, make_link(), pause_s)
+        bus.users += 1
+        return bus
+
+    def leave(self, bus: Bus) -> None:
+        bus.users -= 1
+        if bus.users <= 0 and self._open.get(bus.key) is bus:
+            del self._open[bus.key]
+            bus.link.close()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+
+# One registry per process: the gateway runs every device in one event loop. Keys include the
+# running loop, so buses made in one loop (a test) are never reused from another.
+BUSES = Buses()
+
+
+def bus_key(key: Hashable) -> Hashable:
+    return (id(asyncio.get_running_loop()), key)
