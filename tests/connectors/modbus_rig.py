@@ -1,0 +1,111 @@
+"""Modbus test servers beyond servers.py: a pymodbus RTU-over-TCP bus with several units (a
+serial server in front of an RS-485 line), and the modbus-serial peer server (npm)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from pymodbus import FramerType
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from tests.connectors.servers import eventually, port_open
+
+PEER_DIR = Path(__file__).resolve().parents[1] / "peers" / "modbus-serial"
+
+
+class RtuBus:
+    """A pymodbus server speaking RTU frames over TCP for `units`; the `silent` ones never answer
+    (an RS-485 unit that is off or misaddressed: no answer, no exception). pymodbus answers an
+    unknown unit with exception 4, so a silent unit is served and its answer dropped on the wire."""
+
+    def __init__(self, port: int, units: list[int], *, silent: tuple[int, ...] = (), size: int = 50):
+        self.port = port
+        self.silent = frozenset(silent)
+        self.registers: dict[int, list[int]] = {u: [0] * size for u in (*units, *silent)}
+        self.arrivals: list[tuple[float, int]] = []  # (monotonic time, unit) of each request
+        self.answers: list[float] = []               # monotonic time each answer was sent
+        self._server: ModbusTcpServer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def _action_for(self, unit: int) -> Any:
+        async def action(function_code: int, start_address: int, address: int, count: int,
+                         current_registers: list[int], set_values: Any) -> None:
+            regs = self.registers[unit]
+            for i in range(address, address + count):
+                current_registers[i - start_address] = regs[i]
+        return action
+
+    def _wire(self, sending: bool, frame: bytes) -> bytes:
+        if sending and frame and frame[0] in self.silent:
+            return b""
+        return frame
+
+    def _trace(self, sending: bool, pdu: Any) -> Any:
+        if sending:
+            if pdu.dev_id not in self.silent:
+                self.answers.append(time.monotonic())
+        elif pdu.function_code in (1, 2, 3, 4):
+            self.arrivals.append((time.monotonic(), pdu.dev_id))
+        return pdu
+
+    @property
+    def connections(self) -> int:
+        assert self._server is not None
+        return len(self._server.active_connections)
+
+    async def start(self) -> None:
+        devices = [SimDevice(id=u, simdata=[SimData(address=0, count=len(regs), values=0,
+                                                    datatype=DataType.REGISTERS)],
+                             action=self._action_for(u))
+                   for u, regs in self.registers.items()]
+        self._server = ModbusTcpServer(devices, address=("127.0.0.1", self.port), framer=FramerType.RTU,
+                                       trace_pdu=self._trace, trace_packet=self._wire)
+        self._task = asyncio.create_task(self._server.serve_forever())
+        await eventually(lambda: port_open(self.port), what="rtu bus listening")
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.shutdown()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._server = self._task = None
+
+
+class ModbusSerialPeer:
+    """modbus-serial's ServerTCP (node), serving a fixed register image; an address outside the
+    image is answered with exception 2. Installed by `make test-packages` (npm ci)."""
+
+    def __init__(self, port: int, image: dict[str, dict[int, int]]):
+        self.port = port
+        self.image = {table: {str(k): v for k, v in values.items()} for table, values in image.items()}
+        self._proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        node = shutil.which("node")
+        if node is None or not (PEER_DIR / "node_modules" / "modbus-serial").is_dir():
+            raise RuntimeError(f"the modbus-serial peer is not installed: run `make test-packages` "
+                               f"(npm ci --prefix {PEER_DIR})")
+        self._proc = subprocess.Popen([node, str(PEER_DIR / "server.js"), str(self.port), json.dumps(self.image)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()  # the script prints once it accepts connections
+        if not line.startswith("listening"):
+            self.stop()
+            raise RuntimeError(f"modbus-serial peer did not start: {line!r}")
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
