@@ -50,6 +50,15 @@ test-packages: system-packages
 	@[ -x /usr/bin/victoria-metrics ] || { \
 	  echo "installing with apt: victoria-metrics"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq victoria-metrics; }
+	@# Modbus: socat makes virtual serial pairs for the RTU tests; node runs modbus-serial, a Modbus
+	@# server this project did not write (tests/peers/modbus-serial, versions from its lock file).
+	@missing=""; command -v socat >/dev/null 2>&1 || missing="$$missing socat"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing with apt:$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	npm ci --silent --no-audit --no-fund --ignore-scripts --prefix tests/peers/modbus-serial
 
 $(VENV)/.installed: pyproject.toml $(LOCK) | system-packages
 	$(PYTHON) -m venv $(VENV)
