@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pymodbus import FramerType
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from tests.connectors.servers import eventually, port_open
@@ -24,13 +24,15 @@ class RtuBus:
     (an RS-485 unit that is off or misaddressed: no answer, no exception). pymodbus answers an
     unknown unit with exception 4, so a silent unit is served and its answer dropped on the wire."""
 
-    def __init__(self, port: int, units: list[int], *, silent: tuple[int, ...] = (), size: int = 50):
+    def __init__(self, port: int, units: list[int], *, silent: tuple[int, ...] = (), size: int = 50,
+                 serial: str | None = None, baud: int = 9600):
         self.port = port
+        self.serial, self.baud = serial, baud  # serve this serial port instead of TCP
         self.silent = frozenset(silent)
         self.registers: dict[int, list[int]] = {u: [0] * size for u in (*units, *silent)}
         self.arrivals: list[tuple[float, int]] = []  # (monotonic time, unit) of each request
         self.answers: list[float] = []               # monotonic time each answer was sent
-        self._server: ModbusTcpServer | None = None
+        self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self._task: asyncio.Task[None] | None = None
 
     def _action_for(self, unit: int) -> Any:
@@ -64,6 +66,11 @@ class RtuBus:
                                                     datatype=DataType.REGISTERS)],
                              action=self._action_for(u))
                    for u, regs in self.registers.items()]
+        if self.serial is not None:
+            self._server = ModbusSerialServer(devices, port=self.serial, baudrate=self.baud, framer=FramerType.RTU,
+                                              trace_pdu=self._trace, trace_packet=self._wire)
+            self._task = asyncio.create_task(self._server.serve_forever())
+            return
         self._server = ModbusTcpServer(devices, address=("127.0.0.1", self.port), framer=FramerType.RTU,
                                        trace_pdu=self._trace, trace_packet=self._wire)
         self._task = asyncio.create_task(self._server.serve_forever())
@@ -76,6 +83,34 @@ class RtuBus:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         self._server = self._task = None
+
+
+class SerialPair:
+    """Two connected virtual serial ports made by socat (Debian's package): what one side writes
+    the other reads, as through an RS-485 adapter and its line."""
+
+    def __init__(self, directory: Path):
+        self.a, self.b = str(directory / "ttyA"), str(directory / "ttyB")
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        socat = shutil.which("socat")
+        if socat is None:
+            raise RuntimeError("socat is not installed: run `make test-packages`")
+        self._proc = subprocess.Popen([socat, f"pty,raw,echo=0,link={self.a}", f"pty,raw,echo=0,link={self.b}"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not (Path(self.a).exists() and Path(self.b).exists()):
+            if time.monotonic() > deadline or self._proc.poll() is not None:
+                self.stop()
+                raise RuntimeError("socat did not make the serial pair")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(timeout=5)
+            self._proc = None
 
 
 class ModbusSerialPeer:

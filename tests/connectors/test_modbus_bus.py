@@ -129,3 +129,52 @@ def test_rtu_pause_follows_the_baud_rate():
     assert slow.config.pause_s == pytest.approx(3.5 * 11 / 9600)
     assert fast.config.pause_s == pytest.approx(0.00175)
     assert slow.endpoint == "rtu:///dev/ttyUSB0@9600N1/1"
+
+
+def _serial_missing() -> str | None:
+    import importlib.util
+    import shutil
+    if shutil.which("socat") is None:
+        return "socat is not installed (make test-packages installs it)"
+    if importlib.util.find_spec("serial") is None:
+        return "pyserial is not installed (pymodbus needs it for serial ports)"
+    return None
+
+
+@pytest.mark.skipif(_serial_missing() is not None, reason=str(_serial_missing()))
+async def test_rtu_on_a_serial_port_with_three_units_one_silent(tmp_path):
+    from tests.connectors.modbus_rig import SerialPair
+    pair = SerialPair(tmp_path)
+    pair.start()
+    line = RtuBus(0, list(PRESENT), silent=(SILENT,), serial=pair.b, baud=19200)
+    for u in PRESENT:
+        line.registers[u][0:2] = [u * 100, u * 100 + 1]
+    await line.start()
+    conn = {"transport": "rtu", "serial": pair.a, "baud": 19200, "timeout_s": 0.3,
+            "device_identification": False}
+    sources = {u: ModbusSource(device("modbus", {**conn, "device_id": u}, [
+        {"name": "a", "address": {"table": "holding", "offset": 0}},
+        {"name": "b", "address": {"table": "holding", "offset": 1}}], device_id=f"unit-{u}"))
+        for u in (SILENT, *PRESENT)}
+    try:
+        for s in sources.values():
+            await s.connect()
+        assert len({id(s.bus) for s in sources.values()}) == 1
+
+        async def poll(u: int) -> object:
+            try:
+                return await sources[u].poll()
+            except SourceError as err:
+                return err
+        for _ in range(3):
+            order = (SILENT, *PRESENT)
+            results = dict(zip(order, await asyncio.gather(*(poll(u) for u in order))))
+            for u in PRESENT:
+                assert isinstance(results[u], list), f"unit {u}: {results[u]}"
+                assert {s.signal: s.value for s in results[u]} == {"a": u * 100, "b": u * 100 + 1}
+            assert isinstance(results[SILENT], SourceError)
+    finally:
+        for s in sources.values():
+            await s.close()
+        await line.stop()
+        pair.stop()
