@@ -160,7 +160,7 @@ async def test_cancel_stops_and_closes(modbus_server):
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert sup.state is LinkState.STOPPED
-    assert src._client is None
+    assert src.bus is None  # closed: the source left its (shared) bus
 
 
 async def test_opcua_server_restart_bad_samples_then_reconnect(supervise, opcua_server):
