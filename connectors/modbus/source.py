@@ -25,7 +25,7 @@ from connectors.modbus.planner import Field, Request, plan
 from connectors.reporting import PayloadErrorReporter, ReportsPayloadErrors
 from connectors.validation import address_of, connection_of
 from edge.errors import ConfigError, PayloadError, SourceError
-from edge.model import DeviceSpec, IdentityEvidence, Quality, Sample, now_ns
+from edge.model import DeviceSpec, IdentityEvidence, Quality, Sample, Value, now_ns
 
 log = logging.getLogger("shangyun.connectors.modbus")
 
@@ -260,6 +260,12 @@ class ModbusSource(ReportsPayloadErrors):
             raise PayloadError(f"{self.endpoint}: read {table} {start}+{count}: "
                                f"short response of {len(rr.registers)} registers")
         return list(rr.registers), ts_ns
+
+    async def read_value(self, address: ModbusAddress) -> Value:
+        """One value read on its own (discovery's probes): SourceError when the unit is silent,
+        PayloadError when it answers with an exception or the registers do not decode."""
+        regs, _ = await self._read(address.table, address.offset, address.count)
+        return decode(regs, address)
 
     async def _identity(self) -> IdentityEvidence:
         objects = await self._device_identification() if self.config.device_identification else {}

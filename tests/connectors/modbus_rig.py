@@ -20,9 +20,9 @@ PEER_DIR = Path(__file__).resolve().parents[1] / "peers" / "modbus-serial"
 
 
 class RtuBus:
-    """A pymodbus server speaking RTU frames over TCP for `units`; the `silent` ones never answer
-    (an RS-485 unit that is off or misaddressed: no answer, no exception). pymodbus answers an
-    unknown unit with exception 4, so a silent unit is served and its answer dropped on the wire."""
+    """A pymodbus server speaking RTU frames over TCP for `units`; the `silent` ones, and any unit
+    id not served, never answer (an RS-485 unit that is off or absent: no answer, no exception).
+    pymodbus answers an unknown unit with exception 4, so those answers are dropped on the wire."""
 
     def __init__(self, port: int, units: list[int], *, silent: tuple[int, ...] = (), size: int = 50,
                  serial: str | None = None, baud: int = 9600):
@@ -44,7 +44,8 @@ class RtuBus:
         return action
 
     def _wire(self, sending: bool, frame: bytes) -> bytes:
-        if sending and frame and frame[0] in self.silent:
+        # On RS-485 a unit that is not there says nothing; pymodbus would answer exception 4.
+        if sending and frame and (frame[0] in self.silent or frame[0] not in self.registers):
             return b""
         return frame
 
