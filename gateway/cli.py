@@ -172,6 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
     sim_cli.add_arguments(p)
     p.set_defaults(func=_cmd_simulate)
 
+    from connectors.modbus import discover as modbus_discover
+
+    p = sub.add_parser("discover", help="scan for devices and write their config (modbus)")
+    protocols = p.add_subparsers(dest="protocol", metavar="PROTOCOL", required=True)
+    q = protocols.add_parser("modbus", help="scan Modbus unit ids, name their profiles, write device YAML")
+    modbus_discover.add_arguments(q)
+    q.set_defaults(func=modbus_discover.run_cli)
+
     try:
         from verifier import cli as verify_cli
     except ImportError:  # pragma: no cover - the verifier is part of the distribution

@@ -7,14 +7,20 @@ inter-frame pause.
 """
 from __future__ import annotations
 
+import argparse
+import asyncio
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
+
+import yaml
+from pydantic import ValidationError
 
 from connectors.modbus import profiles
 from connectors.modbus.config import ModbusAddress, ModbusConnection
 from connectors.modbus.profiles import Profile
 from connectors.modbus.source import ExceptionResponse, ModbusSource
-from edge.errors import PayloadError, SourceError
+from edge.errors import ConfigError, PayloadError, SourceError
 from edge.model import DeviceSpec
 
 # Read first to learn whether a unit is there; an exception answer counts as present.
@@ -153,3 +159,65 @@ def device_entries(connection: dict[str, Any], found: list[Found]) -> list[dict[
             entry["identity"] = {"serial_number": hit.serial_number}
         entries.append(entry)
     return entries
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """`shangyun discover modbus HOST[:PORT] | --serial DEV ...`"""
+    p.add_argument("endpoint", nargs="?", metavar="HOST[:PORT]", help="Modbus TCP device, gateway or serial server")
+    p.add_argument("--units", default="1-247", help="unit ids to scan, e.g. 1-10,15 (default 1-247)")
+    p.add_argument("--rtu-over-tcp", action="store_true", help="HOST is a serial server passing RTU frames")
+    p.add_argument("--serial", metavar="DEV", help="scan the RS-485 line on this serial port instead")
+    p.add_argument("--baud", type=int, default=9600)
+    p.add_argument("--parity", choices=["N", "E", "O"], default="N")
+    p.add_argument("--stop-bits", type=int, choices=[1, 2], default=1)
+    p.add_argument("--timeout", type=float, default=0.5, metavar="S", help="answer time per unit (default 0.5)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write device YAML for the recognised units")
+
+
+def _connection(args: argparse.Namespace) -> dict[str, Any]:
+    if (args.serial is None) == (args.endpoint is None):
+        raise ConfigError("give either HOST[:PORT] or --serial DEV")
+    if args.serial is not None:
+        return {"transport": "rtu", "serial": args.serial, "baud": args.baud, "parity": args.parity,
+                "stop_bits": args.stop_bits, "timeout_s": args.timeout}
+    host, _, port = args.endpoint.rpartition(":") if ":" in args.endpoint else (args.endpoint, "", "")
+    conn: dict[str, Any] = {"transport": "rtu-over-tcp" if args.rtu_over_tcp else "tcp", "host": host,
+                            "timeout_s": args.timeout}
+    if port:
+        if not port.isdigit():
+            raise ConfigError(f"{args.endpoint}: port must be a number")
+        conn["port"] = int(port)
+    try:
+        ModbusConnection.model_validate(conn)
+    except ValidationError as err:
+        raise ConfigError(f"{args.endpoint}: {err.errors()[0]['msg']}") from None
+    return conn
+
+
+def _bar(done: int, total: int, found: int) -> None:
+    width = 30
+    filled = width * done // max(total, 1)
+    end = "\n" if done == total else ""
+    print(f"\rscanning [{'#' * filled}{'.' * (width - filled)}] {done}/{total} units, {found} found",
+          end=end, file=sys.stderr, flush=True)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    conn = _connection(args)
+    try:
+        units = parse_units(args.units)
+    except ValueError as err:
+        raise ConfigError(f"--units: {err}") from None
+    found = asyncio.run(scan(conn, units, progress=_bar if sys.stderr.isatty() else None))
+    for hit in found:
+        ident = ", ".join(f"{k}={v}" for k, v in hit.identification.items())
+        print(f"unit {hit.unit:3d}  {hit.profile or '(no known profile)':20s}  "
+              f"{'serial ' + hit.serial_number if hit.serial_number else ''}  {ident}".rstrip())
+    if not found:
+        print("no unit answered", file=sys.stderr)
+    entries = device_entries(conn, found)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            yaml.safe_dump({"devices": entries}, f, sort_keys=False, allow_unicode=True)
+        print(f"wrote {len(entries)} device(s) to {args.output}", file=sys.stderr)
+    return 0 if found else 1

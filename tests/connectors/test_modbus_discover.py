@@ -56,3 +56,22 @@ def test_unit_ranges_are_checked(text, message):
 
 def test_unit_ranges_parse():
     assert parse_units("1-3,7,9-10") == [1, 2, 3, 7, 9, 10]
+
+
+async def test_discover_command_writes_the_recognised_devices(line, tmp_path: Path):
+    import asyncio
+    import os
+    import sys
+    out = tmp_path / "devices.yaml"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "discover", "modbus", f"127.0.0.1:{line.port}", "--rtu-over-tcp",
+        "--units", "1-4", "--timeout", "0.3", "-o", str(out),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, stderr.decode()
+    lines = stdout.decode().splitlines()
+    assert [ln.split()[1] for ln in lines] == ["1", "2", "4"]
+    assert "chint-dtsu666" in lines[0] and "(no known profile)" in lines[2]
+    written = yaml.safe_load(out.read_text(encoding="utf-8"))
+    assert [d["profile"] for d in written["devices"]] == ["chint-dtsu666", "generic-machine"]
