@@ -45,6 +45,7 @@ from connectors.base import AckedBatch
 from connectors.mqtt.acks import InOrderAcks, Pending
 from connectors.mqtt.config import FieldPath, MqttConnection, split_path
 from connectors.mqtt.payload import Limits, decode_message, parse_json
+from connectors.mqtt.security import client_certificate_details, credentials, peer_certificate_sha256, tls_context
 from connectors.reporting import PayloadErrorReporter, ReportsPayloadErrors
 from connectors.validation import address_of, connection_of
 from edge.errors import PayloadError, SourceError
@@ -83,6 +84,7 @@ class MqttSource(ReportsPayloadErrors):
         self._lost: str | None = None
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._birth: dict[str, Any] | None = None
+        self._tls_details: dict[str, str] = {}   # identity evidence of this connection's TLS
         self._identity_given = False     # connect() has returned its identity evidence
         self.on_identity: Callable[[IdentityEvidence], None] | None = None
         self._qos0_waiting = 0
@@ -98,7 +100,8 @@ class MqttSource(ReportsPayloadErrors):
 
     @property
     def endpoint(self) -> str:
-        return f"mqtt://{self.config.host}:{self.config.port}/{self.config.topic}"
+        scheme = "mqtts" if self.config.tls else "mqtt"
+        return f"{scheme}://{self.config.host}:{self.config.port}/{self.config.topic}"
 
     @property
     def in_flight(self) -> int:
@@ -120,13 +123,18 @@ class MqttSource(ReportsPayloadErrors):
         self._identity_given = False
         self._qos0_waiting = 0
         self._pending = {"connack": self._loop.create_future(), "birth": self._loop.create_future()}
-        client = self._new_client(generation)
+        try:
+            client = self._new_client(generation)
+        except SourceError as err:
+            raise SourceError(f"{self.endpoint}: {err}") from None
         self._acks = InOrderAcks(functools.partial(_send_ack, client))
         self._client = client
+        self._tls_details = {}
         try:
             await asyncio.to_thread(self._connect_blocking, client)
             client.loop_start()
             await self._wait("connack", "CONNACK")
+            self._tls_details = self._tls_evidence(client)
             topics = [t for t in (cfg.identity_topic, cfg.topic) if t]
             for topic in topics:
                 result, mid = client.subscribe(topic, qos=min(cfg.qos, 1))
@@ -153,8 +161,11 @@ class MqttSource(ReportsPayloadErrors):
             # The supervisor reconnects (with backoff, offline marking, a new generation).
             reconnect_on_failure=False, manual_ack=True)
         client.connect_timeout = cfg.timeout_s
-        if cfg.username is not None:
-            client.username_pw_set(cfg.username, cfg.password)
+        creds = credentials(cfg)
+        if creds.username is not None:
+            client.username_pw_set(creds.username, creds.password)
+        if cfg.tls:
+            client.tls_set_context(tls_context(cfg))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -312,7 +323,15 @@ class MqttSource(ReportsPayloadErrors):
         return IdentityEvidence(
             protocol="mqtt", endpoint=self.endpoint,
             client_id=str(birth.get("client_id", "")), serial_number=str(birth.get("serial_number", "")),
-            details={k: str(v) for k, v in birth.items() if k not in known})
+            details={**{k: str(v) for k, v in birth.items() if k not in known}, **self._tls_details})
+
+    def _tls_evidence(self, client: mqtt.Client) -> dict[str, str]:
+        if not self.config.tls:
+            return {}
+        details = {"broker_certificate_sha256": peer_certificate_sha256(client.socket())}
+        if self.config.cert_file:
+            details.update(client_certificate_details(self.config.cert_file))
+        return details
 
     def _resolve(self, key: str, value: Any) -> None:
         fut = self._pending.get(key)
