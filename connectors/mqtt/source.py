@@ -359,6 +359,12 @@ class MqttSource(ReportsPayloadErrors):
             self.on_identity(self._evidence(doc))
 
     def _mark_lost(self, reason: str) -> None:
+        connack = self._pending.get("connack")
+        if self.config.tls and connack is not None and not connack.done():
+            # TLS 1.3 lets our side of the handshake finish before the broker has judged our
+            # certificate, so its refusal arrives only as the link closing, with no reason code.
+            reason += (" before CONNACK: over TLS this is the broker refusing the handshake "
+                       "(no client certificate where one is required, or one it does not trust)")
         if self._lost is None:
             self._lost = reason
         if self._acks is not None:

@@ -67,14 +67,14 @@ async def test_a_client_certificate_from_another_ca_is_refused_by_the_broker(tls
                  key_file=tls.cert("stranger.key"))
     # TLS 1.3 finishes the client's side of the handshake before the broker checks our
     # certificate, so the refusal may arrive as an alert on connect or as the link dropping.
-    with pytest.raises(SourceError, match="cannot connect|disconnected|CONNACK"):
+    with pytest.raises(SourceError, match="cannot connect|before CONNACK: over TLS"):
         await src.connect()
     await src.close()
 
 
 async def test_no_client_certificate_where_one_is_required_is_refused(tls: TlsBroker) -> None:
     src = source(tls.mtls_port, ca_file=tls.cert("ca.pem"))
-    with pytest.raises(SourceError, match="cannot connect|disconnected|CONNACK"):
+    with pytest.raises(SourceError, match="cannot connect|before CONNACK: over TLS"):
         await src.connect()
     await src.close()
 
