@@ -44,7 +44,7 @@ from paho.mqtt.properties import Properties
 from connectors.base import AckedBatch
 from connectors.mqtt.acks import InOrderAcks, Pending
 from connectors.mqtt.config import FieldPath, MqttConnection, split_path
-from connectors.mqtt.payload import Limits, decode_message, parse_json
+from connectors.mqtt.payload import Decoded, Limits, decode_payload, parse_json
 from connectors.mqtt.security import client_certificate_details, credentials, peer_certificate_sha256, tls_context
 from connectors.reporting import PayloadErrorReporter, ReportsPayloadErrors
 from connectors.validation import address_of, connection_of
@@ -266,12 +266,18 @@ class MqttSource(ReportsPayloadErrors):
 
     def _decode(self, topic: str, payload: bytes, receive_ns: int) -> list[Sample]:
         try:
-            decoded = decode_message(payload, self._fields, ts_path=self._ts_path, receive_ns=receive_ns,
-                                     limits=self._limits)
+            readings = decode_payload(payload, self._fields, ts_path=self._ts_path, receive_ns=receive_ns,
+                                      limits=self._limits, fmt=self.config.payload_format)
         except PayloadError as err:
             self._errors.report(err, topic=topic, payload=payload[:_BYTES_IN_LOG])
             return []
-        self._note_matches(decoded, topic)
+        out: list[Sample] = []
+        for decoded in readings:
+            self._note_matches(decoded, topic)
+            out.extend(self._samples_of(decoded, topic, payload))
+        return out
+
+    def _samples_of(self, decoded: Decoded, topic: str, payload: bytes) -> list[Sample]:
         out = []
         for name, err in decoded.errors.items():
             self._errors.report(err, topic=topic, field=name, payload=payload[:_BYTES_IN_LOG])
