@@ -42,7 +42,8 @@ system-packages:
 	fi
 
 # The dashboard test drives Debian's Chromium headless (no browser download: the network is closed);
-# the sink tests write to VictoriaMetrics (it speaks InfluxDB's v2 write API).
+# the sink tests write to VictoriaMetrics (it speaks InfluxDB's v2 write API); Mosquitto's own
+# mosquitto_pub plays an MQTT machine (tests/connectors/test_mqtt_mosquitto_pub.py).
 test-packages: system-packages
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
 	  echo "installing with apt: chromium"; \
@@ -50,6 +51,9 @@ test-packages: system-packages
 	@[ -x /usr/bin/victoria-metrics ] || { \
 	  echo "installing with apt: victoria-metrics"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq victoria-metrics; }
+	@command -v mosquitto_pub >/dev/null 2>&1 || { \
+	  echo "installing with apt: mosquitto-clients"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto-clients; }
 
 $(VENV)/.installed: pyproject.toml $(LOCK) | system-packages
 	$(PYTHON) -m venv $(VENV)
