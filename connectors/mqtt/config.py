@@ -81,6 +81,8 @@ class MqttConnection(BaseModel):
         default=False, description="MQTT 5: ask the broker not to send messages over max_payload_bytes")
     max_string_chars: int = Field(default=256, ge=1, description="longer string values are a payload error")
     max_json_depth: int = Field(default=32, ge=1, description="deeper JSON nesting is a payload error")
+    max_batch_readings: int = Field(
+        default=1000, ge=1, description="a JSON batch (array) with more readings is a payload error")
     unmatched_warn_after: int = Field(
         default=100, ge=1,
         description="warn once about a signal whose path matched nothing in this many payloads")

@@ -4,8 +4,9 @@ Payload forms (`payload_format`; `auto`, the default, tells them apart):
 - a JSON object: one reading, fields by dotted path (a segment of digits indexes an array);
 - a JSON array of objects: a batch, each element one reading with its own timestamp
   (`[{"ts": 1700000000, "v": 1}, {"ts": 1700000001, "v": 2}]`); an element that is not an
-  object, or a reading without a readable timestamp in a batch of several, is a payload error
-  for the whole batch (half a batch stored would look complete);
+  object, a reading without a readable timestamp in a batch of several, or more readings than
+  `max_batch_readings`, is a payload error for the whole batch (half a batch stored would look
+  complete);
 - a bare JSON value (`21.5`, `true`, `"running"`): one reading whose only field is `value`;
 - key=value text (`temp=21.5,state=running`; pairs separated by `,` `;` `&` or white space): one
   reading, keys matched against the whole path (`data.power=3` is path `data.power`); values
@@ -56,6 +57,7 @@ class Decoded:
 class Limits:
     max_depth: int = 32
     max_string_chars: int = 256
+    max_batch_readings: int = 1000
 
 
 DEFAULT_LIMITS = Limits()
@@ -206,6 +208,9 @@ def decode_payload(
     if isinstance(doc, dict):
         return [decode(doc)]
     if isinstance(doc, list):
+        if len(doc) > limits.max_batch_readings:
+            # One message of tiny readings could otherwise cost millions of samples at once.
+            raise PayloadError(f"batch of {len(doc)} readings exceeds max_batch_readings {limits.max_batch_readings}")
         bad = next((i for i, d in enumerate(doc) if not isinstance(d, dict)), None)
         if bad is not None:
             raise PayloadError(f"batch element {bad} is {_kind(doc[bad])}, expected an object (one reading)")

@@ -55,6 +55,8 @@ log = logging.getLogger("shangyun.connectors.mqtt")
 
 BAD_VALUE = ""  # value of a BAD sample: there is no reading, and "" cannot pass for one
 MAX_BATCH = 500
+# A message may now be a batch of readings, so messages alone no longer bound a batch's size.
+MAX_BATCH_SAMPLES = 5000
 _BYTES_IN_LOG = 64
 # Maximum Packet Size counts the whole PUBLISH: fixed header, topic, packet id, properties.
 # This much room over max_payload_bytes covers any sane topic; the exact payload check is ours.
@@ -72,7 +74,8 @@ class MqttSource(ReportsPayloadErrors):
         self._fields = {s.name: address_of(FieldPath, device, s).parts for s in device.signals}
         self._signals = {s.name: s for s in device.signals}
         self._ts_path = split_path(cfg.timestamp_field) if cfg.timestamp_field else None
-        self._limits = Limits(max_depth=cfg.max_json_depth, max_string_chars=cfg.max_string_chars)
+        self._limits = Limits(max_depth=cfg.max_json_depth, max_string_chars=cfg.max_string_chars,
+                              max_batch_readings=cfg.max_batch_readings)
         self._errors = PayloadErrorReporter(log, device.id)
         self._client: mqtt.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -207,7 +210,7 @@ class MqttSource(ReportsPayloadErrors):
                     else:
                         self._qos0_waiting -= 1
                     count += 1
-                if queue.empty() or count >= MAX_BATCH:
+                if queue.empty() or count >= MAX_BATCH or len(batch) >= MAX_BATCH_SAMPLES:
                     break
                 item = queue.get_nowait()
             if settled:

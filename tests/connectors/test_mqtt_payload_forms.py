@@ -43,6 +43,13 @@ def test_a_bad_batch_is_refused_whole(raw, message):
         decode(raw)
 
 
+def test_a_batch_longer_than_the_limit_is_refused_whole():
+    batch = [{"ts": T + i, "v": i} for i in range(4)]
+    assert len(decode(json.dumps(batch).encode(), limits=Limits(max_batch_readings=4))) == 4
+    with pytest.raises(PayloadError, match="batch of 5 readings exceeds max_batch_readings 4"):
+        decode(json.dumps(batch + [{"ts": T + 9, "v": 9}]).encode(), limits=Limits(max_batch_readings=4))
+
+
 @pytest.mark.parametrize("raw, value", [(b"21.5", 21.5), (b" 7\n", 7), (b"true", True), (b'"running"', "running"),
                                         (b"-3e2", -300.0)])
 def test_a_bare_value_is_the_field_named_value(raw, value):
