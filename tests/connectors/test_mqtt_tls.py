@@ -62,6 +62,26 @@ async def test_a_broker_signed_by_another_ca_is_refused(tls: TlsBroker) -> None:
     await src.close()
 
 
+async def test_a_broker_certificate_for_another_name_is_refused(tls: TlsBroker) -> None:
+    # The broker's certificate is for IP 127.0.0.1 only: reached as "localhost" it does not match.
+    src = MqttSource(device("mqtt", {"host": "localhost", "port": tls.mtls_port, "topic": "tls/m1/telemetry",
+                                     "identity_wait_s": 0, "timeout_s": 3.0, "ca_file": tls.cert("ca.pem"),
+                                     "cert_file": tls.cert("client.pem"), "key_file": tls.cert("client.key")},
+                            SIGNALS))
+    with pytest.raises(SourceError, match="CERTIFICATE_VERIFY_FAILED.*[Hh]ostname mismatch"):
+        await src.connect()
+    await src.close()
+
+
+async def test_a_ca_file_that_is_not_a_certificate_is_a_clear_error(tls: TlsBroker, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_bytes(b"-----BEGIN CERTIFICATE-----\n\x00\xffnot base64\n-----END CERTIFICATE-----\n")
+    src = source(tls.mtls_port, ca_file=str(junk))
+    with pytest.raises(SourceError, match="ca_file .*junk.pem: cannot load"):
+        await src.connect()
+    await src.close()
+
+
 async def test_a_client_certificate_from_another_ca_is_refused_by_the_broker(tls: TlsBroker) -> None:
     src = source(tls.mtls_port, ca_file=tls.cert("ca.pem"), cert_file=tls.cert("stranger.pem"),
                  key_file=tls.cert("stranger.key"))
