@@ -160,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="samples per second over the last S seconds (default 60)")
     p.set_defaults(func=_cmd_status)
 
+    from connectors.mqtt import discover as mqtt_discover
+
+    p = sub.add_parser("discover", help="listen to a protocol and suggest device YAML")
+    dsub = p.add_subparsers(dest="protocol", metavar="PROTOCOL", required=True)
+    mqtt_discover.add_parser(dsub)
+
     from .demo import add_arguments as demo_args
 
     p = sub.add_parser("demo", help="virtual factory -> gateway -> store, with live progress")
