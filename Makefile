@@ -42,7 +42,8 @@ system-packages:
 	fi
 
 # The dashboard test drives Debian's Chromium headless (no browser download: the network is closed);
-# the sink tests write to VictoriaMetrics (it speaks InfluxDB's v2 write API).
+# the sink tests write to VictoriaMetrics (it speaks InfluxDB's v2 write API); Mosquitto's own
+# mosquitto_pub plays an MQTT machine (tests/connectors/test_mqtt_mosquitto_pub.py).
 test-packages: system-packages
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
 	  echo "installing with apt: chromium"; \
@@ -59,6 +60,9 @@ test-packages: system-packages
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 	npm ci --silent --no-audit --no-fund --ignore-scripts --prefix tests/peers/modbus-serial
+	@command -v mosquitto_pub >/dev/null 2>&1 || { \
+	  echo "installing with apt: mosquitto-clients"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto-clients; }
 
 $(VENV)/.installed: pyproject.toml $(LOCK) | system-packages
 	$(PYTHON) -m venv $(VENV)

@@ -160,6 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="samples per second over the last S seconds (default 60)")
     p.set_defaults(func=_cmd_status)
 
+    from connectors.modbus import discover as modbus_discover
+    from connectors.mqtt import discover as mqtt_discover
+
+    p = sub.add_parser("discover", help="find devices (Modbus scan, MQTT listen) and suggest device YAML")
+    dsub = p.add_subparsers(dest="protocol", metavar="PROTOCOL", required=True)
+    mqtt_discover.add_parser(dsub)
+    q = dsub.add_parser("modbus", help="scan Modbus unit ids, name their profiles, write device YAML")
+    modbus_discover.add_arguments(q)
+    q.set_defaults(func=modbus_discover.run_cli)
+
     from .demo import add_arguments as demo_args
 
     p = sub.add_parser("demo", help="virtual factory -> gateway -> store, with live progress")
@@ -171,14 +181,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="run the virtual factory (OPC UA, Modbus, MQTT machines)")
     sim_cli.add_arguments(p)
     p.set_defaults(func=_cmd_simulate)
-
-    from connectors.modbus import discover as modbus_discover
-
-    p = sub.add_parser("discover", help="scan for devices and write their config (modbus)")
-    protocols = p.add_subparsers(dest="protocol", metavar="PROTOCOL", required=True)
-    q = protocols.add_parser("modbus", help="scan Modbus unit ids, name their profiles, write device YAML")
-    modbus_discover.add_arguments(q)
-    q.set_defaults(func=modbus_discover.run_cli)
 
     try:
         from verifier import cli as verify_cli

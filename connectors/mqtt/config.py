@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
 
 from connectors.mqtt.topics import topic_filter_problem
 
@@ -45,7 +45,18 @@ class MqttConnection(BaseModel):
     qos: int = Field(default=1, ge=0, le=2, description="2 is subscribed as 1 (see connectors/mqtt/source.py)")
     client_id: str | None = Field(default=None, description="default: shangyun-<device id>")
     username: str | None = None
-    password: str | None = None
+    username_env: str | None = Field(default=None, description="environment variable holding the username")
+    password: str | None = Field(default=None, description="prefer password_env or password_file")
+    password_env: str | None = Field(default=None, description="environment variable holding the password")
+    password_file: str | None = Field(
+        default=None, description="file holding the password (read at each connect; a trailing newline is dropped)")
+    tls: bool = Field(default=False, description="TLS to the broker; implied by ca_file or cert_file")
+    ca_file: str | None = Field(default=None, description="PEM CA bundle the broker must chain to; "
+                                                          "default with tls: the system's CAs")
+    cert_file: str | None = Field(default=None, description="PEM client certificate (mutual TLS)")
+    key_file: str | None = Field(default=None, description="PEM private key of cert_file (unencrypted)")
+    payload_format: Literal["auto", "json", "kv", "number"] = Field(
+        default="auto", description="auto: JSON (object, batch array, bare value), else key=value text")
     timestamp_field: str | None = Field(default="ts", description="payload field with the time; null: receive time")
     keepalive_s: int = Field(default=30, ge=5, le=65535)
     timeout_s: float = Field(default=5.0, gt=0, description="connect / subscribe timeout")
@@ -70,9 +81,26 @@ class MqttConnection(BaseModel):
         default=False, description="MQTT 5: ask the broker not to send messages over max_payload_bytes")
     max_string_chars: int = Field(default=256, ge=1, description="longer string values are a payload error")
     max_json_depth: int = Field(default=32, ge=1, description="deeper JSON nesting is a payload error")
+    max_batch_readings: int = Field(
+        default=1000, ge=1, description="a JSON batch (array) with more readings is a payload error")
     unmatched_warn_after: int = Field(
         default=100, ge=1,
         description="warn once about a signal whose path matched nothing in this many payloads")
+
+    @model_validator(mode="after")
+    def _security(self) -> "MqttConnection":
+        if self.key_file and not self.cert_file:
+            raise ValueError("key_file needs cert_file (the certificate it belongs to)")
+        given = [n for n in ("password", "password_env", "password_file") if getattr(self, n) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of {' / '.join(given)}, not several")
+        if self.username is not None and self.username_env is not None:
+            raise ValueError("give username or username_env, not both")
+        if self.ca_file or self.cert_file:
+            self.tls = True
+        if self.tls and "port" not in self.model_fields_set:
+            self.port = 8883    # the IANA port of MQTT over TLS
+        return self
 
     @field_validator("protocol", mode="before")
     @classmethod

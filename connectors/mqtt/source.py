@@ -44,7 +44,8 @@ from paho.mqtt.properties import Properties
 from connectors.base import AckedBatch
 from connectors.mqtt.acks import InOrderAcks, Pending
 from connectors.mqtt.config import FieldPath, MqttConnection, split_path
-from connectors.mqtt.payload import Limits, decode_message, parse_json
+from connectors.mqtt.payload import Decoded, Limits, decode_payload, parse_json
+from connectors.mqtt.security import client_certificate_details, credentials, peer_certificate_sha256, tls_context
 from connectors.reporting import PayloadErrorReporter, ReportsPayloadErrors
 from connectors.validation import address_of, connection_of
 from edge.errors import PayloadError, SourceError
@@ -54,6 +55,8 @@ log = logging.getLogger("shangyun.connectors.mqtt")
 
 BAD_VALUE = ""  # value of a BAD sample: there is no reading, and "" cannot pass for one
 MAX_BATCH = 500
+# A message may now be a batch of readings, so messages alone no longer bound a batch's size.
+MAX_BATCH_SAMPLES = 5000
 _BYTES_IN_LOG = 64
 # Maximum Packet Size counts the whole PUBLISH: fixed header, topic, packet id, properties.
 # This much room over max_payload_bytes covers any sane topic; the exact payload check is ours.
@@ -71,7 +74,8 @@ class MqttSource(ReportsPayloadErrors):
         self._fields = {s.name: address_of(FieldPath, device, s).parts for s in device.signals}
         self._signals = {s.name: s for s in device.signals}
         self._ts_path = split_path(cfg.timestamp_field) if cfg.timestamp_field else None
-        self._limits = Limits(max_depth=cfg.max_json_depth, max_string_chars=cfg.max_string_chars)
+        self._limits = Limits(max_depth=cfg.max_json_depth, max_string_chars=cfg.max_string_chars,
+                              max_batch_readings=cfg.max_batch_readings)
         self._errors = PayloadErrorReporter(log, device.id)
         self._client: mqtt.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -83,6 +87,7 @@ class MqttSource(ReportsPayloadErrors):
         self._lost: str | None = None
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._birth: dict[str, Any] | None = None
+        self._tls_details: dict[str, str] = {}   # identity evidence of this connection's TLS
         self._identity_given = False     # connect() has returned its identity evidence
         self.on_identity: Callable[[IdentityEvidence], None] | None = None
         self._qos0_waiting = 0
@@ -98,7 +103,8 @@ class MqttSource(ReportsPayloadErrors):
 
     @property
     def endpoint(self) -> str:
-        return f"mqtt://{self.config.host}:{self.config.port}/{self.config.topic}"
+        scheme = "mqtts" if self.config.tls else "mqtt"
+        return f"{scheme}://{self.config.host}:{self.config.port}/{self.config.topic}"
 
     @property
     def in_flight(self) -> int:
@@ -120,13 +126,18 @@ class MqttSource(ReportsPayloadErrors):
         self._identity_given = False
         self._qos0_waiting = 0
         self._pending = {"connack": self._loop.create_future(), "birth": self._loop.create_future()}
-        client = self._new_client(generation)
+        try:
+            client = self._new_client(generation)
+        except SourceError as err:
+            raise SourceError(f"{self.endpoint}: {err}") from None
         self._acks = InOrderAcks(functools.partial(_send_ack, client))
         self._client = client
+        self._tls_details = {}
         try:
             await asyncio.to_thread(self._connect_blocking, client)
             client.loop_start()
             await self._wait("connack", "CONNACK")
+            self._tls_details = self._tls_evidence(client)
             topics = [t for t in (cfg.identity_topic, cfg.topic) if t]
             for topic in topics:
                 result, mid = client.subscribe(topic, qos=min(cfg.qos, 1))
@@ -153,8 +164,11 @@ class MqttSource(ReportsPayloadErrors):
             # The supervisor reconnects (with backoff, offline marking, a new generation).
             reconnect_on_failure=False, manual_ack=True)
         client.connect_timeout = cfg.timeout_s
-        if cfg.username is not None:
-            client.username_pw_set(cfg.username, cfg.password)
+        creds = credentials(cfg)
+        if creds.username is not None:
+            client.username_pw_set(creds.username, creds.password)
+        if cfg.tls:
+            client.tls_set_context(tls_context(cfg))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -196,7 +210,7 @@ class MqttSource(ReportsPayloadErrors):
                     else:
                         self._qos0_waiting -= 1
                     count += 1
-                if queue.empty() or count >= MAX_BATCH:
+                if queue.empty() or count >= MAX_BATCH or len(batch) >= MAX_BATCH_SAMPLES:
                     break
                 item = queue.get_nowait()
             if settled:
@@ -255,12 +269,18 @@ class MqttSource(ReportsPayloadErrors):
 
     def _decode(self, topic: str, payload: bytes, receive_ns: int) -> list[Sample]:
         try:
-            decoded = decode_message(payload, self._fields, ts_path=self._ts_path, receive_ns=receive_ns,
-                                     limits=self._limits)
+            readings = decode_payload(payload, self._fields, ts_path=self._ts_path, receive_ns=receive_ns,
+                                      limits=self._limits, fmt=self.config.payload_format)
         except PayloadError as err:
             self._errors.report(err, topic=topic, payload=payload[:_BYTES_IN_LOG])
             return []
-        self._note_matches(decoded, topic)
+        out: list[Sample] = []
+        for decoded in readings:
+            self._note_matches(decoded, topic)
+            out.extend(self._samples_of(decoded, topic, payload))
+        return out
+
+    def _samples_of(self, decoded: Decoded, topic: str, payload: bytes) -> list[Sample]:
         out = []
         for name, err in decoded.errors.items():
             self._errors.report(err, topic=topic, field=name, payload=payload[:_BYTES_IN_LOG])
@@ -312,7 +332,15 @@ class MqttSource(ReportsPayloadErrors):
         return IdentityEvidence(
             protocol="mqtt", endpoint=self.endpoint,
             client_id=str(birth.get("client_id", "")), serial_number=str(birth.get("serial_number", "")),
-            details={k: str(v) for k, v in birth.items() if k not in known})
+            details={**{k: str(v) for k, v in birth.items() if k not in known}, **self._tls_details})
+
+    def _tls_evidence(self, client: mqtt.Client) -> dict[str, str]:
+        if not self.config.tls:
+            return {}
+        details = {"broker_certificate_sha256": peer_certificate_sha256(client.socket())}
+        if self.config.cert_file:
+            details.update(client_certificate_details(self.config.cert_file))
+        return details
 
     def _resolve(self, key: str, value: Any) -> None:
         fut = self._pending.get(key)
@@ -340,6 +368,12 @@ class MqttSource(ReportsPayloadErrors):
             self.on_identity(self._evidence(doc))
 
     def _mark_lost(self, reason: str) -> None:
+        connack = self._pending.get("connack")
+        if self.config.tls and connack is not None and not connack.done():
+            # TLS 1.3 lets our side of the handshake finish before the broker has judged our
+            # certificate, so its refusal arrives only as the link closing, with no reason code.
+            reason += (" before CONNACK: over TLS this is the broker refusing the handshake "
+                       "(no client certificate where one is required, or one it does not trust)")
         if self._lost is None:
             self._lost = reason
         if self._acks is not None:
