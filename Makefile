@@ -42,7 +42,8 @@ system-packages:
 	fi
 
 # The dashboard test drives Debian's Chromium headless (no browser download: the network is closed);
-# the sink tests write to VictoriaMetrics (it speaks InfluxDB's v2 write API).
+# the sink tests write to VictoriaMetrics (it speaks InfluxDB's v2 write API); the OPC UA tests
+# also run against node-opcua's server (tests/peers/node-opcua, versions from its lock file).
 test-packages: system-packages
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
 	  echo "installing with apt: chromium"; \
@@ -50,6 +51,10 @@ test-packages: system-packages
 	@[ -x /usr/bin/victoria-metrics ] || { \
 	  echo "installing with apt: victoria-metrics"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq victoria-metrics; }
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "installing with apt: nodejs npm"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nodejs npm; }
+	npm ci --prefix tests/peers/node-opcua --no-audit --no-fund --loglevel=error
 
 $(VENV)/.installed: pyproject.toml $(LOCK) | system-packages
 	$(PYTHON) -m venv $(VENV)

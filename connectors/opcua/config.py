@@ -54,7 +54,7 @@ class NodeAddress(RootModel[str]):
         return parse_node_id(self.root)
 
 
-SecurityPolicy = Literal["None", "Basic256Sha256"]
+SecurityPolicy = Literal["None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"]
 SecurityMode = Literal["None", "Sign", "SignAndEncrypt"]
 
 
@@ -68,11 +68,22 @@ class OpcUaConnection(BaseModel):
         default=1.0, gt=0, description="how often the link is probed; a dead link is noticed within ~2x")
     security_policy: SecurityPolicy = "None"
     security_mode: SecurityMode = "None"
-    certificate_path: str | None = None
+    application_uri: str | None = Field(
+        default=None, description="the client's ApplicationUri, also the URI SAN of its certificate; "
+                                  "default urn:<hostname>:shangyun")
+    pki_dir: str = Field(default="opcua-pki", description="own certificate, pins, trust list, rejected")
+    certificate_path: str | None = Field(default=None, description="own certificate (DER/PEM); default: "
+                                                                   "made on first run in pki_dir/own")
     private_key_path: str | None = None
+    server_trust: Literal["tofu", "trust_list"] = Field(
+        default="tofu", description="tofu: pin the first certificate seen per endpoint; trust_list: "
+                                    "only certificates in trust_list_dir")
+    trust_list_dir: str | None = Field(default=None, description="default pki_dir/trusted")
     server_certificate_path: str | None = None
     username: str | None = None
-    password: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    password_env: str | None = Field(default=None, description="environment variable holding the password")
+    password_file: str | None = Field(default=None, description="file holding the password")
     serial_node: str | None = Field(default=None, description="node id of a serial number variable")
     max_items_per_call: int = Field(
         default=500, ge=1, description="monitored items per CreateMonitoredItems call (server limit)")
@@ -89,8 +100,12 @@ class OpcUaConnection(BaseModel):
         secure = self.security_policy != "None"
         if secure != (self.security_mode != "None"):
             raise ValueError("security_policy and security_mode must both be None or both be set")
-        if secure and not (self.certificate_path and self.private_key_path):
-            raise ValueError(f"security_policy {self.security_policy} needs certificate_path and private_key_path")
-        if (self.username is None) != (self.password is None):
-            raise ValueError("username and password go together")
+        if (self.certificate_path is None) != (self.private_key_path is None):
+            raise ValueError("certificate_path and private_key_path go together")
+        sources = [n for n in ("password", "password_env", "password_file") if getattr(self, n) is not None]
+        if len(sources) > 1:
+            raise ValueError(f"give the password one way, not {' and '.join(sources)}")
+        if (self.username is None) != (not sources):
+            raise ValueError("username needs a password (password, password_env or password_file) and "
+                             "a password needs a username")
         return self

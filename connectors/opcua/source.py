@@ -9,15 +9,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 from asyncua import Client, ua
 from asyncua.common.subscription import (
     DataChangeEvent, OverflowPolicy, StatusChangeEvent, Subscription)
-from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+from asyncua.crypto import security_policies
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from connectors.opcua.config import NodeAddress, OpcUaConnection, ParsedNodeId, parse_node_id
 from connectors.opcua.planner import batches
+from connectors.opcua.security import (
+    ServerTrust, default_application_uri, own_certificate, resolve_password)
 from connectors.reporting import PayloadErrorReporter, ReportsPayloadErrors
 from connectors.timeconv import datetime_to_ns
 from connectors.validation import address_of, connection_of
@@ -33,6 +38,12 @@ _DRAIN_WAIT_S = 0.0005  # notifications of one publish response arrive together:
 
 _LINK_ERRORS = (OSError, asyncio.TimeoutError, ConnectionError, ua.UaError)
 
+_POLICIES: dict[str, type[security_policies.SecurityPolicy]] = {
+    "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
+    "Aes128_Sha256_RsaOaep": security_policies.SecurityPolicyAes128Sha256RsaOaep,
+    "Aes256_Sha256_RsaPss": security_policies.SecurityPolicyAes256Sha256RsaPss,
+}
+
 _BUILD_INFO = {
     "product_name": ua.ObjectIds.Server_ServerStatus_BuildInfo_ProductName,
     "manufacturer_name": ua.ObjectIds.Server_ServerStatus_BuildInfo_ManufacturerName,
@@ -40,6 +51,21 @@ _BUILD_INFO = {
     "product_uri": ua.ObjectIds.Server_ServerStatus_BuildInfo_ProductUri,
     "build_number": ua.ObjectIds.Server_ServerStatus_BuildInfo_BuildNumber,
 }
+
+
+class _HideIdentityTokens(logging.Filter):
+    """asyncua logs every request it sends at debug level, ActivateSession's user identity token
+    included, whose password is plain text when the channel itself is encrypted: a gateway run
+    at debug must not write users' passwords to its log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, ua.ActivateSessionRequest) for a in record.args):
+            record.args = tuple("ActivateSessionRequest(<identity token hidden>)"
+                                if isinstance(a, ua.ActivateSessionRequest) else a for a in record.args)
+        return True
+
+
+logging.getLogger("asyncua.client.ua_client.UASocketProtocol").addFilter(_HideIdentityTokens())
 
 
 def quality_of(status: ua.StatusCode | None) -> Quality:
@@ -75,12 +101,9 @@ class OpcUaSource(ReportsPayloadErrors):
         try:
             if cfg.username is not None:
                 client.set_user(cfg.username)
-                client.set_password(cfg.password or "")
+                client.set_password(resolve_password(cfg.password, cfg.password_env, cfg.password_file) or "")
             if cfg.security_policy != "None":
-                await client.set_security(
-                    SecurityPolicyBasic256Sha256, cfg.certificate_path, cfg.private_key_path,
-                    server_certificate=cfg.server_certificate_path,
-                    mode=getattr(ua.MessageSecurityMode, cfg.security_mode))
+                await self._secure(client)
             await asyncio.wait_for(client.connect(), cfg.timeout_s * 2)
             namespaces = await client.get_namespace_array()
             identity = await self._identity(client, namespaces)
@@ -89,9 +112,35 @@ class OpcUaSource(ReportsPayloadErrors):
         except SourceError:
             await self.close()
             raise
-        except (*_LINK_ERRORS, ValueError) as err:
+        except ua.UaStatusCodeError as err:
             await self.close()
-            raise SourceError(f"{cfg.endpoint}: {err or type(err).__name__}") from err
+            raise SourceError(f"{cfg.endpoint}: server refused: {_status_text(err)}") from err
+        except Exception as err:
+            # asyncua reports some refusals as bare AssertionError/KeyError; the server's own
+            # reason, when it sent one, was logged by asyncua at debug level.
+            await self.close()
+            log.debug("device %s: connect failed", self.device.id, exc_info=True)
+            raise SourceError(f"{cfg.endpoint}: {type(err).__name__}: {err}".rstrip(": ")) from err
+
+    async def _secure(self, client: Client) -> None:
+        cfg = self.config
+        pki = Path(cfg.pki_dir)
+        client.application_uri = cfg.application_uri or default_application_uri()
+        if cfg.certificate_path and cfg.private_key_path:
+            cert, key = cfg.certificate_path, cfg.private_key_path
+        else:
+            own = await asyncio.to_thread(own_certificate, pki, client.application_uri)
+            cert, key = str(own.cert_path), str(own.key_path)
+        trust = ServerTrust(pki, cfg.endpoint, mode=cfg.server_trust,
+                            trust_list_dir=Path(cfg.trust_list_dir) if cfg.trust_list_dir else None)
+
+        async def validate(server_cert: x509.Certificate, _app: Any) -> None:
+            trust.check(server_cert.public_bytes(Encoding.DER))
+
+        client.certificate_validator = validate
+        await client.set_security(
+            _POLICIES[cfg.security_policy], cert, key, server_certificate=cfg.server_certificate_path,
+            mode=getattr(ua.MessageSecurityMode, cfg.security_mode))
 
     async def samples(self) -> AsyncIterator[list[Sample]]:
         sub = self._sub
@@ -205,7 +254,8 @@ class OpcUaSource(ReportsPayloadErrors):
             protocol="opcua", endpoint=self.config.endpoint, application_uri=app_uri,
             serial_number=serial,
             certificate_sha256=hashlib.sha256(_first_certificate(cert)).hexdigest() if cert else "",
-            details={k: v for k, v in details.items() if v})
+            details={**{k: v for k, v in details.items() if v},
+                     "security": f"{self.config.security_policy}/{self.config.security_mode}"})
 
     async def _read_strings(self, client: Client, nodes: dict[str, ua.NodeId]) -> dict[str, str]:
         """Values as text; a node the server lacks is left out rather than failing identity."""
@@ -218,6 +268,14 @@ class OpcUaSource(ReportsPayloadErrors):
                 continue
             out[key] = "" if value is None else str(getattr(value, "Text", value))
         return out
+
+
+def _status_text(err: ua.UaStatusCodeError) -> str:
+    code = getattr(err, "code", None)
+    if code is None:
+        return str(err)
+    status = ua.StatusCode(code)
+    return f"{status.name} ({status.doc})" if status.doc else status.name
 
 
 def _timestamp_ns(dv: ua.DataValue | None) -> int:
