@@ -80,7 +80,12 @@ class OpcUaSource(ReportsPayloadErrors):
     def __init__(self, device: DeviceSpec):
         self.device = device
         self.config = connection_of(OpcUaConnection, device)
-        self._addresses = {s.name: address_of(NodeAddress, device, s).parsed for s in device.signals}
+        self._addresses = {s.name: address_of(NodeAddress, device, s) for s in device.signals}
+        # The last reading delivered per signal (device timestamp, value, quality), kept across
+        # reconnects: a new subscription's first notification repeats the current value, and a
+        # poll re-reads an unchanged one; neither is a new reading.
+        self._last: dict[str, tuple[int, Any, Quality]] = {}
+        self._poll_nodes: list[ua.NodeId] = []
         self._signals = {s.name: s for s in device.signals}
         self._client: Client | None = None
         self._sub: Subscription | None = None
@@ -107,7 +112,11 @@ class OpcUaSource(ReportsPayloadErrors):
             await asyncio.wait_for(client.connect(), cfg.timeout_s * 2)
             namespaces = await client.get_namespace_array()
             identity = await self._identity(client, namespaces)
-            await self._subscribe(client, namespaces)
+            self._names = self._node_names(namespaces)
+            if cfg.mode == "subscribe":
+                await self._subscribe(client)
+            else:
+                self._poll_nodes = list(self._names)
             return identity
         except SourceError:
             await self.close()
@@ -142,7 +151,19 @@ class OpcUaSource(ReportsPayloadErrors):
             _POLICIES[cfg.security_policy], cert, key, server_certificate=cfg.server_certificate_path,
             mode=getattr(ua.MessageSecurityMode, cfg.security_mode))
 
+    @property
+    def poll_interval_s(self) -> float | None:
+        """Set in polling mode only: the supervisor marks a stall of a polled source."""
+        return self.config.poll_interval_s if self.config.mode == "poll" else None
+
     async def samples(self) -> AsyncIterator[list[Sample]]:
+        if self._client is None:
+            raise SourceError(f"{self.config.endpoint}: samples() before connect()")
+        stream = self._subscribed() if self.config.mode == "subscribe" else self._polled()
+        async for batch in stream:
+            yield batch
+
+    async def _subscribed(self) -> AsyncIterator[list[Sample]]:
         sub = self._sub
         if sub is None:
             raise SourceError(f"{self.config.endpoint}: samples() before connect()")
@@ -161,6 +182,27 @@ class OpcUaSource(ReportsPayloadErrors):
                 event = await sub.next_event(timeout=_DRAIN_WAIT_S)
             if batch:
                 yield batch
+
+    async def _polled(self) -> AsyncIterator[list[Sample]]:
+        client, cfg = self._client, self.config
+        assert client is not None
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        nodes = [client.get_node(n) for n in self._poll_nodes]
+        while True:
+            self._raise_if_lost()
+            try:
+                values = await asyncio.wait_for(client.read_attributes(nodes), cfg.timeout_s)
+            except (*_LINK_ERRORS, ValueError) as err:
+                raise SourceError(f"{cfg.endpoint}: read failed: {err or type(err).__name__}") from err
+            batch: list[Sample] = []
+            for node_id, dv in zip(self._poll_nodes, values):
+                value = dv.Value.Value if dv.Value is not None else None
+                batch.extend(self._samples_of(node_id, dv, value))
+            if batch:
+                yield batch
+            next_at = max(next_at + cfg.poll_interval_s, loop.time())
+            await asyncio.sleep(next_at - loop.time())
 
     async def close(self) -> None:
         client, self._client, self._sub = self._client, None, None
@@ -185,20 +227,27 @@ class OpcUaSource(ReportsPayloadErrors):
             return []
         if not isinstance(event, DataChangeEvent):
             return []
-        dv = event.data.monitored_item.Value
-        ts_ns = _timestamp_ns(dv)
+        return self._samples_of(event.node.nodeid, event.data.monitored_item.Value, event.value)
+
+    def _samples_of(self, node_id: ua.NodeId, dv: ua.DataValue | None, raw: Any) -> list[Sample]:
+        ts_ns, from_device = _timestamp_ns(dv)
         status_q = quality_of(dv.StatusCode if dv is not None else None)
         out = []
-        for name in self._names.get(event.node.nodeid, ()):
-            if event.value is None or status_q is Quality.BAD:
+        for name in self._names.get(node_id, ()):
+            if from_device:
+                seen = (ts_ns, raw, status_q)
+                if self._last.get(name) == seen:
+                    continue  # already delivered: a re-sent current value, not a new reading
+                self._last[name] = seen
+            if raw is None or status_q is Quality.BAD:
                 out.append(Sample(self.device.id, name, ts_ns, BAD_VALUE, Quality.BAD))
                 continue
-            raw = event.value
-            if not isinstance(raw, (bool, int, float, str)):
-                raw = str(raw)  # LocalizedText, enums...: keep what the server said, as text
-            value, conv_q, problem = self._signals[name].check(raw)
+            value_in = raw
+            if not isinstance(value_in, (bool, int, float, str)):
+                value_in = str(value_in)  # LocalizedText, enums...: keep what the server said, as text
+            value, conv_q, problem = self._signals[name].check(value_in)
             if problem is not None:   # wrong type or range for the role: counted, not GOOD
-                self._errors.report(problem, signal=name, node=str(event.node.nodeid))
+                self._errors.report(problem, signal=name, node=str(node_id))
             out.append(Sample(self.device.id, name, ts_ns, value, max(status_q, conv_q)))
         return out
 
@@ -211,21 +260,39 @@ class OpcUaSource(ReportsPayloadErrors):
             raise SourceError(f"{self.config.endpoint}: server has no namespace {parsed.namespace_uri!r} "
                               f"(it has {namespaces})") from None
 
-    async def _subscribe(self, client: Client, namespaces: list[str]) -> None:
+    def _node_names(self, namespaces: list[str]) -> dict[ua.NodeId, list[str]]:
         names: dict[ua.NodeId, list[str]] = {}
-        for name, parsed in self._addresses.items():
-            node_id = ua.NodeId.from_string(self._resolve(parsed, namespaces))
+        for name, address in self._addresses.items():
+            node_id = ua.NodeId.from_string(self._resolve(address.parsed, namespaces))
             names.setdefault(node_id, []).append(name)
-        self._names = names
         if not names:
             raise SourceError(f"device {self.device.id}: no signals to subscribe to")
+        return names
+
+    def _item_request(self, sub: Subscription, client: Client, node_id: ua.NodeId) -> ua.MonitoredItemCreateRequest:
+        """One monitored item with the parameters of its (first) signal, else the connection's."""
+        cfg = self.config
+        mon = self._addresses[self._names[node_id][0]].monitoring
+        sampling = mon.sampling_interval_ms if mon.sampling_interval_ms is not None else cfg.sampling_interval_ms
+        mfilter = None
+        if mon.deadband is not None:
+            mfilter = ua.DataChangeFilter(
+                Trigger=ua.DataChangeTrigger.StatusValue,
+                DeadbandType=ua.DeadbandType.Absolute if mon.deadband.type == "absolute" else ua.DeadbandType.Percent,
+                DeadbandValue=mon.deadband.value)
+        return sub._make_monitored_item_request(
+            client.get_node(node_id), ua.AttributeIds.Value, mfilter, mon.queue_size or cfg.queue_size,
+            ua.MonitoringMode.Reporting, cfg.publishing_interval_ms if sampling is None else sampling)
+
+    async def _subscribe(self, client: Client) -> None:
+        names = self._names
         sub = await client.create_subscription(
             self.config.publishing_interval_ms, handler=None,
             queue_maxsize=QUEUE_MAX, overflow=OverflowPolicy.DISCONNECT)
         self._sub = sub
         failed: list[str] = []
         for chunk in batches(list(names), self.config.max_items_per_call):
-            results = await sub.subscribe_data_change([client.get_node(n) for n in chunk], queuesize=10)
+            results = await sub.create_monitored_items([self._item_request(sub, client, n) for n in chunk])
             for node_id, result in zip(chunk, results):
                 if isinstance(result, ua.StatusCode):
                     failed.append(f"{node_id.to_string()} ({result.name})")
@@ -278,11 +345,12 @@ def _status_text(err: ua.UaStatusCodeError) -> str:
     return f"{status.name} ({status.doc})" if status.doc else status.name
 
 
-def _timestamp_ns(dv: ua.DataValue | None) -> int:
+def _timestamp_ns(dv: ua.DataValue | None) -> tuple[int, bool]:
+    """The source timestamp, else the server's, else now; and whether it came from the device."""
     for ts in (dv.SourceTimestamp, dv.ServerTimestamp) if dv is not None else ():
         if ts is not None:
-            return datetime_to_ns(ts)
-    return now_ns()
+            return datetime_to_ns(ts), True
+    return now_ns(), False
 
 
 def _first_certificate(der: bytes) -> bytes:
