@@ -98,3 +98,23 @@ async def test_polling_mode_reads_at_an_interval_without_repeating_unchanged_val
     finally:
         await src.close()
     assert powers(got) == [3.0, 4.0, 5.0]
+
+
+async def test_500_monitored_items_in_batches(opcua_server):
+    from asyncua import ua
+    n = 500
+    obj = await opcua_server.server.nodes.objects.add_object(opcua_server.ns, "many")
+    nodes = [await obj.add_variable(ua.NodeId(f"many.V{i}", opcua_server.ns), f"V{i}",
+                                    ua.Variant(0.0, ua.VariantType.Double)) for i in range(n)]
+    src = OpcUaSource(device("opcua", {"endpoint": opcua_server.endpoint, "publishing_interval_ms": 50,
+                                       "timeout_s": 5.0, "max_items_per_call": 120},
+                             [{"name": f"v{i}", "address": f"nsu={NS_URI};s=many.V{i}"} for i in range(n)]))
+    try:
+        await src.connect()
+        for i, node in enumerate(nodes):
+            await node.write_value(ua.Variant(float(i + 1), ua.VariantType.Double))
+        got = await collect(src, lambda g: len({s.signal for s in g if s.value != 0.0}) == n, timeout_s=30)
+    finally:
+        await src.close()
+    last = {s.signal: s.value for s in got}
+    assert all(last[f"v{i}"] == float(i + 1) for i in range(n))
