@@ -43,7 +43,8 @@ system-packages:
 
 # The dashboard test drives Debian's Chromium headless (no browser download: the network is closed);
 # the sink tests write to VictoriaMetrics (it speaks InfluxDB's v2 write API); Mosquitto's own
-# mosquitto_pub plays an MQTT machine (tests/connectors/test_mqtt_mosquitto_pub.py).
+# mosquitto_pub plays an MQTT machine (tests/connectors/test_mqtt_mosquitto_pub.py); the OPC UA
+# tests also run against node-opcua's server (tests/peers/node-opcua, versions from its lock file).
 test-packages: system-packages
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
 	  echo "installing with apt: chromium"; \
@@ -63,6 +64,7 @@ test-packages: system-packages
 	@command -v mosquitto_pub >/dev/null 2>&1 || { \
 	  echo "installing with apt: mosquitto-clients"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto-clients; }
+	npm ci --silent --no-audit --no-fund --ignore-scripts --prefix tests/peers/node-opcua
 
 $(VENV)/.installed: pyproject.toml $(LOCK) | system-packages
 	$(PYTHON) -m venv $(VENV)

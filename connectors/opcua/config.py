@@ -39,22 +39,63 @@ def parse_node_id(text: str) -> ParsedNodeId:
     return ParsedNodeId(int(ns[3:]), None, kind, ident)
 
 
-class NodeAddress(RootModel[str]):
-    """A signal's address: a node id string, `ns=2;s=Press.State` or
-    `nsu=urn:shangyun:sim;s=Press.State`."""
+class Deadband(BaseModel):
+    """A data-change filter: report a value only when it moved by more than `value` (absolute,
+    in the variable's unit) or by `value` percent of its EURange (percent; the server needs one)."""
 
-    @field_validator("root")
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["absolute", "percent"]
+    value: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _percent(self) -> "Deadband":
+        if self.type == "percent" and self.value > 100:
+            raise ValueError(f"a percent deadband is at most 100, got {self.value}")
+        return self
+
+
+class MonitoredNode(BaseModel):
+    """A signal address with its own monitoring parameters (unset ones: the connection's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    node: str
+    sampling_interval_ms: float | None = Field(default=None, ge=0)
+    queue_size: int | None = Field(default=None, ge=1)
+    deadband: Deadband | None = None
+
+    @field_validator("node")
     @classmethod
     def _valid(cls, v: str) -> str:
         parse_node_id(v)
         return v.strip()
 
+
+class NodeAddress(RootModel[str | MonitoredNode]):
+    """A signal's address: a node id string, `ns=2;s=Press.State` or
+    `nsu=urn:shangyun:sim;s=Press.State`, or a mapping with the node id and its monitoring
+    parameters: `{node: "nsu=...;s=Press.PowerKw", sampling_interval_ms: 100, queue_size: 5,
+    deadband: {type: absolute, value: 0.5}}`."""
+
+    @field_validator("root")
+    @classmethod
+    def _valid(cls, v: str | MonitoredNode) -> str | MonitoredNode:
+        if isinstance(v, str):
+            parse_node_id(v)
+            return v.strip()
+        return v
+
+    @property
+    def monitoring(self) -> MonitoredNode:
+        return self.root if isinstance(self.root, MonitoredNode) else MonitoredNode(node=self.root)
+
     @property
     def parsed(self) -> ParsedNodeId:
-        return parse_node_id(self.root)
+        return parse_node_id(self.monitoring.node)
 
 
-SecurityPolicy = Literal["None", "Basic256Sha256"]
+SecurityPolicy = Literal["None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"]
 SecurityMode = Literal["None", "Sign", "SignAndEncrypt"]
 
 
@@ -62,17 +103,35 @@ class OpcUaConnection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     endpoint: str = Field(pattern=r"^opc\.tcp://", description="opc.tcp://host:port/path")
+    mode: Literal["subscribe", "poll"] = Field(
+        default="subscribe", description="poll: the Read service every poll_interval_s, for servers "
+                                         "whose subscriptions are unusable")
+    poll_interval_s: float = Field(default=1.0, gt=0)
     publishing_interval_ms: float = Field(default=500, gt=0)
+    sampling_interval_ms: float | None = Field(
+        default=None, ge=0, description="default per monitored item; None: the publishing interval")
+    queue_size: int = Field(default=10, ge=1, description="default per monitored item")
     timeout_s: float = Field(default=4.0, gt=0)
     watchdog_interval_s: float = Field(
         default=1.0, gt=0, description="how often the link is probed; a dead link is noticed within ~2x")
     security_policy: SecurityPolicy = "None"
     security_mode: SecurityMode = "None"
-    certificate_path: str | None = None
+    application_uri: str | None = Field(
+        default=None, description="the client's ApplicationUri, also the URI SAN of its certificate; "
+                                  "default urn:<hostname>:shangyun")
+    pki_dir: str = Field(default="opcua-pki", description="own certificate, pins, trust list, rejected")
+    certificate_path: str | None = Field(default=None, description="own certificate (DER/PEM); default: "
+                                                                   "made on first run in pki_dir/own")
     private_key_path: str | None = None
+    server_trust: Literal["tofu", "trust_list"] = Field(
+        default="tofu", description="tofu: pin the first certificate seen per endpoint; trust_list: "
+                                    "only certificates in trust_list_dir")
+    trust_list_dir: str | None = Field(default=None, description="default pki_dir/trusted")
     server_certificate_path: str | None = None
     username: str | None = None
-    password: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    password_env: str | None = Field(default=None, description="environment variable holding the password")
+    password_file: str | None = Field(default=None, description="file holding the password")
     serial_node: str | None = Field(default=None, description="node id of a serial number variable")
     max_items_per_call: int = Field(
         default=500, ge=1, description="monitored items per CreateMonitoredItems call (server limit)")
@@ -89,8 +148,12 @@ class OpcUaConnection(BaseModel):
         secure = self.security_policy != "None"
         if secure != (self.security_mode != "None"):
             raise ValueError("security_policy and security_mode must both be None or both be set")
-        if secure and not (self.certificate_path and self.private_key_path):
-            raise ValueError(f"security_policy {self.security_policy} needs certificate_path and private_key_path")
-        if (self.username is None) != (self.password is None):
-            raise ValueError("username and password go together")
+        if (self.certificate_path is None) != (self.private_key_path is None):
+            raise ValueError("certificate_path and private_key_path go together")
+        sources = [n for n in ("password", "password_env", "password_file") if getattr(self, n) is not None]
+        if len(sources) > 1:
+            raise ValueError(f"give the password one way, not {' and '.join(sources)}")
+        if (self.username is None) != (not sources):
+            raise ValueError("username needs a password (password, password_env or password_file) and "
+                             "a password needs a username")
         return self

@@ -115,9 +115,16 @@ class OpcUaTestServer:
         self.nodes: dict[str, Any] = {}
         self.ns = 0
 
+    def _make_server(self) -> Server:
+        return Server()
+
+    async def _configure(self, server: Server) -> None:
+        """Called after init(), before start(): a subclass adds security here."""
+
     async def start(self) -> None:
-        server = Server()
+        server = self._make_server()
         await server.init()
+        await self._configure(server)
         server.set_endpoint(self.endpoint)
         server.set_server_name(f"test {self.machine}")
         await server.set_application_uri(f"urn:shangyun:test:{self.machine}")

@@ -48,8 +48,11 @@ def test_protocol_mismatch_is_refused():
 
 @pytest.mark.parametrize("name,connection,message", [
     ("opcua", {"endpoint": "http://x"}, "String should match pattern"),
-    ("opcua", {"endpoint": "opc.tcp://x", "security_policy": "Basic256Sha256", "security_mode": "Sign"},
-     "needs certificate_path"),
+    ("opcua", {"endpoint": "opc.tcp://x", "security_policy": "Basic256Sha256", "security_mode": "Sign",
+               "certificate_path": "c.der"}, "certificate_path and private_key_path go together"),
+    ("opcua", {"endpoint": "opc.tcp://x", "username": "op"}, "username needs a password"),
+    ("opcua", {"endpoint": "opc.tcp://x", "username": "op", "password": "a", "password_env": "B"},
+     "one way"),
     ("opcua", {"endpoint": "opc.tcp://x", "security_policy": "Basic256Sha256"}, "both be None or both be set"),
     ("mqtt", {"host": "h", "topic": "t", "qos": 3}, "less than or equal to 2"),
     ("mqtt", {"host": "h"}, "topic"),
