@@ -48,7 +48,7 @@ from ..sqlite_errors import Condition, condition
 from ..storelock import StoreLock
 from ..rollup import RollupConfig
 from ..rollup_codec import SUMMARY_COLUMNS, pack_day, summarize_day, unpack_day, upsert_day
-from . import db, wear
+from . import db, registry, wear
 from . import samples as raw
 from .validate import QUALITIES, check_sample, sample_problem
 
@@ -452,58 +452,23 @@ class Store:
     # ------------------------------------------------------------------ device registry
     def upsert_device(self, spec: DeviceSpec) -> None:
         """Register or update a device from its config; keeps its status and identity."""
-        self._write(lambda c: c.execute(
-            """INSERT INTO devices (id, name, protocol, profile, line, location, ideal_cycle_s)
-               VALUES (?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT (id) DO UPDATE SET name = excluded.name, protocol = excluded.protocol,
-                 profile = excluded.profile, line = excluded.line, location = excluded.location,
-                 ideal_cycle_s = excluded.ideal_cycle_s""",
-            (spec.id, spec.name, spec.protocol, spec.profile, spec.line, spec.location,
-             spec.ideal_cycle_s)))
+        self._write(registry.upsert_device, spec)
 
     def devices(self) -> list[DeviceRecord]:
-        return [_device(r) for r in self._read(f"SELECT {_DEVICE_COLUMNS} FROM {_DEVICE_FROM} "
-                                               "ORDER BY d.id")]
+        return [registry.device_record(r) for r in self._read(registry.SELECT_DEVICES + " ORDER BY d.id")]
 
     def device(self, device_id: str) -> DeviceRecord | None:
-        rows = self._read(f"SELECT {_DEVICE_COLUMNS} FROM {_DEVICE_FROM} WHERE d.id = ?",
-                          (device_id,))
-        return _device(rows[0]) if rows else None
+        rows = self._read(registry.SELECT_DEVICES + " WHERE d.id = ?", (device_id,))
+        return registry.device_record(rows[0]) if rows else None
 
     def set_status(self, device_id: str, *, online: bool, ts_ns: int, error: str | None = None) -> None:
         """Record that the device is (not) reachable at `ts_ns`; `error` None clears the last error."""
-        def apply(conn: sqlite3.Connection) -> None:
-            cur = conn.execute(
-                """UPDATE devices SET online = ?, last_error = ?,
-                     last_seen_ns = CASE WHEN ? THEN max(coalesce(last_seen_ns, ?), ?) ELSE last_seen_ns END,
-                     first_seen_ns = CASE WHEN ? THEN coalesce(first_seen_ns, ?) ELSE first_seen_ns END
-                   WHERE id = ?""",
-                (int(online), error, int(online), ts_ns, ts_ns, int(online), ts_ns, device_id))
-            _require_device(cur, device_id)
-        self._write(apply)
+        self._write(registry.set_status, device_id, online, ts_ns, error)
 
     def set_identity(self, device_id: str, identity: IdentityEvidence, ts_ns: int) -> None:
-        """Store the device's identity evidence.
-
-        The first time it is simply stored. When a stored identity has a different fingerprint,
-        an `identity_changed` event with both (`old`, `new`, and their fingerprints) is recorded
-        in the same transaction, so the change is never silent.
-        """
-        def apply(conn: sqlite3.Connection) -> None:
-            row = conn.execute("SELECT identity FROM devices WHERE id = ?", (device_id,)).fetchone()
-            if row is None:
-                raise StoreError(f"unknown device {device_id!r}: upsert_device it first")
-            if row[0] is not None:
-                old = IdentityEvidence.from_dict(json.loads(row[0]))
-                # Unknown before (no evidence presented) is not a change, only a first sighting.
-                if old.fingerprint() and old.fingerprint() != identity.fingerprint():
-                    _insert_event(conn, "identity_changed", ts_ns, device_id, {
-                        "old": old.to_dict(), "new": identity.to_dict(),
-                        "old_fingerprint": old.fingerprint(),
-                        "new_fingerprint": identity.fingerprint()})
-            conn.execute("UPDATE devices SET identity = ? WHERE id = ?",
-                         (json.dumps(identity.to_dict(), sort_keys=True), device_id))
-        self._write(apply)
+        """Store the device's identity evidence (edge.store.registry.set_identity: a change of a
+        known fingerprint is an `identity_changed` event in the same transaction)."""
+        self._write(registry.set_identity, device_id, identity, ts_ns)
 
     # ------------------------------------------------------------------ events
     def add_event(self, kind: str, ts_ns: int, device_id: str | None = None,
@@ -616,31 +581,6 @@ class Store:
 
 
 # ---------------------------------------------------------------------- helpers
-_DEVICE_COLUMNS = ("d.id, d.name, d.protocol, d.profile, d.line, d.location, d.ideal_cycle_s, "
-                   "d.identity, d.online, d.last_seen_ns, d.first_seen_ns, d.last_error, "
-                   "p.max_ts_ns")
-_DEVICE_FROM = "devices d LEFT JOIN rollup_progress p ON p.device_id = d.id"
-
-
-def _device(r: tuple) -> DeviceRecord:
-    identity = IdentityEvidence.from_dict(json.loads(r[7])) if r[7] else None
-    return DeviceRecord(id=r[0], name=r[1], protocol=r[2], profile=r[3], line=r[4], location=r[5],
-                        ideal_cycle_s=r[6], identity=identity, online=bool(r[8]),
-                        last_seen_ns=r[9], first_seen_ns=r[10], last_error=r[11],
-                        last_sample_ns=r[12])
-
-
-def _require_device(cur: sqlite3.Cursor, device_id: str) -> None:
-    if cur.rowcount == 0:
-        raise StoreError(f"unknown device {device_id!r}: upsert_device it first")
-
-
-def _insert_event(conn: sqlite3.Connection, kind: str, ts_ns: int, device_id: str | None,
-                  data: dict) -> None:
-    conn.execute("INSERT INTO events (ts_ns, device_id, kind, data) VALUES (?, ?, ?, ?)",
-                 (ts_ns, device_id, kind, json.dumps(data, sort_keys=True)))
-
-
 def _prune_device(conn: sqlite3.Connection, device_id: str, cutoff_ns: int, stale_ns: int) -> int:
     row = conn.execute("SELECT watermark_ns, dirty_from_ns FROM rollup_progress WHERE device_id = ?",
                        (device_id,)).fetchone()
