@@ -36,7 +36,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -48,9 +48,12 @@ from ..sqlite_errors import Condition, condition
 from ..storelock import StoreLock
 from ..rollup import RollupConfig
 from ..rollup_codec import SUMMARY_COLUMNS, pack_day, summarize_day, unpack_day, upsert_day
-from . import db, registry, wear
+from . import db, ledger, ledger_check, registry, wear
 from . import samples as raw
 from .validate import QUALITIES, check_sample, sample_problem
+
+if TYPE_CHECKING:
+    from ..evidence_key import EvidenceKey
 
 __all__ = ["Store", "DeviceRecord", "Event", "DeadLetter", "check_sample", "sample_problem"]
 
@@ -71,7 +74,8 @@ class Store:
 
     def __init__(self, path: str, writer: sqlite3.Connection | None, reader: sqlite3.Connection,
                  *, retention_days: float, rollup: RollupConfig, lock: StoreLock | None = None,
-                 dead_letter_rows: int = deadletters.DEFAULT_KEEP) -> None:
+                 dead_letter_rows: int = deadletters.DEFAULT_KEEP,
+                 ledger_state: ledger.Ledger | None = None) -> None:
         self.path = path
         self.readonly = writer is None
         self.retention_days = retention_days
@@ -89,12 +93,15 @@ class Store:
         self._compact_backoff = 0        # samples pending when an automatic compaction failed
         self._pending = 0 if writer is None else raw.pending(writer)
         self._wear = wear.Meter()
+        self._ledger = ledger_state
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
     def open(cls, path: str | Path, *, retention_days: float = 30, readonly: bool = False,
              rollup: RollupConfig | None = None,
-             dead_letter_rows: int = deadletters.DEFAULT_KEEP) -> "Store":
+             dead_letter_rows: int = deadletters.DEFAULT_KEEP,
+             backfill_after_s: float = ledger.DEFAULT_BACKFILL_AFTER_S,
+             ledger_hooks: bool = True) -> "Store":
         """Open (creating and migrating if needed) the store at `path`.
 
         `readonly=True` opens an existing store for reading only (another process may be writing);
@@ -102,6 +109,9 @@ class Store:
         another shangyun has it open) and refuses a damaged file (StoreError saying how to
         recover). Raises StoreVersionError for a file written by a newer shangyun and StoreError
         for anything else that prevents opening. `dead_letter_rows` bounds the dead letters kept.
+        Samples whose source time is more than `backfill_after_s` before their capture count as
+        backfilled in the ledger's capture records. `ledger_hooks=False` writes no ledger at
+        all: only for the benchmark that measures what the ledger costs.
         """
         if retention_days <= 0:
             raise ValueError(f"retention_days must be > 0, got {retention_days}")
@@ -144,8 +154,9 @@ class Store:
                 writer.close()
             lock.release()
             raise
+        state = ledger.Ledger(backfill_after_s=backfill_after_s) if ledger_hooks else None
         return cls(p, writer, reader, retention_days=retention_days, rollup=cfg, lock=lock,
-                   dead_letter_rows=dead_letter_rows)
+                   dead_letter_rows=dead_letter_rows, ledger_state=state)
 
     def close(self) -> None:
         with self._wlock, self._rlock:
@@ -193,6 +204,8 @@ class Store:
                 # ROLLBACK then fails and would hide the error that tells us what happened.
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                if self._ledger is not None:
+                    self._ledger.forget()     # its cached head may be a rolled-back entry
                 raise
             return result
 
@@ -266,6 +279,9 @@ class Store:
             [(d, min(b.ts), max(b.ts)) for d, b in by_device.items()])
         # Same transaction: a sample is never stored without being queued for the sinks.
         outbox.enqueue_samples(conn, samples)
+        # The batch's ledger record commits with it (edge.store.ledger).
+        if self._ledger is not None:
+            self._ledger.on_samples(conn, samples)
         # The one place another module sharing the samples' transaction hooks in.
         if self._on_write is not None:
             self._on_write(conn, [(sid, t, v, int(q)) for b in by_device.values()
@@ -452,7 +468,12 @@ class Store:
     # ------------------------------------------------------------------ device registry
     def upsert_device(self, spec: DeviceSpec) -> None:
         """Register or update a device from its config; keeps its status and identity."""
-        self._write(registry.upsert_device, spec)
+        self._write(self._upsert_device, spec)
+
+    def _upsert_device(self, conn: sqlite3.Connection, spec: DeviceSpec) -> None:
+        registry.upsert_device(conn, spec)
+        if self._ledger is not None:
+            self._ledger.on_device(conn, spec)
 
     def devices(self) -> list[DeviceRecord]:
         return [registry.device_record(r) for r in self._read(registry.SELECT_DEVICES + " ORDER BY d.id")]
@@ -468,7 +489,57 @@ class Store:
     def set_identity(self, device_id: str, identity: IdentityEvidence, ts_ns: int) -> None:
         """Store the device's identity evidence (edge.store.registry.set_identity: a change of a
         known fingerprint is an `identity_changed` event in the same transaction)."""
-        self._write(registry.set_identity, device_id, identity, ts_ns)
+        self._write(self._set_identity, device_id, identity, ts_ns)
+
+    def _set_identity(self, conn: sqlite3.Connection, device_id: str, identity: IdentityEvidence,
+                      ts_ns: int) -> None:
+        changed_from = registry.set_identity(conn, device_id, identity, ts_ns)
+        if self._ledger is not None:
+            self._ledger.on_identity(conn, device_id, identity, changed_from)
+
+    # ------------------------------------------------------------------ evidence ledger
+    def checkpoint(self, key: "EvidenceKey", now_ns: int | None = None, *,
+                   seal_after_s: float = ledger.DEFAULT_SEAL_AFTER_S) -> ledger.Checkpoint:
+        """Flush the pending samples digest into the ledger, seal the rollup days that are
+        final, and sign the head with `key` (edge.evidence_key), in one transaction."""
+        if self._ledger is None:
+            raise StoreError(f"{self.path}: store opened without its ledger")
+        wall = time.time_ns() if now_ns is None else int(now_ns)
+        return self._write(self._ledger.checkpoint, key, wall, seal_after_s)
+
+    def ledger_head(self) -> tuple[int, bytes]:
+        """(seq, hash) of the newest ledger entry; (0, 32 zero bytes) while it is empty."""
+        with self._snapshot() as conn:
+            return ledger.read_head(conn)
+
+    def ledger_entries(self, from_seq: int = 1, to_seq: int | None = None) -> list[ledger.Entry]:
+        with self._snapshot() as conn:
+            return list(ledger.entries(conn, from_seq, to_seq))
+
+    def checkpoints(self, from_seq: int = 1, to_seq: int | None = None) -> list[ledger.Checkpoint]:
+        with self._snapshot() as conn:
+            return ledger.checkpoints(conn, from_seq, to_seq)
+
+    def receipts(self, checkpoint_seq: int | None = None) -> list[ledger.Receipt]:
+        with self._snapshot() as conn:
+            return ledger.receipts(conn, checkpoint_seq)
+
+    def add_receipt(self, checkpoint_seq: int, witness_fingerprint: str, body: dict[str, Any],
+                    signature: bytes, received_ns: int | None = None) -> None:
+        self._write(ledger.add_receipt, checkpoint_seq, witness_fingerprint, body, signature,
+                    time.time_ns() if received_ns is None else received_ns)
+
+    def capture_hours(self, device_id: str) -> dict[int, ledger.CaptureHour]:
+        """Source hour → samples captured, backfilled, first and last capture (edge.store.ledger)."""
+        with self._snapshot() as conn:
+            return ledger.capture_hours(conn, device_id)
+
+    def verify_ledger(self, public_key: Any = None) -> "ledger_check.LedgerCheck":
+        """Recompute the chain and check every checkpoint's signature (with `public_key`, an
+        Ed25519 key or its PEM; default the evidence.pub next to the store) and that stored
+        rollups, devices and identities are what the ledger says (edge.store.ledger_check)."""
+        with self._snapshot() as conn:
+            return ledger_check.check(conn, public_key, Path(self.path).parent)
 
     # ------------------------------------------------------------------ events
     def add_event(self, kind: str, ts_ns: int, device_id: str | None = None,
