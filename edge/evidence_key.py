@@ -19,12 +19,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from .errors import ShangyunError
+
 KEY_FILE = "evidence.key"
 PUB_FILE = "evidence.pub"
 PREFIX = "ed25519:"
 
 
-class EvidenceKeyError(Exception):
+class EvidenceKeyError(ShangyunError):
     """The key file exists but cannot be used (not a PEM Ed25519 key, unreadable)."""
 
 
@@ -116,18 +118,23 @@ class EvidenceKey:
             pem = key.private_key.private_bytes(serialization.Encoding.PEM,
                                                 serialization.PrivateFormat.PKCS8,
                                                 serialization.NoEncryption())
-            d.mkdir(parents=True, exist_ok=True)
             # O_EXCL: two processes starting at once must not both write (one key wins, the
             # other loads it); the mode is set at creation, so the key is never world-readable.
             try:
+                d.mkdir(parents=True, exist_ok=True)
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             except FileExistsError:
                 return cls.load(path)
+            except OSError as exc:
+                raise EvidenceKeyError(f"{path}: cannot create the evidence key: {exc}") from exc
             with os.fdopen(fd, "wb") as f:
                 f.write(pem)
                 f.flush()
                 os.fsync(f.fileno())
         pub = d / PUB_FILE
-        if not pub.exists() or pub.read_bytes() != key.public_pem:
-            pub.write_bytes(key.public_pem)
+        try:
+            if not pub.exists() or pub.read_bytes() != key.public_pem:
+                pub.write_bytes(key.public_pem)
+        except OSError as exc:
+            raise EvidenceKeyError(f"{pub}: cannot write the public key: {exc}") from exc
         return key

@@ -520,6 +520,10 @@ class Store:
         with self._snapshot() as conn:
             return ledger.checkpoints(conn, from_seq, to_seq)
 
+    def last_checkpoint(self) -> ledger.Checkpoint | None:
+        with self._snapshot() as conn:
+            return ledger.last_checkpoint(conn)
+
     def receipts(self, checkpoint_seq: int | None = None) -> list[ledger.Receipt]:
         with self._snapshot() as conn:
             return ledger.receipts(conn, checkpoint_seq)

@@ -348,6 +348,13 @@ def checkpoints(conn: sqlite3.Connection, from_seq: int = 1, to_seq: int | None 
             for seq, head_seq, hh, wall, text, sig, fp in rows]
 
 
+def last_checkpoint(conn: sqlite3.Connection) -> Checkpoint | None:
+    row = conn.execute("SELECT max(seq) FROM checkpoints").fetchone()
+    if row[0] is None:
+        return None
+    return checkpoints(conn, row[0], row[0])[0]
+
+
 def receipts(conn: sqlite3.Connection, checkpoint_seq: int | None = None) -> list[Receipt]:
     where, params = ("WHERE checkpoint_seq = ?", (checkpoint_seq,)) if checkpoint_seq else ("", ())
     rows = conn.execute("SELECT checkpoint_seq, witness_fingerprint, body, signature, received_ns "
