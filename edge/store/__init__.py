@@ -281,7 +281,7 @@ class Store:
         outbox.enqueue_samples(conn, samples)
         # The batch's ledger record commits with it (edge.store.ledger).
         if self._ledger is not None:
-            self._ledger.on_samples(conn, samples)
+            self._ledger.on_samples(conn, samples, {d: b.ts for d, b in by_device.items()})
         # The one place another module sharing the samples' transaction hooks in.
         if self._on_write is not None:
             self._on_write(conn, [(sid, t, v, int(q)) for b in by_device.values()

@@ -26,7 +26,7 @@ import json
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from ..model import NS_PER_S, DeviceSpec, IdentityEvidence, Sample
 
@@ -43,9 +43,14 @@ DEFAULT_SEAL_AFTER_S = 900.0
 _EPOCH = dt.date(1970, 1, 1)
 
 
+# json.dumps(x, sort_keys=True, separators=(",", ":"), ensure_ascii=False), built once: it is
+# called for every sample batch.
+_canon_text = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
 def canon(x: Any) -> bytes:
     """The one byte encoding everything in the ledger is hashed and signed in."""
-    return json.dumps(x, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _canon_text(x).encode("utf-8")
 
 
 def entry_hash(prev: bytes, seq: int, kind: str, captured_ns: int, device_id: str | None,
@@ -174,27 +179,22 @@ class Ledger:
         return Entry(seq, kind, captured, device_id, body, text, h)
 
     # -------------------------------------------------------------- hooks of the store
-    def on_samples(self, conn: sqlite3.Connection, samples: Sequence[Sample]) -> None:
+    def on_samples(self, conn: sqlite3.Connection, samples: Sequence[Sample],
+                   ts_by_device: Mapping[str, Sequence[int]] | None = None) -> None:
         """A committed batch: fold its digest into the pending accumulator and count it per
-        device and source hour (one UPDATE and one executemany UPSERT)."""
+        device and source hour (one UPDATE and one executemany UPSERT). `ts_by_device` is the
+        batch's timestamps per device when the caller has them grouped already."""
         captured = time.time_ns()
-        cutoff = captured - self.backfill_after_ns
-        rows = []
-        groups: dict[tuple[str, int], list[int]] = {}
-        for s in samples:
-            ts = s.ts_ns
-            rows.append((s.device_id, s.signal, ts, s.value, s.quality))
-            key = (s.device_id, ts // NS_PER_HOUR)
-            g = groups.get(key)
-            if g is None:
-                g = groups[key] = [0, 0]
-            g[0] += 1
-            if ts < cutoff:
-                g[1] += 1
+        digest = hashlib.sha256(_canon_text(
+            [(s.device_id, s.signal, s.ts_ns, s.value, s.quality) for s in samples]
+        ).encode("utf-8")).digest()
         pending = conn.execute("SELECT acc FROM ledger_pending WHERE id = 1").fetchone()
-        acc = fold(pending[0], hashlib.sha256(canon(rows)).digest())
         conn.execute("UPDATE ledger_pending SET batches = batches + 1, samples = samples + ?, "
-                     "acc = ? WHERE id = 1", (len(rows), acc))
+                     "acc = ? WHERE id = 1", (len(samples), fold(pending[0], digest)))
+        if ts_by_device is None:
+            ts_by_device = {}
+            for s in samples:
+                ts_by_device.setdefault(s.device_id, []).append(s.ts_ns)  # type: ignore[union-attr]
         conn.executemany(
             """INSERT INTO capture_stats (device_id, hour, samples, backfilled, first_capture_ns,
                                           last_capture_ns) VALUES (?, ?, ?, ?, ?, ?)
@@ -203,7 +203,8 @@ class Ledger:
                  backfilled = backfilled + excluded.backfilled,
                  first_capture_ns = min(first_capture_ns, excluded.first_capture_ns),
                  last_capture_ns = max(last_capture_ns, excluded.last_capture_ns)""",
-            [(d, hour, n, b, captured, captured) for (d, hour), (n, b) in groups.items()])
+            [(d, hour, n, b, captured, captured) for d, ts in ts_by_device.items()
+             for hour, n, b in _hour_counts(ts, captured - self.backfill_after_ns)])
 
     def on_device(self, conn: sqlite3.Connection, spec: DeviceSpec) -> None:
         body = device_body(spec)
@@ -303,6 +304,23 @@ class Ledger:
                      (seq, head_seq, head_hash, wall_ns, text, signature, key.fingerprint))
         return Checkpoint(seq, head_seq, bytes(head_hash), wall_ns, body, text, signature,
                           key.fingerprint)
+
+
+def _hour_counts(ts: Sequence[int], cutoff: int) -> list[tuple[int, int, int]]:
+    """(source hour, samples, backfilled: ts < cutoff) of one device's part of a batch."""
+    lo, hi = min(ts), max(ts)
+    # The usual batch: a few seconds of one device, all live or all backfilled.
+    if lo // NS_PER_HOUR == hi // NS_PER_HOUR and (hi < cutoff or lo >= cutoff):
+        return [(lo // NS_PER_HOUR, len(ts), len(ts) if hi < cutoff else 0)]
+    groups: dict[int, list[int]] = {}
+    for t in ts:
+        g = groups.get(t // NS_PER_HOUR)
+        if g is None:
+            g = groups[t // NS_PER_HOUR] = [0, 0]
+        g[0] += 1
+        if t < cutoff:
+            g[1] += 1
+    return [(hour, n, b) for hour, (n, b) in groups.items()]
 
 
 def _last_body(conn: sqlite3.Connection, device_id: str, kind: str) -> dict[str, Any] | None:
