@@ -155,9 +155,12 @@ class Ledger:
         # at the next checkpoint. 0 after an open: the first checkpoint compares every day, so
         # nothing changed while no gateway watched (or by a clock step back) goes unsealed.
         self._seal_scan_ns = 0
+        self._last_scan_ns = 0
 
     def forget(self) -> None:
         self._head = None
+        # Seals of a rolled-back checkpoint are gone too: compare every day next time.
+        self._seal_scan_ns = 0
 
     def head(self, conn: sqlite3.Connection) -> tuple[int, bytes]:
         if self._head is None:
@@ -244,23 +247,33 @@ class Ledger:
         whose stored rollup differs from its seal (a late sample rolled in) is sealed again with
         the next revision."""
         scan_started = time.time_ns()
+        if scan_started < self._last_scan_ns:
+            # The clock stepped back: rollups updated since carry earlier times than the last
+            # scan; compare every day once rather than miss them.
+            self._seal_scan_ns = 0
+        self._last_scan_ns = scan_started
         last_due_day = (wall_ns - int(seal_after_s * NS_PER_S)) // NS_PER_DAY - 1
         if last_due_day < 0:
             return []
         last_iso = (_EPOCH + dt.timedelta(days=last_due_day)).isoformat()
         rows = conn.execute(
-            """SELECT r.device_id, r.day, r.data, r.minutes_with_data, s.sha256, s.revision,
-                      p.watermark_ns, p.dirty_from_ns
+            """SELECT r.device_id, r.day, r.data, r.minutes_with_data, r.updated_ns, s.sha256,
+                      s.revision, p.watermark_ns, p.dirty_from_ns
                FROM rollup_days r
                JOIN rollup_progress p ON p.device_id = r.device_id
                LEFT JOIN ledger_seals s ON s.device_id = r.device_id AND s.day = r.day
                WHERE r.day <= ? AND (s.sha256 IS NULL OR r.updated_ns >= ?)
                ORDER BY r.device_id, r.day""", (last_iso, self._seal_scan_ns)).fetchall()
         sealed = []
-        for device_id, day, data, minutes, old_sha, revision, watermark, dirty_from in rows:
+        next_scan = scan_started
+        for (device_id, day, data, minutes, updated, old_sha, revision, watermark,
+             dirty_from) in rows:
             end_ns = (day_of(day) + 1) * NS_PER_DAY
             if watermark is None or watermark < end_ns or (dirty_from is not None
                                                             and dirty_from < end_ns):
+                # Not final now; its update must still be looked at next time, even if the
+                # roll-up that finishes it rewrites nothing (it recomputes the same minutes).
+                next_scan = min(next_scan, updated)
                 continue
             sha = hashlib.sha256(data).digest()
             if old_sha is not None and bytes(old_sha) == sha:
@@ -271,7 +284,7 @@ class Ledger:
                 **_capture_of_day(conn, device_id, day)}, wall_ns))
             conn.execute("INSERT OR REPLACE INTO ledger_seals (device_id, day, sha256, revision) "
                          "VALUES (?, ?, ?, ?)", (device_id, day, sha, rev))
-        self._seal_scan_ns = scan_started
+        self._seal_scan_ns = next_scan
         return sealed
 
     def checkpoint(self, conn: sqlite3.Connection, key: "EvidenceKey", wall_ns: int,

@@ -248,6 +248,24 @@ def test_a_late_sample_in_a_sealed_day_reseals_it(filled, key, store_path):
     assert len([e for e in filled.ledger_entries() if e.kind == "rollup"]) == len(before) + 1
 
 
+def test_a_day_caught_mid_roll_up_is_resealed_once_final(filled, key):
+    """A day updated, then made dirty again by a redelivered sample before a checkpoint: the
+    roll-up that finishes it writes nothing new (same minutes), and the day must still be
+    resealed as stored."""
+    seals = len([e for e in filled.ledger_entries() if e.kind == "rollup"])
+    late = Sample("m1", "count_total", DAY0_NS + 600 * MIN_NS, 700.0)
+    filled.write_samples([late])
+    filled.roll_up(DAY0_NS + 4 * DAY_NS)          # the day's record changes here
+    filled.write_samples([late])                  # the same again: dirty, nothing will change
+    filled.checkpoint(key, NOW + 300 * S_NS)      # not final: not sealed now
+    assert len([e for e in filled.ledger_entries() if e.kind == "rollup"]) == seals
+    filled.roll_up(DAY0_NS + 4 * DAY_NS)
+    filled.checkpoint(key, NOW + 600 * S_NS)
+    last = filled.ledger_entries()[-1]
+    assert (last.kind, last.body["day"], last.body["revision"]) == ("rollup", "2024-03-10", 2)
+    assert filled.verify_ledger().ok
+
+
 def test_a_change_while_no_gateway_ran_is_resealed_at_the_next_start(filled, key, store_path):
     """The first checkpoint after an open compares every sealed day, not only recent updates."""
     filled.close()
