@@ -368,6 +368,14 @@ def test_the_key_file_is_owner_only_and_the_same_after_a_restart(tmp_path):
         "ed25519:" + first.fingerprint[8:12]
 
 
+def test_another_name_keeps_another_key(tmp_path):
+    gateway = EvidenceKey.load_or_create(tmp_path)
+    witness = EvidenceKey.load_or_create(tmp_path, name="witness")
+    assert witness.fingerprint != gateway.fingerprint
+    assert (tmp_path / "witness.key").exists() and (tmp_path / "witness.pub").exists()
+    assert EvidenceKey.load_or_create(tmp_path, name="witness").fingerprint == witness.fingerprint
+
+
 def test_an_unusable_key_file_is_a_clear_error(tmp_path):
     (tmp_path / evidence_key.KEY_FILE).write_text("not a key")
     with pytest.raises(evidence_key.EvidenceKeyError, match="evidence.key"):
