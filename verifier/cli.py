@@ -18,7 +18,7 @@ from .activity import ActivityConfig
 from .energy import EnergyConfig
 from .oee import OeeConfig
 from .policy import REGIONS, Voucher, load_voucher
-from .reading import StoreReader
+from .bundle_reader import open_reader, with_integrity
 from .shifts import ShiftCalendar
 from .tariff import Tariff
 from .verify import VerifyConfig, verify
@@ -30,7 +30,11 @@ EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("stores", nargs="+", metavar="STORE",
-                   help="embedded store file(s); several gateways of one enterprise may be given")
+                   help="embedded store file(s); several gateways of one enterprise may be "
+                        "given; or one evidence bundle (zip, from `shangyun export`)")
+    p.add_argument("--key", metavar="FINGERPRINT", help="bundle: the gateway key you expect")
+    p.add_argument("--witness-key", action="append", default=[], metavar="FILE",
+                   help="bundle: PEM public key of a trusted witness (repeatable)")
     p.add_argument("--item", help="catalog item, by name (设备物联) or number (5)")
     p.add_argument("--amount", help="voucher amount in yuan")
     p.add_argument("--programme", default=None, help="programme year: 2020 (default) or 2018")
@@ -117,13 +121,20 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None,
         if args.against:
             from .against import load_against
             against = [load_against(a, window) for a in args.against]
-        with StoreReader(args.stores) as reader:
-            report = verify(reader, window=window, voucher=voucher, config=config,
-                            against=against or None,
-                            progress=None if args.quiet else _progress(err))
+        with open_reader(args.stores, key=getattr(args, "key", None),
+                         witness_key_files=getattr(args, "witness_key", ())) as reader:
+            integrity = reader.integrity() if hasattr(reader, "integrity") else None
+            report = with_integrity(
+                verify(reader, window=window, voucher=voucher, config=config,
+                       against=against or None, progress=None if args.quiet else _progress(err)),
+                integrity)
+        if integrity is not None:   # an altered bundle is said first, before any figure
+            out.write("\n".join(integrity.lines()) + "\n\n")
         out.write(report.render_text())
         if args.json_out:
             doc = report.to_dict(generated_at=dt.datetime.now(dt.timezone.utc))
+            if integrity is not None:
+                doc["integrity"] = integrity.to_dict()
             try:
                 with open(args.json_out, "w", encoding="utf-8") as f:
                     json.dump(doc, f, ensure_ascii=False, indent=1)

@@ -388,7 +388,7 @@ class _Checker:
             self.finding("unsigned", ROLLUP_INDEX,
                          f"{unsigned} device-day(s) sealed only in entries after the last "
                          "checkpoint")
-        window = self.b.manifest.get("window") or {}
+        window = self.b.manifest.get("utc_days") or {}
         lo, hi = str(window.get("from", "")), str(window.get("to", "\uffff"))
         for (dev, day), (seq, _) in sorted(led.seals.items()):
             if lo <= day <= hi and (dev, day) not in seen:

@@ -53,11 +53,17 @@ def day_start_ns(day: dt.date) -> int:
 def export_bundle(store_path: str | os.PathLike[str], out: str | os.PathLike[str],
                   day_from: dt.date, day_to: dt.date, *, raw: bool = False,
                   progress: Progress | None = None) -> ExportResult:
-    """Write the bundle for UTC days [day_from, day_to] of the store at `store_path` to `out`
-    (written to `out`.part, then renamed: an interrupted export leaves no half bundle).
-    StoreError when the store cannot be read or predates the ledger."""
+    """Write the bundle for the review days [day_from, day_to] of the store at `store_path` to
+    `out` (written to `out`.part, then renamed: an interrupted export leaves no half bundle).
+    StoreError when the store cannot be read or predates the ledger.
+
+    The store keeps UTC days; a review day is a local day of the programme's zone
+    (Asia/Shanghai for Guangdong), which straddles two UTC days. The bundle therefore holds
+    the UTC days from the day before `day_from` to the day after `day_to`: whatever zone the
+    reviewer uses (UTC-12 to UTC+14), every minute of the window is in it."""
     if day_to < day_from:
         raise ValueError(f"--to {day_to} is before --from {day_from}")
+    utc_from, utc_to = day_from - dt.timedelta(days=1), day_to + dt.timedelta(days=1)
     src = os.fspath(store_path)
     if not os.path.isfile(src):
         raise StoreError(f"store {src!r} does not exist")
@@ -73,9 +79,9 @@ def export_bundle(store_path: str | os.PathLike[str], out: str | os.PathLike[str
         conn.execute("BEGIN")   # one snapshot for everything below
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
             writer = _Writer(zf)
-            result = _export(conn, writer, src, day_from, day_to, key_pem, key_fp, progress)
+            result = _export(conn, writer, utc_from, utc_to, key_pem, key_fp, progress)
             conn.execute("COMMIT")
-            n_raw = _export_raw(src, writer, result["device_ids"], day_from, day_to, progress) \
+            n_raw = _export_raw(src, writer, result["device_ids"], utc_from, utc_to, progress) \
                 if raw else 0
             manifest = {
                 "format": FORMAT, "version": VERSION,
@@ -83,6 +89,7 @@ def export_bundle(store_path: str | os.PathLike[str], out: str | os.PathLike[str
                 "created_ns": time.time_ns(),
                 "gateway_key": key_fp,
                 "window": {"from": day_from.isoformat(), "to": day_to.isoformat()},
+                "utc_days": {"from": utc_from.isoformat(), "to": utc_to.isoformat()},
                 "ledger": result["ledger"],
                 "raw_samples": raw,
                 "files": writer.files,
@@ -144,7 +151,7 @@ def _anchor(checkpoints: list[tuple], start_ns: int, needed_seq: int | None) -> 
     return anchor
 
 
-def _export(conn: sqlite3.Connection, w: _Writer, src: str, day_from: dt.date, day_to: dt.date,
+def _export(conn: sqlite3.Connection, w: _Writer, day_from: dt.date, day_to: dt.date,
             key_pem: bytes | None, key_fp: str | None, progress: Progress | None) -> dict[str, Any]:
     start_ns = day_start_ns(day_from)
     end_ns = day_start_ns(day_to) + NS_PER_DAY
