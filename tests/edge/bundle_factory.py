@@ -126,3 +126,44 @@ class Members:
                             else zipfile.ZIP_DEFLATED)
             zf.writestr(MANIFEST, json.dumps(self.manifest))
         return path
+
+
+def forge_chain(m: Members, key: EvidenceKey) -> None:
+    """What a forger with their own key does after editing: recompute every entry's hash (from
+    the genesis, the bundle's start) and seal hash, and re-sign every checkpoint with `key`,
+    replacing the public key: a bundle consistent in itself."""
+    from edge.bundle.format import CHECKPOINTS, LEDGER, PUBLIC_KEY, ROLLUP_INDEX, entry_hash
+    from edge.store.ledger import GENESIS
+
+    blobs = {(r["device_id"], r["day"]): r["sha256"] for r in m.lines(ROLLUP_INDEX)}
+    entries, heads, prev = m.lines(LEDGER), {}, GENESIS
+    for e in entries:
+        if e["kind"] == "rollup" and (e["device_id"], e["body"]["day"]) in blobs:
+            e["body"]["sha256"] = blobs[(e["device_id"], e["body"]["day"])]
+        prev = entry_hash(prev, e["seq"], e["kind"], e["captured_ns"], e["device_id"], e["body"])
+        e["hash"] = prev.hex()
+        heads[e["seq"]] = prev.hex()
+    m.set_lines(LEDGER, entries)
+    cps, prev_body = m.lines(CHECKPOINTS), None
+    for cp in cps:
+        body = json.loads(cp["body"])
+        body["head_hash"] = heads.get(body["head_seq"], body["head_hash"])
+        body["key"] = key.fingerprint
+        body["prev_checkpoint_hash"] = "0" * 64 if prev_body is None \
+            else hashlib.sha256(prev_body.encode()).hexdigest()
+        text = canon(body).decode()
+        cp.update(body=text, head_hash=body["head_hash"], key_fingerprint=key.fingerprint,
+                  signature=key.sign(text.encode()).hex())
+        prev_body = text
+    m.set_lines(CHECKPOINTS, cps)
+    m.data[PUBLIC_KEY] = key.public_pem
+    m.manifest["gateway_key"] = key.fingerprint
+
+
+def receipt_for(cp_body_text: str, gateway_fp: str, witness: EvidenceKey,
+                witness_ns: int) -> tuple[dict[str, Any], bytes]:
+    """A witness receipt made by hand (the contract's), for tests that need no service."""
+    receipt = {"format": 1, "checkpoint_sha256": hashlib.sha256(cp_body_text.encode()).hexdigest(),
+               "gateway_key": gateway_fp, "witness_ns": witness_ns,
+               "witness_key": witness.fingerprint}
+    return receipt, witness.sign(canon(receipt))
