@@ -92,6 +92,15 @@ class WitnessLog:
                 (sha, gateway_key, seq, text, canon(receipt).decode("utf-8"), signature))
         return {"receipt": receipt, "signature": signature.hex()}
 
+    def latest(self, gateway_key: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._conn.execute("SELECT seq, receipt, signature FROM witnessed "
+                                     "WHERE gateway_key = ? ORDER BY seq DESC LIMIT 1",
+                                     (gateway_key,)).fetchone()
+        if row is None:
+            return None
+        return {"seq": row[0], "receipt": json.loads(row[1]), "signature": bytes(row[2]).hex()}
+
     def count(self) -> int:
         with self._lock:
             return int(self._conn.execute("SELECT count(*) FROM witnessed").fetchone()[0])
@@ -136,6 +145,15 @@ def create_app(data_dir: str | Path) -> FastAPI:
     @app.get("/v1/key")
     def get_key() -> dict[str, Any]:
         return {"fingerprint": key.fingerprint, "public_key": key.public_pem.decode("ascii")}
+
+    @app.get("/v1/checkpoints/latest")
+    def get_latest(gateway_key: str) -> dict[str, Any]:
+        """The newest checkpoint witnessed for a gateway: a reviewer compares it with a
+        bundle's last checkpoint to see whether the bundle's history was cut at its end."""
+        latest = book.latest(gateway_key)
+        if latest is None:
+            raise HTTPException(404, f"no checkpoint of gateway {gateway_key} was witnessed")
+        return latest
 
     @app.post("/v1/checkpoints")
     async def post_checkpoint(request: Request) -> dict[str, Any]:

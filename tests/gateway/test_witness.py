@@ -155,3 +155,7 @@ async def test_the_witness_answers_the_same_receipt_and_refuses_a_rewritten_chec
         assert (await c.post("/v1/checkpoints", content=b"{not json")).status_code == 400
         key = (await c.get("/v1/key")).json()
         assert key["fingerprint"] == first["receipt"]["witness_key"]
+        latest = await c.get("/v1/checkpoints/latest", params={"gateway_key": cp.key_fingerprint})
+        assert latest.json() == {"seq": 1, **first}
+        nobody = await c.get("/v1/checkpoints/latest", params={"gateway_key": "ed25519:00"})
+        assert nobody.status_code == 404
