@@ -106,11 +106,12 @@ class EvidenceKey:
         return cls(key)
 
     @classmethod
-    def load_or_create(cls, data_dir: str | Path) -> "EvidenceKey":
-        """The key in `data_dir`, made (with its .pub next to it) the first time. Never
-        replaces an existing key: a new key would orphan every checkpoint signed so far."""
+    def load_or_create(cls, data_dir: str | Path, name: str = "evidence") -> "EvidenceKey":
+        """The key `<name>.key` in `data_dir`, made (with `<name>.pub` next to it) the first
+        time. Never replaces an existing key: a new key would orphan every checkpoint signed
+        so far. Another `name` keeps another party's key (a witness's) apart."""
         d = Path(data_dir)
-        path = d / KEY_FILE
+        path = d / f"{name}.key"
         if path.exists():
             key = cls.load(path)
         else:
@@ -131,7 +132,7 @@ class EvidenceKey:
                 f.write(pem)
                 f.flush()
                 os.fsync(f.fileno())
-        pub = d / PUB_FILE
+        pub = d / f"{name}.pub"
         try:
             if not pub.exists() or pub.read_bytes() != key.public_pem:
                 pub.write_bytes(key.public_pem)

@@ -22,6 +22,11 @@ much waits) moves them into per-series chunks. A redelivered sample replaces the
 every read and count. `set_write_hook` is where a module that must commit with the samples (the
 outbox) joins their transaction.
 
+The evidence ledger (edge.store.ledger) is written in the same transactions: every sample batch
+folds into its pending digest and capture counts, upsert_device and set_identity add entries;
+`checkpoint` seals final rollup days and signs the chain's head, `verify_ledger` recomputes it
+(edge.store.ledger_facade holds those methods).
+
 Timestamps are UTC nanoseconds; ranges are half-open [start_ns, end_ns). Rollup days are UTC.
 Schema changes live in edge.migrations; connections and the file itself in edge.store.db; sample
 validation in edge.store.validate.
@@ -36,7 +41,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -48,12 +53,10 @@ from ..sqlite_errors import Condition, condition
 from ..storelock import StoreLock
 from ..rollup import RollupConfig
 from ..rollup_codec import SUMMARY_COLUMNS, pack_day, summarize_day, unpack_day, upsert_day
-from . import db, ledger, ledger_check, registry, wear
+from . import db, ledger, registry, wear
+from .ledger_facade import LedgerFacade
 from . import samples as raw
 from .validate import QUALITIES, check_sample, sample_problem
-
-if TYPE_CHECKING:
-    from ..evidence_key import EvidenceKey
 
 __all__ = ["Store", "DeviceRecord", "Event", "DeadLetter", "check_sample", "sample_problem"]
 
@@ -69,7 +72,7 @@ COMPACT_AFTER = 1_000_000
 WriteHook = Callable[[sqlite3.Connection, list[tuple[int, int, Any, int]]], None]
 
 
-class Store:
+class Store(LedgerFacade):
     """The embedded SQLite store. Build it with `Store.open`; close it with `close()`."""
 
     def __init__(self, path: str, writer: sqlite3.Connection | None, reader: sqlite3.Connection,
@@ -281,7 +284,7 @@ class Store:
         outbox.enqueue_samples(conn, samples)
         # The batch's ledger record commits with it (edge.store.ledger).
         if self._ledger is not None:
-            self._ledger.on_samples(conn, samples)
+            self._ledger.on_samples(conn, samples, {d: b.ts for d, b in by_device.items()})
         # The one place another module sharing the samples' transaction hooks in.
         if self._on_write is not None:
             self._on_write(conn, [(sid, t, v, int(q)) for b in by_device.values()
@@ -496,54 +499,6 @@ class Store:
         changed_from = registry.set_identity(conn, device_id, identity, ts_ns)
         if self._ledger is not None:
             self._ledger.on_identity(conn, device_id, identity, changed_from)
-
-    # ------------------------------------------------------------------ evidence ledger
-    def checkpoint(self, key: "EvidenceKey", now_ns: int | None = None, *,
-                   seal_after_s: float = ledger.DEFAULT_SEAL_AFTER_S) -> ledger.Checkpoint:
-        """Flush the pending samples digest into the ledger, seal the rollup days that are
-        final, and sign the head with `key` (edge.evidence_key), in one transaction."""
-        if self._ledger is None:
-            raise StoreError(f"{self.path}: store opened without its ledger")
-        wall = time.time_ns() if now_ns is None else int(now_ns)
-        return self._write(self._ledger.checkpoint, key, wall, seal_after_s)
-
-    def ledger_head(self) -> tuple[int, bytes]:
-        """(seq, hash) of the newest ledger entry; (0, 32 zero bytes) while it is empty."""
-        with self._snapshot() as conn:
-            return ledger.read_head(conn)
-
-    def ledger_entries(self, from_seq: int = 1, to_seq: int | None = None) -> list[ledger.Entry]:
-        with self._snapshot() as conn:
-            return list(ledger.entries(conn, from_seq, to_seq))
-
-    def checkpoints(self, from_seq: int = 1, to_seq: int | None = None) -> list[ledger.Checkpoint]:
-        with self._snapshot() as conn:
-            return ledger.checkpoints(conn, from_seq, to_seq)
-
-    def last_checkpoint(self) -> ledger.Checkpoint | None:
-        with self._snapshot() as conn:
-            return ledger.last_checkpoint(conn)
-
-    def receipts(self, checkpoint_seq: int | None = None) -> list[ledger.Receipt]:
-        with self._snapshot() as conn:
-            return ledger.receipts(conn, checkpoint_seq)
-
-    def add_receipt(self, checkpoint_seq: int, witness_fingerprint: str, body: dict[str, Any],
-                    signature: bytes, received_ns: int | None = None) -> None:
-        self._write(ledger.add_receipt, checkpoint_seq, witness_fingerprint, body, signature,
-                    time.time_ns() if received_ns is None else received_ns)
-
-    def capture_hours(self, device_id: str) -> dict[int, ledger.CaptureHour]:
-        """Source hour → samples captured, backfilled, first and last capture (edge.store.ledger)."""
-        with self._snapshot() as conn:
-            return ledger.capture_hours(conn, device_id)
-
-    def verify_ledger(self, public_key: Any = None) -> "ledger_check.LedgerCheck":
-        """Recompute the chain and check every checkpoint's signature (with `public_key`, an
-        Ed25519 key or its PEM; default the evidence.pub next to the store) and that stored
-        rollups, devices and identities are what the ledger says (edge.store.ledger_check)."""
-        with self._snapshot() as conn:
-            return ledger_check.check(conn, public_key, Path(self.path).parent)
 
     # ------------------------------------------------------------------ events
     def add_event(self, kind: str, ts_ns: int, device_id: str | None = None,

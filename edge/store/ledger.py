@@ -26,7 +26,7 @@ import json
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from ..model import NS_PER_S, DeviceSpec, IdentityEvidence, Sample
 
@@ -43,9 +43,14 @@ DEFAULT_SEAL_AFTER_S = 900.0
 _EPOCH = dt.date(1970, 1, 1)
 
 
+# json.dumps(x, sort_keys=True, separators=(",", ":"), ensure_ascii=False), built once: it is
+# called for every sample batch.
+_canon_text = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
 def canon(x: Any) -> bytes:
     """The one byte encoding everything in the ledger is hashed and signed in."""
-    return json.dumps(x, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _canon_text(x).encode("utf-8")
 
 
 def entry_hash(prev: bytes, seq: int, kind: str, captured_ns: int, device_id: str | None,
@@ -150,9 +155,12 @@ class Ledger:
         # at the next checkpoint. 0 after an open: the first checkpoint compares every day, so
         # nothing changed while no gateway watched (or by a clock step back) goes unsealed.
         self._seal_scan_ns = 0
+        self._last_scan_ns = 0
 
     def forget(self) -> None:
         self._head = None
+        # Seals of a rolled-back checkpoint are gone too: compare every day next time.
+        self._seal_scan_ns = 0
 
     def head(self, conn: sqlite3.Connection) -> tuple[int, bytes]:
         if self._head is None:
@@ -174,27 +182,22 @@ class Ledger:
         return Entry(seq, kind, captured, device_id, body, text, h)
 
     # -------------------------------------------------------------- hooks of the store
-    def on_samples(self, conn: sqlite3.Connection, samples: Sequence[Sample]) -> None:
+    def on_samples(self, conn: sqlite3.Connection, samples: Sequence[Sample],
+                   ts_by_device: Mapping[str, Sequence[int]] | None = None) -> None:
         """A committed batch: fold its digest into the pending accumulator and count it per
-        device and source hour (one UPDATE and one executemany UPSERT)."""
+        device and source hour (one UPDATE and one executemany UPSERT). `ts_by_device` is the
+        batch's timestamps per device when the caller has them grouped already."""
         captured = time.time_ns()
-        cutoff = captured - self.backfill_after_ns
-        rows = []
-        groups: dict[tuple[str, int], list[int]] = {}
-        for s in samples:
-            ts = s.ts_ns
-            rows.append((s.device_id, s.signal, ts, s.value, s.quality))
-            key = (s.device_id, ts // NS_PER_HOUR)
-            g = groups.get(key)
-            if g is None:
-                g = groups[key] = [0, 0]
-            g[0] += 1
-            if ts < cutoff:
-                g[1] += 1
+        digest = hashlib.sha256(_canon_text(
+            [(s.device_id, s.signal, s.ts_ns, s.value, s.quality) for s in samples]
+        ).encode("utf-8")).digest()
         pending = conn.execute("SELECT acc FROM ledger_pending WHERE id = 1").fetchone()
-        acc = fold(pending[0], hashlib.sha256(canon(rows)).digest())
         conn.execute("UPDATE ledger_pending SET batches = batches + 1, samples = samples + ?, "
-                     "acc = ? WHERE id = 1", (len(rows), acc))
+                     "acc = ? WHERE id = 1", (len(samples), fold(pending[0], digest)))
+        if ts_by_device is None:
+            ts_by_device = {}
+            for s in samples:
+                ts_by_device.setdefault(s.device_id, []).append(s.ts_ns)  # type: ignore[union-attr]
         conn.executemany(
             """INSERT INTO capture_stats (device_id, hour, samples, backfilled, first_capture_ns,
                                           last_capture_ns) VALUES (?, ?, ?, ?, ?, ?)
@@ -203,7 +206,8 @@ class Ledger:
                  backfilled = backfilled + excluded.backfilled,
                  first_capture_ns = min(first_capture_ns, excluded.first_capture_ns),
                  last_capture_ns = max(last_capture_ns, excluded.last_capture_ns)""",
-            [(d, hour, n, b, captured, captured) for (d, hour), (n, b) in groups.items()])
+            [(d, hour, n, b, captured, captured) for d, ts in ts_by_device.items()
+             for hour, n, b in _hour_counts(ts, captured - self.backfill_after_ns)])
 
     def on_device(self, conn: sqlite3.Connection, spec: DeviceSpec) -> None:
         body = device_body(spec)
@@ -243,23 +247,33 @@ class Ledger:
         whose stored rollup differs from its seal (a late sample rolled in) is sealed again with
         the next revision."""
         scan_started = time.time_ns()
+        if scan_started < self._last_scan_ns:
+            # The clock stepped back: rollups updated since carry earlier times than the last
+            # scan; compare every day once rather than miss them.
+            self._seal_scan_ns = 0
+        self._last_scan_ns = scan_started
         last_due_day = (wall_ns - int(seal_after_s * NS_PER_S)) // NS_PER_DAY - 1
         if last_due_day < 0:
             return []
         last_iso = (_EPOCH + dt.timedelta(days=last_due_day)).isoformat()
         rows = conn.execute(
-            """SELECT r.device_id, r.day, r.data, r.minutes_with_data, s.sha256, s.revision,
-                      p.watermark_ns, p.dirty_from_ns
+            """SELECT r.device_id, r.day, r.data, r.minutes_with_data, r.updated_ns, s.sha256,
+                      s.revision, p.watermark_ns, p.dirty_from_ns
                FROM rollup_days r
                JOIN rollup_progress p ON p.device_id = r.device_id
                LEFT JOIN ledger_seals s ON s.device_id = r.device_id AND s.day = r.day
                WHERE r.day <= ? AND (s.sha256 IS NULL OR r.updated_ns >= ?)
                ORDER BY r.device_id, r.day""", (last_iso, self._seal_scan_ns)).fetchall()
         sealed = []
-        for device_id, day, data, minutes, old_sha, revision, watermark, dirty_from in rows:
+        next_scan = scan_started
+        for (device_id, day, data, minutes, updated, old_sha, revision, watermark,
+             dirty_from) in rows:
             end_ns = (day_of(day) + 1) * NS_PER_DAY
             if watermark is None or watermark < end_ns or (dirty_from is not None
                                                             and dirty_from < end_ns):
+                # Not final now; its update must still be looked at next time, even if the
+                # roll-up that finishes it rewrites nothing (it recomputes the same minutes).
+                next_scan = min(next_scan, updated)
                 continue
             sha = hashlib.sha256(data).digest()
             if old_sha is not None and bytes(old_sha) == sha:
@@ -270,7 +284,7 @@ class Ledger:
                 **_capture_of_day(conn, device_id, day)}, wall_ns))
             conn.execute("INSERT OR REPLACE INTO ledger_seals (device_id, day, sha256, revision) "
                          "VALUES (?, ?, ?, ?)", (device_id, day, sha, rev))
-        self._seal_scan_ns = scan_started
+        self._seal_scan_ns = next_scan
         return sealed
 
     def checkpoint(self, conn: sqlite3.Connection, key: "EvidenceKey", wall_ns: int,
@@ -303,6 +317,23 @@ class Ledger:
                      (seq, head_seq, head_hash, wall_ns, text, signature, key.fingerprint))
         return Checkpoint(seq, head_seq, bytes(head_hash), wall_ns, body, text, signature,
                           key.fingerprint)
+
+
+def _hour_counts(ts: Sequence[int], cutoff: int) -> list[tuple[int, int, int]]:
+    """(source hour, samples, backfilled: ts < cutoff) of one device's part of a batch."""
+    lo, hi = min(ts), max(ts)
+    # The usual batch: a few seconds of one device, all live or all backfilled.
+    if lo // NS_PER_HOUR == hi // NS_PER_HOUR and (hi < cutoff or lo >= cutoff):
+        return [(lo // NS_PER_HOUR, len(ts), len(ts) if hi < cutoff else 0)]
+    groups: dict[int, list[int]] = {}
+    for t in ts:
+        g = groups.get(t // NS_PER_HOUR)
+        if g is None:
+            g = groups[t // NS_PER_HOUR] = [0, 0]
+        g[0] += 1
+        if t < cutoff:
+            g[1] += 1
+    return [(hour, n, b) for hour, (n, b) in groups.items()]
 
 
 def _last_body(conn: sqlite3.Connection, device_id: str, kind: str) -> dict[str, Any] | None:

@@ -154,7 +154,9 @@ def _check_rollups(conn: sqlite3.Connection, result: LedgerCheck) -> None:
         except (ValueError, KeyError, TypeError):
             continue     # the chain check names this entry already
     for (device_id, day), (seq, sha) in sorted(sealed.items()):
-        row = conn.execute("SELECT data FROM rollup_days WHERE device_id = ? AND day = ?",
+        # As a blob whatever an edit made of it: a TEXT value would not even decode.
+        row = conn.execute("SELECT CAST(data AS BLOB) FROM rollup_days WHERE device_id = ? "
+                           "AND day = ?",
                            (device_id, day)).fetchone()
         if row is None:
             result.problems.append(Problem(seq, f"rollup {device_id} {day} sealed here is gone "
