@@ -106,9 +106,14 @@ class WitnessLog:
             return int(self._conn.execute("SELECT count(*) FROM witnessed").fetchone()[0])
 
 
+WITNESS_KEY_NAME = "witness"
+
+
 def witness_key(data_dir: str | Path) -> EvidenceKey:
-    """The witness's own key in `data_dir` (evidence.key, 0600, made at first start)."""
-    return EvidenceKey.load_or_create(data_dir)
+    """The witness's own key in `data_dir` (witness.key, 0600, and witness.pub, made at first
+    start): named apart from a gateway's evidence.key, so a directory shared by mistake never
+    makes one party sign with the other's key."""
+    return EvidenceKey.load_or_create(data_dir, name=WITNESS_KEY_NAME)
 
 
 def _checked_post(doc: Any) -> tuple[dict[str, Any], str]:

@@ -20,7 +20,7 @@ from ..evidence_key import (EvidenceKeyError, display_fingerprint, fingerprint,
 from ..model import IdentityEvidence
 from .format import (CAPTURE_STATS, CHECKPOINTS, DEVICES, LEDGER, MANIFEST, NS_PER_DAY,
                      PUBLIC_KEY, RECEIPTS, ROLLUP_INDEX, ZERO_HASH,
-                     Bundle, canon, entry_hash)
+                     Bundle, BundleError, canon, entry_hash)
 from .write import day_start_ns
 
 NS_PER_S = 1_000_000_000
@@ -488,7 +488,10 @@ class _Checker:
         by_seq = {cp.seq: cp for cp in cps}
         trusted: dict[str, Any] = {}
         for pem in self.opts.witness_keys:
-            k = load_public_pem(pem)
+            try:
+                k = load_public_pem(pem)
+            except EvidenceKeyError as e:
+                raise BundleError(f"--witness-key: {e}") from None
             trusted[fingerprint(k)] = k
         deltas: list[tuple[int, int]] = []   # (checkpoint seq, witness_ns - wall_ns)
         other: set[str] = set()

@@ -120,6 +120,10 @@ def test_bundle_check_exit_statuses(tmp_path, capsys):
     assert main(["bundle", "check", str(tmp_path / "empty.zip")]) == 2
     assert "no manifest.json" in capsys.readouterr().err
     assert run(capsys, "bundle", "check", str(tmp_path / "missing.zip"))[0] == 2
+    (tmp_path / "w.pem").write_text("not a key")
+    assert main(["bundle", "check", str(bundle), "--witness-key", str(tmp_path / "w.pem")]) == 2
+    assert "--witness-key" in capsys.readouterr().err
+    assert main(["bundle", "check", str(bundle), "--witness-key", str(tmp_path / "none")]) == 2
 
 
 def test_export_refuses_bad_input_with_exit_2(tmp_path, capsys):
