@@ -95,6 +95,11 @@ def run_export(args: argparse.Namespace) -> int:
     print(f"{r.path}: {r.size / 1e6:.1f} MB, {r.devices} devices, {r.rollup_days} device-days, "
           f"{r.entries} ledger entries, {r.checkpoints} checkpoints, {r.receipts} receipts"
           + (f", {r.raw_samples} raw samples" if args.raw else "") + f"; key {key}")
+    if r.stale:
+        print(f"shangyun export: warning: {len(r.stale)} device-day(s) changed or became due for "
+              f"sealing after the last checkpoint ({', '.join(r.stale[:5])}"
+              f"{' …' if len(r.stale) > 5 else ''}); `bundle check` reports them until a "
+              "checkpoint seals them: export again after the next one", file=sys.stderr)
     return 0
 
 

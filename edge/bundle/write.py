@@ -22,6 +22,7 @@ from ..errors import StoreError
 from ..evidence_key import PUB_FILE, EvidenceKeyError, fingerprint, load_public_pem
 from ..rollup_codec import SUMMARY_COLUMNS
 from ..store import db, registry
+from ..store.ledger import DEFAULT_SEAL_AFTER_S as SEAL_AFTER_S
 from .format import (CAPTURE_STATS, CHECKPOINTS, DEVICES, EVENTS, FORMAT, LEDGER, MANIFEST,
                      NS_PER_DAY, NS_PER_HOUR, PUBLIC_KEY, RAW_SAMPLES, RECEIPTS, ROLLUP_BLOBS,
                      ROLLUP_INDEX, VERSION, canon, jsonl)
@@ -43,6 +44,9 @@ class ExportResult:
     receipts: int
     raw_samples: int
     key: str | None
+    # Device-days changed or due for sealing since the last checkpoint ("DEVICE/DAY"): the
+    # check reports them as altered until a checkpoint seals them; export again after it.
+    stale: tuple[str, ...] = ()
 
 
 def day_start_ns(day: dt.date) -> int:
@@ -105,7 +109,7 @@ def export_bundle(store_path: str | os.PathLike[str], out: str | os.PathLike[str
             os.unlink(tmp)
     return ExportResult(dest, os.path.getsize(dest), len(result["device_ids"]),
                         result["rollup_days"], result["entries"], result["checkpoints"],
-                        result["receipts"], n_raw, key_fp)
+                        result["receipts"], n_raw, key_fp, tuple(result["stale"]))
 
 
 def _public_key(data_dir: Path) -> tuple[bytes | None, str | None]:
@@ -211,6 +215,11 @@ def _export(conn: sqlite3.Connection, w: _Writer, day_from: dt.date, day_to: dt.
                               (day_from.isoformat(), day_to.isoformat())).fetchone()[0]
     index: list[dict[str, Any]] = []
     cols = ", ".join(SUMMARY_COLUMNS)
+    seals = {(dev, day): bytes(sha).hex() for dev, day, sha in conn.execute(
+        "SELECT device_id, day, sha256 FROM ledger_seals WHERE day BETWEEN ? AND ?",
+        (day_from.isoformat(), day_to.isoformat()))}
+    last_wall = checkpoints[-1][3] if checkpoints else None
+    stale: list[str] = []
 
     def blobs() -> Iterable[bytes]:
         offset = 0
@@ -221,9 +230,11 @@ def _export(conn: sqlite3.Connection, w: _Writer, day_from: dt.date, day_to: dt.
         for dev, day, layout, data, *rest in cur:
             blob = bytes(data)
             meta = dict(zip(SUMMARY_COLUMNS + ("updated_ns",), rest))
+            sha = hashlib.sha256(blob).hexdigest()
             index.append({"device_id": dev, "day": day, "layout_version": layout,
-                          "offset": offset, "length": len(blob),
-                          "sha256": hashlib.sha256(blob).hexdigest(), "meta": meta})
+                          "offset": offset, "length": len(blob), "sha256": sha, "meta": meta})
+            if _stale(seals.get((dev, day)), sha, day, last_wall):
+                stale.append(f"{dev}/{day}")
             offset += len(blob)
             if progress and len(index) % 500 == 0:
                 progress("rollups", len(index), total_days)
@@ -243,10 +254,19 @@ def _export(conn: sqlite3.Connection, w: _Writer, day_from: dt.date, day_to: dt.
         for dev, hour, n, b, first, last in stats))
     if key_pem is not None:
         w.member(PUBLIC_KEY, [key_pem])
-    return {"device_ids": [d.id for d in devices], "rollup_days": len(index),
+    return {"device_ids": [d.id for d in devices], "rollup_days": len(index), "stale": stale,
             "entries": counter["n"], "checkpoints": len(exported_cps), "receipts": len(receipts),
             "ledger": {"anchor_checkpoint": anchor[0] if anchor else None,
                        "first_seq": after_seq + 1, "last_seq": counter["last"]}}
+
+
+def _stale(seal: str | None, sha: str, day: str, last_wall_ns: int | None) -> bool:
+    """A day the check will call altered although nobody touched it: re-rolled (a late
+    sample) or become due for sealing since the last checkpoint. The next checkpoint seals it."""
+    if seal is not None:
+        return seal != sha
+    due = day_start_ns(dt.date.fromisoformat(day)) + NS_PER_DAY + int(SEAL_AFTER_S * 1e9)
+    return last_wall_ns is not None and due <= last_wall_ns
 
 
 def _device_dict(d: Any) -> dict[str, Any]:

@@ -11,10 +11,11 @@ import zipfile
 import numpy as np
 import pytest
 
-from edge.bundle import Bundle, BundleError, CheckOptions, check_path
+from edge.bundle import Bundle, BundleError, CheckOptions, check_path, export_bundle
 from edge.bundle.format import (CAPTURE_STATS, CHECKPOINTS, DEVICES, LEDGER, MANIFEST,
                                 ROLLUP_BLOBS)
 from edge.evidence_key import EvidenceKey
+from edge.model import Sample
 from edge.rollup_codec import pack_day, unpack_day
 from edge.rollup_layout import F
 from edge.store import Store
@@ -316,3 +317,19 @@ def test_rollups_read_from_the_bundle_are_the_stored_ones(made, bundle):
             want = store.rollup_day(ref.device_id, dt.date.fromisoformat(ref.day))
             got = unpack_day(b.rollup_blob(ref), ref.layout_version)
             np.testing.assert_array_equal(got, want)
+
+
+def test_a_day_rerolled_after_the_last_checkpoint_is_warned_at_export_and_sealed_by_the_next(
+        tmp_path):
+    made = make_store(tmp_path / "s")
+    with Store.open(made.path) as store:     # a late sample re-rolls a sealed day
+        store.write_samples([Sample("m1", "count_total", DAY0_NS + DAY_NS + 17 * HOUR_NS, 999)])
+        store.roll_up(DAY0_NS + 3 * DAY_NS + HOUR_NS)
+    first = export_bundle(made.path, tmp_path / "b1.zip", made.days[0], made.days[-1])
+    assert first.stale == ("m1/2024-03-11",)
+    assert named(check_path(first.path), "rollup_edited") == ["rollup m1/2024-03-11"]
+    with Store.open(made.path) as store:
+        store.checkpoint(made.key, now_ns=made.walls[-1] + HOUR_NS)
+    again = export_bundle(made.path, tmp_path / "b2.zip", made.days[0], made.days[-1])
+    assert again.stale == ()
+    assert check_path(again.path).intact
