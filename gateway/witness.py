@@ -330,3 +330,16 @@ async def send_checkpoints(store: Store, url: str, stop_event: asyncio.Event, *,
                            witness_pem: bytes | None = None) -> None:
     """Run a WitnessSender until `stop_event` is set (the runner's wiring point)."""
     await WitnessSender(store, url, witness_pem=witness_pem).run(stop_event)
+
+
+def start_sender(store: Store, checkpointer: Any, url: str, *,
+                 key_file: str | Path | None = None) -> "asyncio.Task[None]":
+    """The runner's wiring: a WitnessSender woken by each of `checkpointer`'s checkpoints
+    (gateway.evidence.Checkpointer), as a task that runs until cancelled. `key_file` pins the
+    witness's public key (PEM)."""
+    pem = Path(key_file).read_bytes() if key_file else None
+    sender = WitnessSender(store, url, witness_pem=pem)
+    checkpointer.listeners.append(sender.notify)
+    task = asyncio.create_task(sender.run(asyncio.Event()), name="witness")
+    task.sender = sender  # type: ignore[attr-defined]  # its counters, for status
+    return task

@@ -159,3 +159,26 @@ async def test_the_witness_answers_the_same_receipt_and_refuses_a_rewritten_chec
         assert latest.json() == {"seq": 1, **first}
         nobody = await c.get("/v1/checkpoints/latest", params={"gateway_key": "ed25519:00"})
         assert nobody.status_code == 404
+
+
+async def test_each_checkpoint_of_the_checkpointer_reaches_the_witness(tmp_path):
+    from gateway.config import EvidenceSettings
+    from gateway.evidence import Checkpointer
+    from gateway.witness import start_sender
+
+    made = make_store(tmp_path / "gw", days=1, wall_ns=live_walls())
+    async with witness_at(tmp_path / "w") as (url, wkey):
+        (tmp_path / "w.pem").write_bytes(wkey.public_pem)
+        with Store.open(made.path) as store:
+            checkpointer = Checkpointer(store, EvidenceSettings())
+            task = start_sender(store, checkpointer, url, key_file=tmp_path / "w.pem")
+            try:
+                await until(lambda: len(store.receipts()) == 1, "the existing checkpoint")
+                cp = await checkpointer.checkpoint()
+                await until(lambda: cp.seq in {r.checkpoint_seq for r in store.receipts()},
+                            "the new checkpoint's receipt")
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            assert task.sender.counters["sent"] == 2
