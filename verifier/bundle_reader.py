@@ -50,7 +50,8 @@ class BundleReader:
             self._devices = self._load_devices()
             self._refs: dict[str, list[RollupRef]] = defaultdict(list)
             for ref in self._bundle.rollup_refs():
-                self._refs[ref.device_id].append(ref)
+                if _is_day(ref.day):   # else unreadable: integrity() names it, verify FAILs
+                    self._refs[ref.device_id].append(ref)
         except BaseException:
             self._bundle.close()
             raise
@@ -190,6 +191,14 @@ class BundleReader:
                     ) from None
             self._capture = dict(per)
         return dict(self._capture.get(device_id, {}))
+
+
+def _is_day(text: str) -> bool:
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def with_integrity(report: Any, integrity: IntegrityResult | None) -> Any:

@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 from ..evidence_key import (EvidenceKeyError, display_fingerprint, fingerprint,
                             load_public_pem, verify)
@@ -24,6 +24,7 @@ from .format import (CAPTURE_STATS, CHECKPOINTS, DEVICES, LEDGER, MANIFEST, NS_P
 from .write import day_start_ns
 
 NS_PER_S = 1_000_000_000
+T = TypeVar("T")
 # Spec fields a `device` entry records and devices.json repeats: analysis uses them (OEE needs
 # the ideal cycle time), so an edit of any of them is an alteration.
 SPEC_FIELDS = ("name", "protocol", "profile", "line", "location", "ideal_cycle_s")
@@ -172,6 +173,15 @@ class _Checker:
 
     def finding(self, code: str, where: str, message: str) -> None:
         self.findings.append(Problem(code, where, message))
+
+    def guarded(self, section: Callable[[], T], default: T) -> T:
+        """A member that does not parse is a problem of this bundle (its manifest says it is
+        ours), not bad input: the other checks still run."""
+        try:
+            return section()
+        except BundleError as e:
+            self.problem("malformed", "bundle", f"{e} (damaged or edited)")
+            return default
 
     # ------------------------------------------------------------------ files
     def files(self) -> None:
@@ -359,9 +369,14 @@ class _Checker:
         for ref in self.b.rollup_refs():
             key = (ref.device_id, ref.day)
             seen.add(key)
-            days.append(ref.day)
             where = f"rollup {ref.device_id}/{ref.day}"
-            digest = hashlib.sha256(self.b.rollup_blob(ref)).hexdigest()
+            try:
+                digest = hashlib.sha256(self.b.rollup_blob(ref)).hexdigest()
+                dt.date.fromisoformat(ref.day)
+            except (BundleError, ValueError) as e:
+                self.problem("rollup_edited", where, f"unreadable: {e}")
+                continue
+            days.append(ref.day)
             if digest != ref.sha256:
                 self.problem("rollup_edited", where, f"blob differs from {ROLLUP_INDEX}'s sha256")
             seal = led.seals.get(key)
@@ -484,15 +499,8 @@ class _Checker:
         return per_device
 
     # ------------------------------------------------------------------ witness
-    def receipts(self, cps: list[_Checkpoint], fp: str | None) -> int:
+    def receipts(self, cps: list[_Checkpoint], fp: str | None, trusted: dict[str, Any]) -> int:
         by_seq = {cp.seq: cp for cp in cps}
-        trusted: dict[str, Any] = {}
-        for pem in self.opts.witness_keys:
-            try:
-                k = load_public_pem(pem)
-            except EvidenceKeyError as e:
-                raise BundleError(f"--witness-key: {e}") from None
-            trusted[fingerprint(k)] = k
         deltas: list[tuple[int, int]] = []   # (checkpoint seq, witness_ns - wall_ns)
         other: set[str] = set()
         for no, r in self.b.lines(RECEIPTS):
@@ -594,16 +602,17 @@ def check_bundle(bundle: Bundle, options: CheckOptions | None = None) -> Integri
     """Every check of docs/bundle.md over an opened bundle. BundleError only for content that
     cannot even be parsed as our format (a malformed index); alterations are problems."""
     opts = options or CheckOptions()
+    trusted = _trusted_witnesses(opts.witness_keys)
     c = _Checker(bundle, opts)
     c.files()
     pub, fp = c.key()
-    cps = c.checkpoints(pub, fp)
-    led = c.ledger(cps)
+    cps = c.guarded(lambda: c.checkpoints(pub, fp), [])
+    led = c.guarded(lambda: c.ledger(cps), _Ledger())
     signed_walls = [cp.wall_ns for cp in cps if cp.signed]
-    days = c.rollups(led, max(signed_walls) if signed_walls else None)
-    c.devices(led)
-    per_device = c.capture(led)
-    witnessed = c.receipts(cps, fp)
+    days = c.guarded(lambda: c.rollups(led, max(signed_walls) if signed_walls else None), [])
+    c.guarded(lambda: c.devices(led), None)
+    per_device = c.guarded(lambda: c.capture(led), {})
+    witnessed = c.guarded(lambda: c.receipts(cps, fp, trusted), 0)
     c.backfill(days, cps, per_device)
     entries = 0 if led.first_seq is None else (led.last_seq or 0) - led.first_seq + 1
     return IntegrityResult(
@@ -612,6 +621,19 @@ def check_bundle(bundle: Bundle, options: CheckOptions | None = None) -> Integri
         signed_seq=c.signed_seq,
         wall_span_ns=(min(signed_walls), max(signed_walls)) if signed_walls else None,
         witnessed=witnessed, witness_checked=bool(opts.witness_keys), summary=c.summary)
+
+
+def _trusted_witnesses(pems: Sequence[bytes]) -> dict[str, Any]:
+    """Fingerprint → key of each --witness-key; BundleError (bad input, exit 2) for a file
+    that is not an Ed25519 public key."""
+    trusted = {}
+    for pem in pems:
+        try:
+            k = load_public_pem(pem)
+        except EvidenceKeyError as e:
+            raise BundleError(f"--witness-key: {e}") from None
+        trusted[fingerprint(k)] = k
+    return trusted
 
 
 def check_path(path: str, options: CheckOptions | None = None) -> IntegrityResult:

@@ -333,3 +333,16 @@ def test_a_day_rerolled_after_the_last_checkpoint_is_warned_at_export_and_sealed
     again = export_bundle(made.path, tmp_path / "b2.zip", made.days[0], made.days[-1])
     assert again.stale == ()
     assert check_path(again.path).intact
+
+
+def test_a_member_that_does_not_parse_is_named_and_the_other_checks_still_run(bundle, tmp_path):
+    def edit(m):
+        m.data[LEDGER] = m.data[LEDGER][:-40] + b"}\n{not json\n"
+        items = m.rollups()
+        ref, blob = items[0]
+        m.set_rollups([({**ref, "day": "someday"}, blob)] + items[1:])
+    r = check_path(tampered(bundle, tmp_path, edit))
+    assert "malformed" in codes(r)
+    assert [p for p in r.problems if p.code == "malformed"][0].message.startswith(
+        f"'{tmp_path / 'tampered.zip'}': {LEDGER} line")
+    assert "rollup m1/someday" in named(r, "rollup_edited")
