@@ -16,6 +16,7 @@ from edge.rollup_layout import F, MINUTES_PER_DAY
 from ..cube import RollupCube
 from .config import DistinctConfig
 from .digests import day_digests
+from .direction import minute_tail
 from .series import SERIES_SIGNALS, binned_signals, residual_series
 from .stats import day_sums
 
@@ -39,6 +40,7 @@ class FeatureBlock:
     day_informative: np.ndarray
     series: np.ndarray
     day_stats: np.ndarray
+    minute_tail: np.ndarray           # (devices, TAIL_SIGNALS, tail minutes), see direction
     settings: dict[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -63,6 +65,7 @@ def _settings(config: DistinctConfig) -> dict[str, float]:
         "weekday_profile_min_days": config.weekday_profile_min_days,
         "replay_round_decimals": config.replay_round_decimals,
         "replay_min_changes": config.replay_min_changes,
+        "direction_tail_days": config.direction_tail_days,
     }
 
 
@@ -86,6 +89,7 @@ def device_features(cube: RollupCube, config: DistinctConfig | None = None) -> F
         day_informative=informative & cube.present,
         series=series,
         day_stats=day_sums(data, config.full_running_s),
+        minute_tail=minute_tail(data, config.direction_tail_days),
         settings=_settings(config),
     )
 
@@ -123,6 +127,7 @@ def concat_features(blocks: Sequence[FeatureBlock]) -> FeatureBlock:
         day_informative=cat("day_informative"),
         series=cat("series"),
         day_stats=cat("day_stats"),
+        minute_tail=cat("minute_tail"),
         settings=dict(head.settings),
     )
 
