@@ -26,7 +26,8 @@ from edge.store.ledger import CaptureHour
 
 from .cube import DeviceInfo, RollupCube
 from .policy import Problem
-from .reading import DEFAULT_CHUNK_DEVICES, EventRecord, _check_chunk, _check_cycle
+from .reading import (DEFAULT_CHUNK_DEVICES, EventRecord, _check_chunk, _check_cycle,
+                      local_cubes, local_data_span)
 from .window import Window
 
 
@@ -101,7 +102,7 @@ class BundleReader:
 
     def iter_cubes(self, window: Window,
                    chunk_devices: int = DEFAULT_CHUNK_DEVICES) -> Iterator[RollupCube]:
-        return self._utc_cubes(window, chunk_devices)
+        return local_cubes(self._utc_cubes, window, chunk_devices)
 
     def _utc_cubes(self, window: Window, chunk_devices: int) -> Iterator[RollupCube]:
         _check_chunk(chunk_devices)
@@ -129,7 +130,7 @@ class BundleReader:
             raise VerificationInputError(f"bundle {self.path!r}: {e}") from None
 
     def data_span(self, window: Window | None = None) -> tuple[dt.date, dt.date] | None:
-        return self._utc_data_span(window)
+        return local_data_span(self._utc_data_span, window)
 
     def _utc_data_span(self, window: Window | None) -> tuple[dt.date, dt.date] | None:
         known = {d.id for d in self._devices}

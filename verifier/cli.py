@@ -17,8 +17,9 @@ from edge.errors import ShangyunError, VerificationInputError
 from .activity import ActivityConfig
 from .energy import EnergyConfig
 from .oee import OeeConfig
-from .policy import REGIONS, Voucher, load_voucher
 from .bundle_reader import open_reader, with_integrity
+from .localtime import check_zone
+from .policy import REGIONS, Voucher, load_voucher, resolve
 from .shifts import ShiftCalendar
 from .tariff import Tariff
 from .verify import VerifyConfig, verify
@@ -52,6 +53,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="last day of the review window (default: yesterday)")
     p.add_argument("--against", nargs="+", default=[], metavar="FILE_OR_STORE",
                    help="earlier claims: stores or YAML/JSON lists of ids/serials/fingerprints")
+    p.add_argument("--timezone", metavar="ZONE",
+                   help="review days are local days of this IANA zone (default: the programme's, "
+                        "Asia/Shanghai for Guangdong)")
     p.add_argument("--calendar", metavar="FILE.yaml", help="shift calendar (default 24/7)")
     p.add_argument("--tariff", metavar="FILE.yaml",
                    help="time-of-use tariff (default: verifier/tariffs/guangdong.yaml)")
@@ -80,16 +84,25 @@ def build_voucher(args: argparse.Namespace) -> Voucher:
                    lianghua_bonus=base.lianghua_bonus if base else False)
 
 
-def build_window(args: argparse.Namespace, today: dt.date | None = None) -> Window:
+def build_window(args: argparse.Namespace, today: dt.date | None = None,
+                 tz: str | None = None) -> Window:
+    """The review window in local days of `tz` (None: decided by verify, the programme's)."""
     if args.date_from and args.date_to:
-        return Window(parse_date(args.date_from, "--from"), parse_date(args.date_to, "--to"))
+        return Window(parse_date(args.date_from, "--from"), parse_date(args.date_to, "--to"), tz)
     if args.date_to:
         end = parse_date(args.date_to, "--to")
-        return Window(end - dt.timedelta(days=DEFAULT_WINDOW_DAYS - 1), end)
+        return Window(end - dt.timedelta(days=DEFAULT_WINDOW_DAYS - 1), end, tz)
     if args.date_from:
         start = parse_date(args.date_from, "--from")
-        return Window(start, Window.last_days(today=today).end)
-    return Window.last_days(DEFAULT_WINDOW_DAYS, today=today)
+        return Window(start, Window.last_days(today=today, tz=tz).end, tz)
+    return Window.last_days(DEFAULT_WINDOW_DAYS, today=today, tz=tz)
+
+
+def review_zone(args: argparse.Namespace, voucher: Voucher) -> str:
+    """--timezone, else the programme's zone (its catalog's `timezone`)."""
+    if getattr(args, "timezone", None):
+        return check_zone(args.timezone, "--timezone")
+    return resolve(voucher).catalog.timezone
 
 
 def build_config(args: argparse.Namespace) -> VerifyConfig:
@@ -115,7 +128,7 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None,
     out, err = stdout or sys.stdout, stderr or sys.stderr
     try:
         voucher = build_voucher(args)
-        window = build_window(args)
+        window = build_window(args, tz=review_zone(args, voucher))
         config = build_config(args)
         against = []
         if args.against:
