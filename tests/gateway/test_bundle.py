@@ -12,6 +12,7 @@ import pytest
 
 from edge.rollup_codec import pack_day, unpack_day
 from edge.rollup_layout import F
+from edge.store import Store
 from gateway.cli import main
 from tests.edge.bundle_factory import Members, make_store
 from tests.gateway.test_demo import HISTORY_DAYS
@@ -144,3 +145,31 @@ def test_witness_key_prints_the_fingerprint_and_keeps_it(tmp_path, capsys):
     assert code == 0 and first.startswith("ed25519:")
     assert run(capsys, "witness", "key", "--data", str(tmp_path / "w"))[1] == first
     assert (tmp_path / "w.pem").read_text() in first
+
+
+def test_the_bundle_reader_reads_what_the_store_reader_reads(tmp_path):
+    from tests.edge.bundle_factory import DAY0_NS, DAY_NS
+    from verifier.bundle_reader import BundleReader
+    from verifier.reading import StoreReader
+    from verifier.window import Window
+
+    made = make_store(tmp_path / "gw")
+    bundle = tmp_path / "b.zip"
+    assert main(["export", str(made.path), "--from", "2024-03-10", "--to", "2024-03-12", "-o",
+                 str(bundle), "--raw", "--quiet"]) == 0
+    window = Window(made.days[0], made.days[-1], "Asia/Shanghai")
+    with StoreReader([str(made.path)]) as s, BundleReader(bundle) as b:
+        assert [(d.id, d.name, d.ideal_cycle_s, d.identity) for d in s.devices()] == \
+            [(d.id, d.name, d.ideal_cycle_s, d.identity) for d in b.devices()]
+        assert s.data_span(window) == b.data_span(window)
+        for cs, cb in zip(s.iter_cubes(window), b.iter_cubes(window)):
+            assert (cs.present == cb.present).all() and (cs.data == cb.data).all()
+        assert [(e.ts_ns, e.kind, e.device_id) for e in s.events()] == \
+            [(e.ts_ns, e.kind, e.device_id) for e in b.events()]
+        for dev in ("m1", "m2"):
+            end = DAY0_NS + 3 * DAY_NS
+            assert (s.raw_timestamps(dev, DAY0_NS, end) == b.raw_timestamps(dev, DAY0_NS, end)).all()
+            assert len(b.raw_timestamps(dev, DAY0_NS, end)) == 3 * 241
+        assert b.integrity().intact
+    with Store.open(made.path, readonly=True) as store, BundleReader(bundle) as b:
+        assert b.capture_hours("m1") == store.capture_hours("m1") != {}
