@@ -15,11 +15,11 @@ from edge.bundle import Bundle, BundleError, CheckOptions, check_path, export_bu
 from edge.bundle.format import (CAPTURE_STATS, CHECKPOINTS, DEVICES, LEDGER, MANIFEST,
                                 ROLLUP_BLOBS)
 from edge.evidence_key import EvidenceKey
-from edge.model import Sample
+from edge.model import IdentityEvidence, Sample
 from edge.rollup_codec import pack_day, unpack_day
 from edge.rollup_layout import F
 from edge.store import Store
-from tests.edge.bundle_factory import (DAY0_NS, DAY_NS, HOUR_NS, MIN_NS, Members, export,
+from tests.edge.bundle_factory import (DAY0, DAY0_NS, DAY_NS, HOUR_NS, MIN_NS, Members, export,
                                        forge_chain, make_store, receipt_for, spec)
 
 
@@ -346,3 +346,37 @@ def test_a_member_that_does_not_parse_is_named_and_the_other_checks_still_run(bu
     assert [p for p in r.problems if p.code == "malformed"][0].message.startswith(
         f"'{tmp_path / 'tampered.zip'}': {LEDGER} line")
     assert "rollup m1/someday" in named(r, "rollup_edited")
+
+
+def test_a_later_window_is_chained_from_the_checkpoint_before_it(tmp_path):
+    import dataclasses
+
+    from tests.edge.bundle_factory import machine_day
+
+    made = make_store(tmp_path / "s", days=2)
+    with Store.open(made.path) as store:   # both devices renamed: their newest entries move on
+        for dev in ("m1", "m2"):
+            store.upsert_device(dataclasses.replace(spec(dev), name=f"press {dev}"))
+            store.set_identity(dev, IdentityEvidence("opcua", serial_number=f"SN-{dev}",
+                                                     application_uri=f"urn:{dev}",
+                                                     details={"firmware": "2.1"}), DAY0_NS)
+        for k in range(2, 6):
+            day_ns = DAY0_NS + k * DAY_NS
+            for dev in ("m1", "m2"):
+                store.write_samples(machine_day(dev, day_ns))
+            store.roll_up(day_ns + DAY_NS + HOUR_NS)
+            store.checkpoint(made.key, now_ns=day_ns + DAY_NS + HOUR_NS)
+        cp2 = store.checkpoints()[1]
+    days = [DAY0 + dt.timedelta(days=k) for k in (4, 5)]
+    out = export_bundle(made.path, tmp_path / "b.zip", days[0], days[-1])
+    with Bundle.open(out.path) as b:
+        assert b.manifest["ledger"]["anchor_checkpoint"] == 2
+        assert b.manifest["ledger"]["first_seq"] == cp2.head_seq + 1
+    r = check_path(out.path, CheckOptions(key=made.key.fingerprint))
+    assert r.intact, r.problems
+
+    def drop_anchor(m):
+        m.set_lines(CHECKPOINTS, m.lines(CHECKPOINTS)[1:])
+    r = check_path(tampered(out.path, tmp_path, drop_anchor))
+    assert named(r, "chain")[0] == f"{LEDGER} seq {cp2.head_seq + 1}"
+    assert "not anchored" in [p for p in r.problems if p.code == "chain"][0].message
