@@ -250,12 +250,14 @@ class WitnessSender:
             self._witness = await self._fetch_key(http)
         wfp = self.witness_fingerprint
         cps = await asyncio.to_thread(self.store.checkpoints, self._next_seq)
-        done = {r.checkpoint_seq for r in await asyncio.to_thread(self.store.receipts)
-                if r.witness_fingerprint == wfp and r.checkpoint_seq >= self._next_seq}
+        if not cps:
+            return 0
+        done = await asyncio.to_thread(self._receipted, wfp, [cp.seq for cp in cps])
         todo = [cp for cp in cps if cp.seq not in done]
         self.counters["pending"] = len(todo)
-        if not todo and cps:
+        if not todo:
             self._next_seq = cps[-1].seq + 1
+            return 0
         pem = await asyncio.to_thread(self._gateway_pem)
         sent = 0
         for cp in todo:
@@ -265,9 +267,16 @@ class WitnessSender:
             self.counters["sent"] += 1
             self.counters["pending"] = len(todo) - sent
             self._last_error = None
-        if todo:
-            self._next_seq = todo[-1].seq + 1
+        self._next_seq = todo[-1].seq + 1
         return sent
+
+    def _receipted(self, wfp: str | None, seqs: list[int]) -> set[int]:
+        # Usually one new checkpoint: look it up. After a start, all of them: one scan.
+        if len(seqs) <= 8:
+            rows = [r for seq in seqs for r in self.store.receipts(seq)]
+        else:
+            rows = [r for r in self.store.receipts() if r.checkpoint_seq >= seqs[0]]
+        return {r.checkpoint_seq for r in rows if r.witness_fingerprint == wfp}
 
     def _gateway_pem(self) -> str:
         path = Path(self.store.path).resolve().parent / PUB_FILE
