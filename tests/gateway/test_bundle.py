@@ -103,7 +103,10 @@ def test_bundle_check_exit_statuses(tmp_path, capsys):
     code, text = run(capsys, "export", str(made.path), "--from", "2024-03-10", "--to",
                      "2024-03-12", "-o", str(bundle), "--quiet")
     assert code == 0 and "2 devices, 6 device-days, 13 ledger entries, 3 checkpoints" in text
-    assert run(capsys, "bundle", "check", str(bundle), "--key", made.key.fingerprint)[0] == 0
+    assert run(capsys, "bundle", "check", str(bundle), "--key", made.key.fingerprint, "--json",
+               str(tmp_path / "r.json"))[0] == 0
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["intact"] is True and doc["key"] == made.key.fingerprint and doc["problems"] == []
     code, text = run(capsys, "bundle", "check", str(bundle), "--key", "ed25519:" + "ab" * 32)
     assert code == 1 and "not the expected" in text
     m = Members(bundle)
