@@ -9,6 +9,7 @@ import json
 import os
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import IO, Any, Iterator
 
@@ -129,9 +130,12 @@ class Bundle:
 
     def member_sha256(self, name: str) -> str:
         h = hashlib.sha256()
-        with self._zf.open(name) as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
+        try:
+            with self._zf.open(name) as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
+            raise BundleError(f"{self.path!r}: member {name} cannot be read: {e}") from None
         return h.hexdigest()
 
     def read(self, name: str) -> bytes:

@@ -292,6 +292,15 @@ def test_an_added_file_is_named(bundle, tmp_path):
     assert named(r, "file_added") == ["extra.json"]
 
 
+def test_a_second_member_of_the_same_name_is_named(bundle, tmp_path):
+    path = tmp_path / "twice.zip"
+    path.write_bytes(bundle.read_bytes())
+    with zipfile.ZipFile(path, "a") as zf, pytest.warns(UserWarning, match="Duplicate name"):
+        zf.writestr(DEVICES, "[]")
+    r = check_path(str(path))
+    assert DEVICES in named(r, "file_added")
+
+
 @pytest.mark.parametrize("content, message", [
     (b"not a zip", "not a zip file"),
     (None, "has no manifest.json"),
