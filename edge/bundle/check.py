@@ -241,7 +241,7 @@ class _Checker:
                 text = str(row["body"])
                 body = json.loads(text)
                 sig = bytes.fromhex(row["signature"])
-                int(body["head_seq"]), int(body["wall_ns"]), str(body["head_hash"])
+                int(body["head_seq"]), int(body["wall_ns"]), bytes.fromhex(body["head_hash"])
             except (KeyError, TypeError, ValueError) as e:
                 self.problem("checkpoint", where, f"malformed: {type(e).__name__}: {e}")
                 continue

@@ -389,3 +389,13 @@ def test_a_later_window_is_chained_from_the_checkpoint_before_it(tmp_path):
     r = check_path(tampered(out.path, tmp_path, drop_anchor))
     assert named(r, "chain")[0] == f"{LEDGER} seq {cp2.head_seq + 1}"
     assert "not anchored" in [p for p in r.problems if p.code == "chain"][0].message
+
+
+def test_a_checkpoint_with_a_malformed_body_is_named(bundle, tmp_path):
+    def edit(m):
+        cps = m.lines(CHECKPOINTS)
+        cps[0]["body"] = json.dumps({**json.loads(cps[0]["body"]), "head_hash": "zz"})
+        cps[1]["body"] = "[1, 2]"
+        m.set_lines(CHECKPOINTS, cps)
+    r = check_path(tampered(bundle, tmp_path, edit))
+    assert named(r, "checkpoint")[:2] == [f"{CHECKPOINTS} line 1", f"{CHECKPOINTS} line 2"]
