@@ -170,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     modbus_discover.add_arguments(q)
     q.set_defaults(func=modbus_discover.run_cli)
 
+    from . import cli_evidence
+
+    cli_evidence.add_parsers(sub)
+
     from .demo import add_arguments as demo_args
 
     p = sub.add_parser("demo", help="virtual factory -> gateway -> store, with live progress")

@@ -23,6 +23,7 @@ import numpy as np
 from edge.model import NS_PER_S
 
 from .cube import Flag, RollupCube
+from .localtime import local_date, slot_ns
 from .reading import EventRecord, date_of
 from .window import Window
 
@@ -139,7 +140,7 @@ def analyse_activity(cube: RollupCube, config: ActivityConfig = ActivityConfig()
         for ev in events.get(info.id, ()):
             flags.append(Flag(info.id, "identity_changed",
                               "identity changed during the window",
-                              days=(str(np.datetime64(ev.ts_ns, "ns").astype("datetime64[D]")),),
+                              days=(local_date(ev.ts_ns, cube.tz).isoformat(),),
                               measure="identity_changed_events", value=1.0, threshold=0.0,
                               evidence=dict(ev.data)))
         out.append(DeviceActivity(
@@ -178,10 +179,10 @@ def _first_last_ns(cube: RollupCube, has_minute: np.ndarray
     any_data = flat.any(axis=1)
     first = flat.argmax(axis=1)
     last = flat.shape[1] - 1 - flat[:, ::-1].argmax(axis=1)
-    start_ns = int(cube.days[0].astype("datetime64[ns]").astype(np.int64)) if len(cube.days) else 0
     # The minute's start for first data, its end for last data.
-    f = [start_ns + int(i) * NS_PER_MINUTE if ok else None for i, ok in zip(first, any_data)]
-    l_ = [start_ns + (int(i) + 1) * NS_PER_MINUTE if ok else None for i, ok in zip(last, any_data)]
+    f = [slot_ns(cube.days, cube.tz, int(i)) if ok else None for i, ok in zip(first, any_data)]
+    l_ = [slot_ns(cube.days, cube.tz, int(i)) + NS_PER_MINUTE if ok else None
+          for i, ok in zip(last, any_data)]
     return f, l_
 
 

@@ -17,8 +17,9 @@ from edge.errors import ShangyunError, VerificationInputError
 from .activity import ActivityConfig
 from .energy import EnergyConfig
 from .oee import OeeConfig
-from .policy import REGIONS, Voucher, load_voucher
-from .reading import StoreReader
+from .bundle_reader import open_reader, with_integrity
+from .localtime import check_zone
+from .policy import REGIONS, Voucher, load_voucher, resolve
 from .shifts import ShiftCalendar
 from .tariff import Tariff
 from .verify import VerifyConfig, verify
@@ -30,7 +31,11 @@ EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("stores", nargs="+", metavar="STORE",
-                   help="embedded store file(s); several gateways of one enterprise may be given")
+                   help="embedded store file(s); several gateways of one enterprise may be "
+                        "given; or one evidence bundle (zip, from `shangyun export`)")
+    p.add_argument("--key", metavar="FINGERPRINT", help="bundle: the gateway key you expect")
+    p.add_argument("--witness-key", action="append", default=[], metavar="FILE",
+                   help="bundle: PEM public key of a trusted witness (repeatable)")
     p.add_argument("--item", help="catalog item, by name (设备物联) or number (5)")
     p.add_argument("--amount", help="voucher amount in yuan")
     p.add_argument("--programme", default=None, help="programme year: 2020 (default) or 2018")
@@ -48,6 +53,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="last day of the review window (default: yesterday)")
     p.add_argument("--against", nargs="+", default=[], metavar="FILE_OR_STORE",
                    help="earlier claims: stores or YAML/JSON lists of ids/serials/fingerprints")
+    p.add_argument("--timezone", metavar="ZONE",
+                   help="review days are local days of this IANA zone (default: the programme's, "
+                        "Asia/Shanghai for Guangdong)")
     p.add_argument("--calendar", metavar="FILE.yaml", help="shift calendar (default 24/7)")
     p.add_argument("--tariff", metavar="FILE.yaml",
                    help="time-of-use tariff (default: verifier/tariffs/guangdong.yaml)")
@@ -76,16 +84,25 @@ def build_voucher(args: argparse.Namespace) -> Voucher:
                    lianghua_bonus=base.lianghua_bonus if base else False)
 
 
-def build_window(args: argparse.Namespace, today: dt.date | None = None) -> Window:
+def build_window(args: argparse.Namespace, today: dt.date | None = None,
+                 tz: str | None = None) -> Window:
+    """The review window in local days of `tz` (None: decided by verify, the programme's)."""
     if args.date_from and args.date_to:
-        return Window(parse_date(args.date_from, "--from"), parse_date(args.date_to, "--to"))
+        return Window(parse_date(args.date_from, "--from"), parse_date(args.date_to, "--to"), tz)
     if args.date_to:
         end = parse_date(args.date_to, "--to")
-        return Window(end - dt.timedelta(days=DEFAULT_WINDOW_DAYS - 1), end)
+        return Window(end - dt.timedelta(days=DEFAULT_WINDOW_DAYS - 1), end, tz)
     if args.date_from:
         start = parse_date(args.date_from, "--from")
-        return Window(start, Window.last_days(today=today).end)
-    return Window.last_days(DEFAULT_WINDOW_DAYS, today=today)
+        return Window(start, Window.last_days(today=today, tz=tz).end, tz)
+    return Window.last_days(DEFAULT_WINDOW_DAYS, today=today, tz=tz)
+
+
+def review_zone(args: argparse.Namespace, voucher: Voucher) -> str:
+    """--timezone, else the programme's zone (its catalog's `timezone`)."""
+    if getattr(args, "timezone", None):
+        return check_zone(args.timezone, "--timezone")
+    return resolve(voucher).catalog.timezone
 
 
 def build_config(args: argparse.Namespace) -> VerifyConfig:
@@ -111,19 +128,26 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None,
     out, err = stdout or sys.stdout, stderr or sys.stderr
     try:
         voucher = build_voucher(args)
-        window = build_window(args)
+        window = build_window(args, tz=review_zone(args, voucher))
         config = build_config(args)
         against = []
         if args.against:
             from .against import load_against
             against = [load_against(a, window) for a in args.against]
-        with StoreReader(args.stores) as reader:
-            report = verify(reader, window=window, voucher=voucher, config=config,
-                            against=against or None,
-                            progress=None if args.quiet else _progress(err))
+        with open_reader(args.stores, key=getattr(args, "key", None),
+                         witness_key_files=getattr(args, "witness_key", ())) as reader:
+            integrity = reader.integrity() if hasattr(reader, "integrity") else None
+            report = with_integrity(
+                verify(reader, window=window, voucher=voucher, config=config,
+                       against=against or None, progress=None if args.quiet else _progress(err)),
+                integrity)
+        if integrity is not None:   # an altered bundle is said first, before any figure
+            out.write("\n".join(integrity.lines()) + "\n\n")
         out.write(report.render_text())
         if args.json_out:
             doc = report.to_dict(generated_at=dt.datetime.now(dt.timezone.utc))
+            if integrity is not None:
+                doc["integrity"] = integrity.to_dict()
             try:
                 with open(args.json_out, "w", encoding="utf-8") as f:
                     json.dump(doc, f, ensure_ascii=False, indent=1)

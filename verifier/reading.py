@@ -16,7 +16,7 @@ import zlib
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from edge.errors import StoreError, VerificationInputError
 from edge.rollup_layout import FIELDS, MINUTES_PER_DAY
 
 from .cube import DeviceInfo, RollupCube
+from .localtime import UTC, local_span, localise, utc_cover
 from .window import Window
 
 # Small chunks pipeline better: the next chunk is read (zlib, SQLite) while this one is
@@ -68,6 +69,33 @@ class Reader(Protocol):
         ...
 
 
+def local_cubes(utc_cubes: Callable[[Window, int], Iterator[RollupCube]], window: Window,
+                chunk_devices: int) -> Iterator[RollupCube]:
+    """Cubes over the window's local days, from a reader's cubes over UTC days
+    (`utc_cubes(utc_window, chunk_devices)`): every reader stores UTC days."""
+    tz = window.zone
+    if tz == UTC:
+        yield from utc_cubes(window, chunk_devices)
+        return
+    cover = Window(*utc_cover(window.start, window.end, tz), UTC)
+    for cube in utc_cubes(cover, chunk_devices):
+        yield localise(cube, window.days, tz)
+
+
+def local_data_span(utc_span: Callable[[Window | None], tuple[dt.date, dt.date] | None],
+                    window: Window | None) -> tuple[dt.date, dt.date] | None:
+    """First and last local day touched by a reader's UTC data span, clipped to `window`
+    (UTC days when no window is given)."""
+    if window is None or window.zone == UTC:
+        return utc_span(window)
+    span = utc_span(Window(*utc_cover(window.start, window.end, window.zone), UTC))
+    if span is None:
+        return None
+    first, last = local_span(*span, window.zone)
+    clipped = window.clip(first, last)
+    return (clipped.start, clipped.end) if clipped is not None else None
+
+
 def _check_chunk(chunk_devices: int) -> None:
     if chunk_devices < 1:
         raise VerificationInputError(f"chunk_devices must be at least 1, got {chunk_devices}")
@@ -97,6 +125,9 @@ class MemoryReader:
 
     def iter_cubes(self, window: Window,
                    chunk_devices: int = DEFAULT_CHUNK_DEVICES) -> Iterator[RollupCube]:
+        return local_cubes(self._utc_cubes, window, chunk_devices)
+
+    def _utc_cubes(self, window: Window, chunk_devices: int) -> Iterator[RollupCube]:
         _check_chunk(chunk_devices)
         # Map the window's days onto the cube's; days outside the cube stay absent.
         offsets = (window.days - self._cube.days[0]).astype(np.int64) if len(self._cube.days) \
@@ -114,6 +145,9 @@ class MemoryReader:
             yield RollupCube(self._devices[lo:lo + chunk_devices], window.days, data, present)
 
     def data_span(self, window: Window | None = None) -> tuple[dt.date, dt.date] | None:
+        return local_data_span(self._utc_data_span, window)
+
+    def _utc_data_span(self, window: Window | None) -> tuple[dt.date, dt.date] | None:
         days = self._cube.days[self._cube.present[self._rows].any(axis=0)]
         if window is not None:
             days = days[(days >= np.datetime64(window.start, "D"))
@@ -220,6 +254,9 @@ class StoreReader:
 
     def iter_cubes(self, window: Window,
                    chunk_devices: int = DEFAULT_CHUNK_DEVICES) -> Iterator[RollupCube]:
+        return local_cubes(self._utc_cubes, window, chunk_devices)
+
+    def _utc_cubes(self, window: Window, chunk_devices: int) -> Iterator[RollupCube]:
         _check_chunk(chunk_devices)
         first = np.datetime64(window.start, "D")
         for lo in range(0, len(self._entries), chunk_devices):
@@ -242,6 +279,9 @@ class StoreReader:
             yield RollupCube([e.info for e in chunk], window.days, data, present)
 
     def data_span(self, window: Window | None = None) -> tuple[dt.date, dt.date] | None:
+        return local_data_span(self._utc_data_span, window)
+
+    def _utc_data_span(self, window: Window | None) -> tuple[dt.date, dt.date] | None:
         first: dt.date | None = None
         last: dt.date | None = None
         start, end = (window.start, window.end) if window is not None else (None, None)

@@ -96,8 +96,8 @@ def report_to_dict(report: "Report", *, generated_at: dt.datetime | None = None
         "oee": {"plant": plant_oee["plant"].to_dict() if plant_oee else None,
                 "lines": {k: o.to_dict() for k, o in
                           sorted(aggregate((r.oee for r in report.devices), by_line).items())}},
-        "output_per_hour": {"start": analysed.start.isoformat() + "T00:00:00Z",
-                            "unit": "parts per UTC hour, all devices",
+        "output_per_hour": {"start": _iso(analysed.start_ns),
+                            "unit": "parts per hour from the window's first local midnight, all devices",
                             "values": [round(float(x), 1) for x in hourly]},
         "energy": {"plant": plant_energy["plant"].to_dict() if plant_energy else None,
                    "lines": {k: e.to_dict(daily=False) for k, e in sorted(aggregate_energy(
@@ -133,7 +133,8 @@ def render_text(report: "Report") -> str:
     w = report.window
     lines = [
         f"shangyun verify — {t.catalog.title}",
-        f"item {t.item.no} {t.item.name}; window {w.start} – {w.end} ({w.n_days} days, UTC)",
+        f"item {t.item.no} {t.item.name}; window {w.start} – {w.end} ({w.n_days} days, "
+        f"local days of {w.zone})",
         "",
         f"VERDICT: {v.verdict}",
     ]

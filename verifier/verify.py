@@ -106,6 +106,9 @@ def verify(reader: Reader, *, window: Window, voucher: Voucher,
     input that cannot be verified (no devices, unknown item...)."""
     config = config or VerifyConfig()
     terms = resolve(voucher)            # bad voucher input fails before any heavy reading
+    if window.tz is None:               # review days are the programme's local days
+        window = window.in_zone(terms.catalog.timezone)
+    tz = window.zone
     devices = reader.devices()
     if not devices:
         raise VerificationInputError("no devices found in the given store(s)")
@@ -115,11 +118,12 @@ def verify(reader: Reader, *, window: Window, voucher: Voucher,
     analysed = _analysed_window(reader, window)
     id_events = identity_events_in(reader.events("identity_changed"),
                                    window.start_ns, window.end_ns)
-    planned = config.oee.calendar.planned_mask(analysed.days)
+    planned = config.oee.calendar.planned_mask(analysed.days, tz)
     unread_planned_s = 60.0 * (
-        config.oee.calendar.planned_minutes(window.days[:window.offset(analysed.start)])
-        + config.oee.calendar.planned_minutes(window.days[window.offset(analysed.end) + 1:]))
-    periods = config.energy.tariff.period_index(analysed.days)
+        config.oee.calendar.planned_minutes(window.days[:window.offset(analysed.start)], tz=tz)
+        + config.oee.calendar.planned_minutes(window.days[window.offset(analysed.end) + 1:],
+                                              tz=tz))
+    periods = config.energy.tariff.period_index(analysed.days, tz)
     dconf = config.distinct_config()
 
     activity: list[DeviceActivity] = []

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import DistinctConfig
+from .direction import follower_lag
 from .features import FeatureBlock
 from .links import Link
 from .series import SERIES_SIGNALS
@@ -202,6 +203,12 @@ def _link(block: FeatureBlock, a: int, b: int, score: PairScore, bin_min: int, c
         both = has_a[-lag:] & has_b[:len(has_b) + lag]
         offset = -lag
     day_idx = np.unique((np.nonzero(both)[0] + offset) // bpd)
+    # Who copies whom, from the minute-resolution tails: the one that lags is the copy.
+    fine = follower_lag(block.minute_tail[a], block.minute_tail[b], lag_min)
+    follower = None if not fine else (b if fine > 0 else a)
+    direction: dict[str, object] = {"follower_lag_min": fine}
+    if follower is not None:
+        direction["follower"] = block.device_ids[follower]
     return Link(
         a=a, b=b, reason="clone_of",
         message=(f"{{device}} tracks {{other}}: {score.signal} residual correlation "
@@ -216,5 +223,7 @@ def _link(block: FeatureBlock, a: int, b: int, score: PairScore, bin_min: int, c
             "per_signal_corr": score.per_signal,
             "overlap_days": round(score.overlap_bins / bpd, 2),
             "resolution_min": bin_min,
+            **direction,
         },
+        follower=follower,
     )

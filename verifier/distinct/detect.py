@@ -11,6 +11,7 @@ from .clones import clone_links
 from .config import DistinctConfig
 from .features import FeatureBlock
 from .identity import identity_links
+from .keeper import keep_key
 from .links import flags_from_links
 from .regularity import regularity_flags
 from .replays import replay_findings
@@ -27,7 +28,8 @@ def find_flags(
     """Flags of devices not to count as distinct, in a stable order (device order, then reason).
 
     `devices` are in block order. Of each group of devices found to be one machine exactly one
-    is kept (earliest first data, then id); the others are flagged.
+    is kept (see `keeper`: not the one that lags, then identity evidence, then earliest first
+    data and id); the others are flagged.
     """
     config = config or DistinctConfig()
     if [d.id for d in devices] != block.device_ids:
@@ -39,7 +41,7 @@ def find_flags(
     links += replay_links
     links += clone_links(block, config)
 
-    flags = flags_from_links(links, block.device_ids, order_key)
+    flags = flags_from_links(links, block.device_ids, keep_key(links, devices, order_key))
     flags += replay_flags
     flags += regularity_flags(block, config)
     flags += timestamp_flags(block.device_ids, raw_timing, config)
