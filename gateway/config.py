@@ -55,6 +55,14 @@ class StoreSettings(_Strict):
     retention_days: PositiveInt = 30
 
 
+class WitnessSettings(_Strict):
+    """A witness (`shangyun witness serve`) that receipts each checkpoint (docs/evidence.md)."""
+    url: str = Field(min_length=1)
+    # The witness's public key (PEM, from `shangyun witness key`): receipts signed by any other
+    # key are refused. Without it the first key seen is used, which proves less.
+    key_file: str | None = None
+
+
 class EvidenceSettings(_Strict):
     """The evidence ledger's schedule (gateway/evidence.py, docs/evidence-ledger.md)."""
     checkpoint_s: PositiveFloat = 300.0
@@ -62,7 +70,7 @@ class EvidenceSettings(_Strict):
     seal_after_s: float = Field(900.0, ge=0)
     # Samples whose source time is this much older than their capture count as backfilled.
     backfill_after_s: float = Field(3600.0, ge=0)
-    witness: str | None = None
+    witness: WitnessSettings | None = None
 
 
 class GatewaySettings(_Strict):

@@ -156,6 +156,12 @@ class Gateway:
         self._tasks.append(asyncio.create_task(self._every(WRITE_EVERY_S, self._report),
                                                name="runtime-status"))
         self._tasks.append(asyncio.create_task(self.checkpointer.run(), name="checkpoint"))
+        witness = self.settings.evidence.witness
+        if witness is not None:
+            from .witness import start_sender
+
+            self._tasks.append(start_sender(self.store, self.checkpointer, witness.url,
+                                            key_file=witness.key_file))
         self._start_forwarders()
         self.store.add_event("gateway_started", now_ns(), None,
                              {"config": self.config.path, "devices": len(self.devices)})

@@ -182,3 +182,34 @@ async def test_each_checkpoint_of_the_checkpointer_reaches_the_witness(tmp_path)
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             assert task.sender.counters["sent"] == 2
+
+
+async def test_a_gateway_configured_with_a_witness_gets_its_checkpoints_receipted(tmp_path):
+    """The `gateway.evidence.witness` block wires the sender into `shangyun run`."""
+    from gateway.config import load_config
+    from gateway.runner import Gateway
+
+    async with witness_at(tmp_path / "w") as (url, wkey):
+        (tmp_path / "w.pem").write_bytes(wkey.public_pem)
+        cfg = tmp_path / "gw.yaml"
+        cfg.write_text(f"""
+gateway:
+  store: {{path: {tmp_path / 'gw.db'}}}
+  evidence:
+    checkpoint_s: 0.5
+    witness: {{url: "{url}", key_file: {tmp_path / 'w.pem'}}}
+devices: []
+""", encoding="utf-8")
+        gw = Gateway(load_config(cfg))
+        stop = asyncio.Event()
+        run = asyncio.create_task(gw.run(stop))
+        try:
+            await until(lambda: gw.store is not None and len(gw.store.receipts()) >= 2,
+                        "receipts for the gateway's checkpoints")
+        finally:
+            stop.set()
+            await asyncio.wait_for(run, 60)
+    with Store.open(tmp_path / "gw.db", readonly=True) as store:
+        receipts = store.receipts()
+        assert {r.witness_fingerprint for r in receipts} == {wkey.fingerprint}
+        assert {r.checkpoint_seq for r in receipts} <= {c.seq for c in store.checkpoints()}
