@@ -20,6 +20,7 @@ from asyncua.common.subscription import Subscription
 
 from connectors.opcua.config import MonitoredNode, OpcUaConnection
 from connectors.opcua.planner import batches
+from connectors.opcua.resolve import local_node_id
 
 _HAS_PROPERTY = ua.NodeId(ua.ObjectIds.HasProperty)
 
@@ -50,9 +51,9 @@ async def percent_deadband_ranges(client: Client, nodes: Sequence[ua.NodeId], *,
     for chunk_nodes, chunk in zip(batches(list(nodes), max_per_call), batches(paths, max_per_call)):
         results = await client.uaclient.translate_browsepaths_to_nodeids(chunk)
         for node, res in zip(chunk_nodes, results):
-            if res.StatusCode.is_good() and res.Targets:
-                tid = res.Targets[0].TargetId
-                found[node] = ua.NodeId(tid.Identifier, tid.NamespaceIndex, tid.NodeIdType)
+            target = local_node_id(res.Targets[0].TargetId) if res.StatusCode.is_good() and res.Targets else None
+            if target is not None:
+                found[node] = target
             else:
                 out[node] = "the node has no EURange property"
     if found:

@@ -4,9 +4,10 @@
     /Objects/nsu=urn:acme:press;Machine1/Counters      a namespace by URI (resolved at connect)
     2:Counters/2:Good                                  relative to the device's node_root
 
-A segment is `<index>:<name>`, `nsu=<uri>;<name>` or a bare `<name>`. A bare name is in
-namespace 0 in an absolute path (Objects, Server...), and in the node root's namespace in a
-relative one (under a machine's folder nearly every name is in the machine's namespace).
+A segment is `<index>:<name>`, `nsu=<uri>;<name>` or a bare `<name>`. A bare name is in the
+namespace of the segment before it; the first one in namespace 0 in an absolute path (Objects,
+Server...) and in the node root's namespace in a relative one. Below a machine's folder nearly
+every name is in the machine's namespace, so it is written once: /Objects/2:Machine1/Counters/Good.
 Numeric node ids move when a PLC project is rebuilt; browse names do not, so a path is resolved
 again at every connect. A URI may itself contain '/', so an `nsu=` segment runs to its ';'.
 """

@@ -89,10 +89,13 @@ class Resolver:
         return self.root
 
     def _browse_path(self, path: BrowsePath) -> ua.BrowsePath:
-        default_ns = 0 if path.absolute or self.root is None else self.root.NamespaceIndex
-        elements = [ua.RelativePathElement(
-            ReferenceTypeId=_HIERARCHICAL, IsInverse=False, IncludeSubtypes=True,
-            TargetName=ua.QualifiedName(seg.name, self._index_of(seg, default_ns))) for seg in path.segments]
+        ns = 0 if path.absolute or self.root is None else self.root.NamespaceIndex
+        elements = []
+        for seg in path.segments:
+            ns = self._index_of(seg, ns)   # a bare name is in the namespace of the one before it
+            elements.append(ua.RelativePathElement(
+                ReferenceTypeId=_HIERARCHICAL, IsInverse=False, IncludeSubtypes=True,
+                TargetName=ua.QualifiedName(seg.name, ns)))
         return ua.BrowsePath(StartingNode=self._start(path), RelativePath=ua.RelativePath(Elements=elements))
 
     def _index_of(self, seg: Segment, default: int) -> int:
@@ -127,7 +130,14 @@ def _target_of(result: ua.BrowsePathResult) -> ua.NodeId | None:
     if result.StatusCode is not None and not result.StatusCode.is_good():
         return None
     for target in result.Targets or ():
-        tid = target.TargetId
-        if not tid.NamespaceUri and not tid.ServerIndex:
-            return ua.NodeId(tid.Identifier, tid.NamespaceIndex, tid.NodeIdType)
+        local = local_node_id(target.TargetId)
+        if local is not None:
+            return local
     return None
+
+
+def local_node_id(tid: ua.NodeId) -> ua.NodeId | None:
+    """An ExpandedNodeId as a NodeId of this server; None for one on another server."""
+    if getattr(tid, "NamespaceUri", None) or getattr(tid, "ServerIndex", 0):
+        return None
+    return ua.NodeId(tid.Identifier, tid.NamespaceIndex, tid.NodeIdType)
