@@ -110,6 +110,10 @@ class OpcUaSource(ReportsPayloadErrors):
         (ServerTimestamp), gateway (neither: the time of arrival)."""
         return dict(self._time_sources)
 
+    def status_counters(self) -> dict[str, Any]:
+        """What the supervisor's `counters` adds to this device's status."""
+        return {"status_codes": self.status_codes()}
+
     def status_codes(self) -> dict[str, int]:
         """Samples per OPC UA status code other than Good since start (the code behind an
         UNCERTAIN or BAD quality: UncertainLastUsableValue, BadSensorFailure...)."""

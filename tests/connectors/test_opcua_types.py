@@ -118,6 +118,7 @@ async def test_status_codes_become_quality_and_are_counted_by_code(plant):
     power = [(s.value, s.quality) for s in got]
     assert power[-3:] == [(5.0, Quality.UNCERTAIN), ("", Quality.BAD), (7.0, Quality.GOOD)]
     assert src.status_codes() == {"UncertainLastUsableValue": 1, "BadSensorFailure": 1}
+    assert src.status_counters() == {"status_codes": src.status_codes()}   # for status
 
 
 async def test_timestamps_source_then_server_and_the_origin_is_counted(plant):
