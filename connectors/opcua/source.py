@@ -76,10 +76,12 @@ class OpcUaSource(ReportsPayloadErrors):
     def __init__(self, device: DeviceSpec):
         self.device = device
         self.config = connection_of(OpcUaConnection, device)
-        self._addresses = {s.name: address_of(NodeAddress, device, s) for s in device.signals}
+        addresses = {s.name: address_of(NodeAddress, device, s) for s in device.signals}
+        # Built once: a string address makes a new MonitoredNode on every .monitoring.
+        self._monitoring = {name: a.monitoring for name, a in addresses.items()}
+        self._targets = {name: a.target for name, a in addresses.items()}
         if self.config.node_root is None:
-            relative = [n for n, a in self._addresses.items()
-                        if isinstance(a.target, BrowsePath) and not a.target.absolute]
+            relative = [n for n, t in self._targets.items() if isinstance(t, BrowsePath) and not t.absolute]
             if relative:
                 raise ConfigError(f"device {device.id}: signals {', '.join(relative)} have relative browse "
                                   f"paths, which start at the connection's node_root; set node_root or "
@@ -295,7 +297,7 @@ class OpcUaSource(ReportsPayloadErrors):
         if raw is None or status_q is Quality.BAD:
             return Sample(self.device.id, name, ts_ns, BAD_VALUE, Quality.BAD)
         try:
-            value_in = scalar(raw, index=self._addresses[name].monitoring.index,
+            value_in = scalar(raw, index=self._monitoring[name].index,
                               datetimes=self.config.datetime_values)
         except Refused as err:
             self._errors.report(err, signal=name, node=node_id.to_string())
@@ -317,7 +319,7 @@ class OpcUaSource(ReportsPayloadErrors):
             self._errors.report_distinct(SourceError(f"signal {name} not collected: {why}"), signal=name)
 
     async def _node_names(self, resolver: Resolver) -> dict[ua.NodeId, list[str]]:
-        found, failed = await resolver.resolve({n: a.target for n, a in self._addresses.items()})
+        found, failed = await resolver.resolve(self._targets)
         for name, why in failed.items():
             self._refuse(name, why)
         names: dict[ua.NodeId, list[str]] = {}
@@ -332,7 +334,7 @@ class OpcUaSource(ReportsPayloadErrors):
     async def _percent_checked(self, client: Client, names: dict[ua.NodeId, list[str]]) -> None:
         """Drops (and refuses) the items whose percent deadband has no EURange to refer to."""
         percent = [n for n, signals in names.items()
-                   if (db := self._addresses[signals[0]].monitoring.deadband) is not None and db.type == "percent"]
+                   if (db := self._monitoring[signals[0]].deadband) is not None and db.type == "percent"]
         if not percent:
             return
         problems = await percent_deadband_ranges(client, percent, max_per_call=self.config.max_items_per_call)
@@ -350,7 +352,7 @@ class OpcUaSource(ReportsPayloadErrors):
         self._sub = sub
         recorder = record(sub)
         for chunk in batches(list(names), self.config.max_items_per_call):
-            requests = [item_request(sub, client, n, self._addresses[names[n][0]].monitoring, self.config)
+            requests = [item_request(sub, client, n, self._monitoring[names[n][0]], self.config)
                         for n in chunk]
             results = await sub.create_monitored_items(requests)
             for node_id, result in zip(chunk, results):
