@@ -11,7 +11,7 @@ import hashlib
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from asyncua import Client, ua
 from asyncua.common.subscription import (
@@ -25,6 +25,7 @@ from connectors.opcua.monitoring import item_request, percent_deadband_ranges, p
 from connectors.opcua.paths import BrowsePath
 from connectors.opcua.planner import batches
 from connectors.opcua.resolve import Resolver, Unresolved
+from connectors.opcua.sessions import SharedSession, pool
 from connectors.opcua.values import GATEWAY, Refused, quality_of, scalar, stamp, status_name
 from connectors.opcua.security import (
     ServerTrust, default_application_uri, own_certificate, resolve_password)
@@ -93,6 +94,13 @@ class OpcUaSource(ReportsPayloadErrors):
         self._poll_nodes: list[ua.NodeId] = []
         self._signals = {s.name: s for s in device.signals}
         self._client: Client | None = None
+        self._session: SharedSession | None = None
+        # Machines behind one aggregating server (each with its node_root) share its session.
+        cfg = self.config
+        self._share_key = None if cfg.node_root is None else (
+            cfg.endpoint, cfg.security_policy, cfg.security_mode, cfg.username, cfg.user_certificate_path,
+            cfg.certificate_path, cfg.application_uri, cfg.pki_dir, cfg.server_trust, cfg.timeout_s,
+            cfg.watchdog_interval_s)
         self._sub: Subscription | None = None
         self._names: dict[ua.NodeId, list[str]] = {}
         self._lost: Exception | None = None
@@ -124,18 +132,14 @@ class OpcUaSource(ReportsPayloadErrors):
     async def connect(self) -> IdentityEvidence:
         await self.close()
         cfg = self.config
-        client = Client(cfg.endpoint, timeout=cfg.timeout_s, watchdog_intervall=cfg.watchdog_interval_s)
-        # asyncua asks for one hour and warns on every connect when a server grants less;
-        # ten minutes is what common servers (asyncua's included) allow, and the watchdog
-        # keeps the session alive anyway.
-        client.session_timeout = 600_000
-        client.connection_lost_callback = self._on_connection_lost
-        self._client, self._lost = client, None
+        self._lost = None
         try:
-            await self._user_identity(client)
-            if cfg.security_policy != "None":
-                await self._secure(client)
-            await asyncio.wait_for(client.connect(), cfg.timeout_s * 2)
+            if self._share_key is not None:
+                self._session = await pool().acquire(self._share_key, self._open_client, self._on_connection_lost)
+                client = self._session.client
+            else:
+                client = await self._open_client(self._on_connection_lost)
+            self._client = client
             resolver = Resolver(client, await client.get_namespace_array(), max_per_call=cfg.max_items_per_call)
             if cfg.node_root is not None:
                 try:
@@ -163,6 +167,25 @@ class OpcUaSource(ReportsPayloadErrors):
             await self.close()
             log.debug("device %s: connect failed", self.device.id, exc_info=True)
             raise SourceError(f"{cfg.endpoint}: {type(err).__name__}: {err}".rstrip(": ")) from err
+
+    async def _open_client(self, on_lost: Callable[[Exception], Awaitable[None]]) -> Client:
+        """A connected client: secure channel, session, user identity."""
+        cfg = self.config
+        client = Client(cfg.endpoint, timeout=cfg.timeout_s, watchdog_intervall=cfg.watchdog_interval_s)
+        # asyncua asks for one hour and warns on every connect when a server grants less;
+        # ten minutes is what common servers (asyncua's included) allow, and the watchdog
+        # keeps the session alive anyway.
+        client.session_timeout = 600_000
+        client.connection_lost_callback = on_lost
+        try:
+            await self._user_identity(client)
+            if cfg.security_policy != "None":
+                await self._secure(client)
+            await asyncio.wait_for(client.connect(), cfg.timeout_s * 2)
+        except BaseException:
+            await _disconnect(client, cfg.timeout_s, self.device.id)
+            raise
+        return client
 
     async def _user_identity(self, client: Client) -> None:
         cfg = self.config
@@ -252,12 +275,18 @@ class OpcUaSource(ReportsPayloadErrors):
             await asyncio.sleep(next_at - loop.time())
 
     async def close(self) -> None:
-        client, self._client, self._sub = self._client, None, None
-        if client is not None:
-            try:
-                await asyncio.wait_for(client.disconnect(), self.config.timeout_s)
-            except Exception:  # the link may already be dead; closing must not fail
-                log.debug("device %s: disconnect failed", self.device.id, exc_info=True)
+        client, self._client, sub, self._sub = self._client, None, self._sub, None
+        session, self._session = self._session, None
+        timeout = self.config.timeout_s
+        if session is not None:
+            if sub is not None and not session.lost:
+                try:   # the others on this session keep theirs
+                    await asyncio.wait_for(sub.delete(), timeout)
+                except Exception:  # noqa: BLE001 - the link may be dying; release it anyway
+                    log.debug("device %s: deleting the subscription failed", self.device.id, exc_info=True)
+            await pool().release(session, self._on_connection_lost, timeout)
+        elif client is not None:
+            await _disconnect(client, timeout, self.device.id)
 
     def _raise_if_lost(self) -> None:
         if self._lost is not None:
@@ -406,6 +435,13 @@ class OpcUaSource(ReportsPayloadErrors):
                 continue
             out[key] = "" if value is None else str(getattr(value, "Text", value))
         return out
+
+
+async def _disconnect(client: Client, timeout_s: float, device_id: str) -> None:
+    try:
+        await asyncio.wait_for(client.disconnect(), timeout_s)
+    except Exception:  # the link may already be dead; closing must not fail
+        log.debug("device %s: disconnect failed", device_id, exc_info=True)
 
 
 def _status_text(err: ua.UaStatusCodeError) -> str:

@@ -2,19 +2,23 @@
 (one endpoint, machines under their own node_root), against the asyncua plant server."""
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from typing import AsyncIterator
 
 import pytest
 
 from connectors.opcua.paths import parse_browse_path
 from connectors.opcua.source import OpcUaSource
+from connectors.supervisor import DeviceSupervisor, LinkState, stop_all
 from edge.errors import ConfigError, SourceError
 from edge.model import Quality
 from tests.connectors.devices import device
 from tests.connectors.opcua_plant import PLANT_URI, PlantServer
-from tests.connectors.servers import free_port
+from tests.connectors.servers import eventually, free_port
 from tests.connectors.test_opcua_source import collect
+from tests.connectors.test_supervisor import Recorder
 
 M = f"nsu={PLANT_URI};Machine"
 
@@ -172,3 +176,54 @@ async def test_the_same_node_root_twice_is_the_same_machine(plant):
     assert ids[0].fingerprint() == ids[1].fingerprint() != ids[2].fingerprint()
     keys = [endpoint_key(i, ("node_root",)) for i in ids]
     assert keys[0] == keys[1] != keys[2]
+
+
+async def test_machines_on_one_endpoint_share_one_session_and_recover_together():
+    """Three node roots, one secure channel and session; a server restart takes all three
+    offline and each comes back on the new session, collecting its own values."""
+    port = free_port()
+    server = PlantServer(port)
+    await server.start()
+    sources = {n: machine_on(server, n, f"m0{n}") for n in (1, 2, 3)}
+    recs = {n: Recorder() for n in sources}
+    sups = {n: DeviceSupervisor(src, recs[n].emit, recs[n], backoff_initial_s=0.05, backoff_max_s=0.5,
+                                rng=random.Random(n)) for n, src in sources.items()}
+    tasks = {sup: asyncio.create_task(sup.run()) for sup in sups.values()}
+    try:
+        await eventually(lambda: all(s.state is LinkState.ONLINE for s in sups.values()), timeout_s=30,
+                         what="all online")
+        assert server.server is not None and len(server.server.bserver.clients) == 1
+        await server.stop()
+        await eventually(lambda: all(s.state is LinkState.OFFLINE for s in sups.values()), timeout_s=30,
+                         what="all offline")
+        server = PlantServer(port, rebuild=1)
+        await server.start()
+        await eventually(lambda: all(s.state is LinkState.ONLINE for s in sups.values()), timeout_s=30,
+                         what="all back online")
+        for n in sources:
+            await server.write(f"Machine{n}/Counters/Good", 100 + n)
+        for n in sources:
+            await eventually(lambda n=n: 100 + n in values(recs[n].samples, "count_good"), timeout_s=20,
+                             what=f"machine {n} after the restart")
+        assert len(server.server.bserver.clients) == 1
+    finally:
+        assert await stop_all(tasks, timeout_s=10) == []
+        await server.stop()
+    for n in sources:
+        assert set(values(recs[n].samples, "count_good")) == {n * 10, 100 + n}   # its own, no others'
+
+
+async def test_leaving_a_shared_session_keeps_the_others_collecting(plant):
+    a, b = machine_on(plant, 1, "a"), machine_on(plant, 2, "b")
+    try:
+        await a.connect()
+        await b.connect()
+        await a.close()
+        await plant.write("Machine2/Counters/Good", 77)
+        got = await collect(b, lambda g: 77 in values(g, "count_good"))
+    finally:
+        await a.close()
+        await b.close()
+    assert 77 in values(got, "count_good")
+    assert plant.server is not None
+    await eventually(lambda: len(plant.server.bserver.clients) == 0, timeout_s=10, what="last one out closes")
