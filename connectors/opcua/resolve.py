@@ -52,6 +52,14 @@ class Resolver:
         found, failed = await self.resolve({"root": target})
         if "root" in failed:
             raise Unresolved(f"node_root {text}: {failed['root']}")
+        if isinstance(target, ParsedNodeId):
+            # A node id resolves without asking the server: ask, or every relative path would
+            # fail as "node_root has no child ..." when it is the root that is missing.
+            try:
+                await self.client.get_node(found["root"]).read_browse_name()
+            except ua.UaStatusCodeError as err:
+                raise Unresolved(f"node_root {text}: the server has no such node "
+                                 f"({ua.StatusCode(err.code).name})") from None
         return Resolver(self.client, self.namespaces, max_per_call=self.max_per_call,
                         root=found["root"], root_text=text)
 

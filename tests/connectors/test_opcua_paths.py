@@ -127,7 +127,12 @@ async def test_relative_paths_need_a_node_root():
 async def test_an_unresolvable_node_root_is_one_clear_error(plant):
     src = plant_source(plant.endpoint, [{"name": "count_good", "address": "Counters/Good"}],
                        node_root=f"/Objects/{M}9")
-    with pytest.raises(SourceError, match=rf"node_root /Objects/{M}9: .*Root folder|node_root .*Machine9"):
+    with pytest.raises(SourceError, match=rf"node_root /Objects/{M}9: .*has no child .*Machine9"):
+        await src.connect()
+    await src.close()
+    src = plant_source(plant.endpoint, [{"name": "count_good", "address": "Counters/Good"}],
+                       node_root=f"nsu={PLANT_URI};i=999999")
+    with pytest.raises(SourceError, match=r"node_root .*i=999999: the server has no such node \(BadNodeIdUnknown\)"):
         await src.connect()
     await src.close()
 
