@@ -64,12 +64,12 @@ class Reader(Protocol):
 
     def iter_cubes(self, window: Window,
                    chunk_devices: int = DEFAULT_CHUNK_DEVICES) -> Iterator[RollupCube]:
-        """Cubes over the window's days for consecutive groups of at most `chunk_devices`
-        devices, in `devices()` order."""
+        """Cubes over the window's local days (of `window.zone`, see `local_cubes`) for
+        consecutive groups of at most `chunk_devices` devices, in `devices()` order."""
         ...
 
     def data_span(self, window: Window | None = None) -> tuple[dt.date, dt.date] | None:
-        """First and last day with a stored rollup (inside `window` when given), or None.
+        """First and last (local) day with a stored rollup (inside `window` when given), or None.
         Optional: without it, verify reads the whole window asked for."""
         ...
 
