@@ -8,12 +8,16 @@ report so a reviewer can see what was applied):
   above noise (`inactive` otherwise) — a powered-on box that only reports "idle" is not use;
 - its active days are spread over the window rather than bunched at its end, which is how
   a device connected just for acceptance looks (`bunched_at_end`);
-- its identity did not change inside the window (`identity_changed`).
+- its identity did not change inside the window (`identity_changed`);
+- its active days were captured live: a day whose samples were mostly backfilled (captured long
+  after their source time, verifier.capture) is not an active day unless backfill is accepted;
+  a device short of active days only because of that is flagged `backfilled_data`.
 
 Everything is vectorised over devices × days × minutes of one cube chunk.
 """
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -82,9 +86,15 @@ class DeviceActivity:
 
 def analyse_activity(cube: RollupCube, config: ActivityConfig = ActivityConfig(), *,
                      identity_events: Mapping[str, Sequence[EventRecord]] | None = None,
-                     window: Window | None = None) -> list[DeviceActivity]:
+                     window: Window | None = None,
+                     live: np.ndarray | None = None,
+                     installed: dt.date | None = None) -> list[DeviceActivity]:
     """Per-device activity. The rules apply to the review `window` (default: the cube's days);
-    the cube may cover only part of it, the days with data, the rest counting as no data."""
+    the cube may cover only part of it, the days with data, the rest counting as no data.
+    `live` (devices, cube days) marks the days that may count as active (default: all); the
+    others were backfilled. `installed`: the plant's first day with data when the window starts
+    before it; whether active days are bunched at the end is judged from then on (a whole plant
+    installed mid-window is no device's doing), the other rules still over the whole window."""
     if window is None and len(cube.days):
         window = Window(date_of(cube.days[0]), date_of(cube.days[-1]))
     n_days = window.n_days if window is not None else 0
@@ -100,12 +110,18 @@ def analyse_activity(cube: RollupCube, config: ActivityConfig = ActivityConfig()
                         .sum(axis=2, dtype=np.float64))
     power_std = _masked_std(cube.field("power_mean_kw"), has_minute)
 
-    active_day = data_day & ((running_s >= config.min_running_s_per_day)
-                             | (counts >= config.min_count_per_day)
-                             | (power_std > config.power_noise_kw))
+    operating = data_day & ((running_s >= config.min_running_s_per_day)
+                            | (counts >= config.min_count_per_day)
+                            | (power_std > config.power_noise_kw))
+    active_day = operating if live is None else operating & live
+    backfilled_active = (operating & ~active_day).sum(axis=1)
     days_with_data = data_day.sum(axis=1)
     days_active = active_day.sum(axis=1)
-    half = min(max(n_days // 2 - offset, 0), len(cube.days))   # the window's half, in cube days
+    # The end of the first half of the window (from installation on), in cube days.
+    since = max(window.start, installed) if window is not None and installed else None
+    half_end = n_days // 2 if since is None or window is None \
+        else window.offset(since) + ((window.end - since).days + 1) // 2
+    half = min(max(half_end - offset, 0), len(cube.days))
     first_half = active_day[:, :half].sum(axis=1)
 
     first_ns, last_ns = _first_last_ns(cube, has_minute)
@@ -124,7 +140,16 @@ def analyse_activity(cube: RollupCube, config: ActivityConfig = ActivityConfig()
                               f"{th['min_data_days']} needed",
                               measure="days_with_data", value=float(days_with_data[d]),
                               threshold=float(th["min_data_days"])))
-        if n_active < th["min_active_days"]:
+        if n_active < th["min_active_days"] <= n_active + backfilled_active[d]:
+            flags.append(Flag(info.id, "backfilled_data",
+                              f"really operating on {n_active} live days of {n_days}, "
+                              f"{th['min_active_days']} needed: {int(backfilled_active[d])} more "
+                              "days were backfilled (captured long after their source time; "
+                              "--accept-backfill counts them)",
+                              measure="days_active_live", value=float(n_active),
+                              threshold=float(th["min_active_days"]),
+                              evidence={"backfilled_active_days": int(backfilled_active[d])}))
+        elif n_active < th["min_active_days"]:
             flags.append(Flag(info.id, "inactive",
                               f"really operating on {n_active} of {n_days} days, "
                               f"{th['min_active_days']} needed",

@@ -177,7 +177,7 @@ class DeviceOee:
     device: DeviceInfo
     totals: OeeTotals
     downtime: DeviceDowntime
-    output_per_hour: np.ndarray   # produced quantity per UTC hour of the window (float32)
+    output_per_hour: np.ndarray   # produced quantity per hour from the first (local) midnight
 
 
 def analyse_oee(cube: RollupCube, config: OeeConfig = OeeConfig(),

@@ -16,7 +16,7 @@ import zlib
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -45,6 +45,18 @@ class EventRecord:
     source: str = ""
 
 
+@dataclass(frozen=True)
+class CaptureHour:
+    """What was captured for one device and one hour of source time (the store's
+    `capture_stats` row): samples, how many of them were backfilled (captured more than an hour
+    after their source time), and the first and last capture instants (UTC ns)."""
+
+    samples: int
+    backfilled: int
+    first_capture_ns: int
+    last_capture_ns: int
+
+
 class Reader(Protocol):
     """What analysis needs from a data source. Device ids are unique across the reader."""
 
@@ -52,12 +64,12 @@ class Reader(Protocol):
 
     def iter_cubes(self, window: Window,
                    chunk_devices: int = DEFAULT_CHUNK_DEVICES) -> Iterator[RollupCube]:
-        """Cubes over the window's days for consecutive groups of at most `chunk_devices`
-        devices, in `devices()` order."""
+        """Cubes over the window's local days (of `window.zone`, see `local_cubes`) for
+        consecutive groups of at most `chunk_devices` devices, in `devices()` order."""
         ...
 
     def data_span(self, window: Window | None = None) -> tuple[dt.date, dt.date] | None:
-        """First and last day with a stored rollup (inside `window` when given), or None.
+        """First and last (local) day with a stored rollup (inside `window` when given), or None.
         Optional: without it, verify reads the whole window asked for."""
         ...
 
@@ -66,6 +78,16 @@ class Reader(Protocol):
     def raw_timestamps(self, device_id: str, start_ns: int, end_ns: int,
                        limit: int = 10_000) -> np.ndarray:
         """Sorted int64 UTC-ns timestamps of retained raw samples (may be empty: retention)."""
+        ...
+
+    def capture_hours(self, device_id: str) -> Mapping[int, CaptureHour]:
+        """Source hour (ts_ns // 3600 s, UTC epoch hours) -> what was captured for it; empty
+        when the source predates the evidence ledger (capture time unknown). Optional: a reader
+        without it is treated as such a source."""
+        ...
+
+    def integrity(self) -> Any:
+        """None for a store; for a bundle its check result (edge.bundle.IntegrityResult)."""
         ...
 
 
@@ -106,7 +128,8 @@ class MemoryReader:
 
     def __init__(self, devices: Sequence[DeviceInfo], cube: RollupCube, *,
                  events: Sequence[EventRecord] = (),
-                 timestamps: dict[str, np.ndarray] | None = None):
+                 timestamps: dict[str, np.ndarray] | None = None,
+                 capture: Mapping[str, Mapping[int, CaptureHour]] | None = None):
         ids = [d.id for d in devices]
         if len(set(ids)) != len(ids):
             raise VerificationInputError("MemoryReader: device ids must be unique")
@@ -119,6 +142,7 @@ class MemoryReader:
         self._cube = cube
         self._events = list(events)
         self._timestamps = timestamps or {}
+        self._capture = {d: dict(h) for d, h in (capture or {}).items()}
 
     def devices(self) -> list[DeviceInfo]:
         return list(self._devices)
@@ -162,6 +186,12 @@ class MemoryReader:
         ts = np.asarray(self._timestamps.get(device_id, ()), dtype=np.int64)
         ts = np.sort(ts[(ts >= start_ns) & (ts < end_ns)])
         return ts[:limit]
+
+    def capture_hours(self, device_id: str) -> dict[int, CaptureHour]:
+        return dict(self._capture.get(device_id, {}))
+
+    def integrity(self) -> None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -315,6 +345,22 @@ class StoreReader:
         with store_data(self._sources[entry.store_index]):
             return self._stores[entry.store_index].sample_timestamps(
                 entry.store_id, start_ns=start_ns, end_ns=end_ns, limit=limit)
+
+    def capture_hours(self, device_id: str) -> dict[int, CaptureHour]:
+        entry = self._by_id.get(device_id)
+        if entry is None:
+            raise VerificationInputError(f"unknown device {device_id!r}")
+        # Empty for data from before the ledger (migration 5 adds capture_stats empty, and a
+        # read-only open refuses an unmigrated store): capture time is then unknown.
+        with store_data(self._sources[entry.store_index]):
+            hours = self._stores[entry.store_index].capture_hours(entry.store_id)
+            return {int(h): CaptureHour(int(r.samples), int(r.backfilled),
+                                        int(r.first_capture_ns), int(r.last_capture_ns))
+                    for h, r in hours.items()}
+
+    def integrity(self) -> None:
+        return None
+
 
 
 def _check_cycle(source: str, device_id: str, cycle: object) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .capture import capture_lines, capture_to_dict
 from .oee import aggregate, by_line
 from .energy import MAX_KWH_PER_MINUTE, aggregate_energy
 from .policy import yuan_plain
@@ -103,6 +104,7 @@ def report_to_dict(report: "Report", *, generated_at: dt.datetime | None = None
                    "lines": {k: e.to_dict(daily=False) for k, e in sorted(aggregate_energy(
                        (r.energy for r in report.devices),
                        key=lambda r: r.device.line or "(no line)").items())}},
+        "capture": capture_to_dict(report.capture, report.window.zone),
         "notes": list(report.notes),
     }
 
@@ -134,11 +136,14 @@ def render_text(report: "Report") -> str:
     lines = [
         f"shangyun verify — {t.catalog.title}",
         f"item {t.item.no} {t.item.name}; window {w.start} – {w.end} ({w.n_days} days, "
-        f"local days of {w.zone})",
+        f"{w.zone} time)",
         "",
         f"VERDICT: {v.verdict}",
     ]
     lines += [f"  ✗ {p.code}: {p.message}" for p in v.reasons]
+    capture = capture_lines(report.capture, w.zone)
+    if capture:
+        lines += [""] + capture
     lines += ["", "Arithmetic:"] + [f"  {a}" for a in v.arithmetic]
     th = report.config.activity.thresholds(w.n_days)
     lines += ["", "Active-device thresholds:"]

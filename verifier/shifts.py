@@ -1,4 +1,4 @@
-"""Shift calendars: which UTC minutes of the window were planned for production.
+"""Shift calendars: which minutes of the window were planned for production.
 
 Shifts and breaks are written in local time (China Standard Time by default; China keeps no
 daylight saving, so a fixed offset is exact). An empty calendar means 24/7 production, the

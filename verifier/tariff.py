@@ -1,4 +1,4 @@
-"""Time-of-use tariffs: which price period each UTC minute of the window falls in.
+"""Time-of-use tariffs: which price period each minute of the window falls in.
 
 Loaded from YAML (see `verifier/tariffs/guangdong.yaml`, the default, for the format and for
 what its prices do and do not claim). Periods are local hours; China keeps no daylight

@@ -46,7 +46,7 @@ def test_activity_between_16_and_24_utc_counts_for_the_next_local_day():
     assert doc["window"]["timezone"] == "Asia/Shanghai"
     assert doc["energy"]["plant"]["kwh_by_day"] == {"2024-03-06": pytest.approx(64.0)}
     assert doc["devices"][0]["first_data"] == "2024-03-05T16:00:00Z"   # instants stay UTC
-    assert "local days of Asia/Shanghai" in report.render_text()
+    assert "(1 days, Asia/Shanghai time)" in report.render_text()
 
 
 def test_the_utc_day_it_happened_on_holds_nothing_locally():

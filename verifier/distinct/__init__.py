@@ -25,7 +25,9 @@ Reason codes (`Flag.reason`) and their measures (`Flag.measure`, `value` against
 Grouping: `shared_identity`, `shared_endpoint`, `clone_of` and same-day `replay` say two ids are
 one machine. Such links join devices into groups; of each group exactly one device is kept — not
 one whose signal lags another's (a clone follows its original; `clone_of` evidence gives
-`follower_lag_min` measured on the window's last days at minute resolution), then the one with
+`follower_lag_min` measured on the window's last days at minute resolution; with no minute lag,
+raw sample instants where both have them: `follower_delay_ms`, a copy re-published a steady
+few ms after each original sample), then the one with
 identity evidence of its own (over shared evidence, over none), then the earliest first data, then
 the smallest id — and each other member is flagged with
 the link to a device ahead of it (`other_device`; `evidence["kept_device"]` names the kept one).

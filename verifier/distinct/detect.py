@@ -7,7 +7,7 @@ import numpy as np
 
 from ..cube import DeviceInfo, Flag
 from .claimed import AgainstSet, claimed_flags
-from .clones import clone_links
+from .clones import clone_links, with_raw_direction
 from .config import DistinctConfig
 from .features import FeatureBlock
 from .identity import identity_links
@@ -39,7 +39,7 @@ def find_flags(
     links = list(identity_links(devices, config, order_key))
     replay_flags, replay_links = replay_findings(block, config, order_key)
     links += replay_links
-    links += clone_links(block, config)
+    links += with_raw_direction(clone_links(block, config), block.device_ids, raw_timing)
 
     flags = flags_from_links(links, block.device_ids, keep_key(links, devices, order_key))
     flags += replay_flags

@@ -62,3 +62,41 @@ def _corr_at(x: np.ndarray, y: np.ndarray, lag: int) -> float | None:
     xv, yv = xs[both] - xs[both].mean(), ys[both] - ys[both].mean()
     denom = float(np.sqrt((xv @ xv) * (yv @ yv)))
     return float(xv @ yv) / denom if denom > 0 else None
+
+
+_RAW_MIN_SAMPLES = 50
+_RAW_FOLLOW_SHARE = 0.1   # a re-publisher answers within a tenth of the original's interval...
+_RAW_LEAD_SHARE = 0.5     # ...and the original's next sample comes well after the copy's
+
+
+def follower_by_timestamps(ts_a: np.ndarray, ts_b: np.ndarray) -> tuple[int, float] | None:
+    """(+1 when b follows a, -1 when a follows b; the follower's median delay in ms), from raw
+    sample instants, or None when they do not say.
+
+    A copy re-published from the original (a proxy, a script forwarding its values) takes each
+    sample a little after the original, always by about the same delay; two devices polled on
+    their own keep an arbitrary phase. Only a delay both short (under a tenth of the interval)
+    and steady decides, so the rare honest pair in near phase stays undecided: this is a tie
+    break for a pair already found to be one machine, never a reason to link two devices."""
+    a, b = np.unique(np.asarray(ts_a, dtype=np.int64)), np.unique(np.asarray(ts_b, dtype=np.int64))
+    if len(a) < _RAW_MIN_SAMPLES or len(b) < _RAW_MIN_SAMPLES:
+        return None
+    for sign, (x, y) in ((1, (a, b)), (-1, (b, a))):
+        delay = _delays(x, y)          # y after the latest x before it
+        back = _delays(y, x)
+        if delay is None or back is None:
+            continue
+        interval = float(np.median(np.diff(x)))
+        d, spread = float(np.median(delay)), float(np.subtract(*np.percentile(delay, [75, 25])))
+        if 0 < d <= _RAW_FOLLOW_SHARE * interval and spread <= _RAW_FOLLOW_SHARE * interval \
+                and float(np.median(back)) >= _RAW_LEAD_SHARE * interval:
+            return sign, round(d / 1e6, 3)
+    return None
+
+
+def _delays(lead: np.ndarray, follow: np.ndarray) -> np.ndarray | None:
+    k = np.searchsorted(lead, follow, side="right") - 1
+    ok = k >= 0
+    if int(ok.sum()) < _RAW_MIN_SAMPLES:
+        return None
+    return (follow[ok] - lead[k[ok]]).astype(np.float64)

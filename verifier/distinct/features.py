@@ -27,10 +27,11 @@ NO_DATA = np.iinfo(np.int64).max
 
 @dataclass
 class FeatureBlock:
-    """Features of a list of devices over one window of consecutive UTC days.
+    """Features of a list of devices over one window of consecutive (local) days.
 
     first/last_data_min are epoch minutes (UTC). series is float16 residual z-scores
     (devices, SERIES_SIGNALS, days × bins), NaN where there is no data or no own variance.
+    minute_tail is the last days at minute resolution (verifier.distinct.direction).
     """
 
     device_ids: list[str]
