@@ -15,7 +15,11 @@ import yaml
 from connectors.mqtt.shared import UNCONFIGURED_DEVICE
 from edge.errors import ConfigError
 from edge.model import Quality, now_ns
+from fastapi.testclient import TestClient
+
+from gateway.api import create_app
 from gateway.config import load_config
+from gateway.status import device_status, render
 from gateway.runner import Gateway
 from simulator.broker import MosquittoBroker
 from tests.gateway.test_end_to_end import wait_for
@@ -114,6 +118,16 @@ async def test_fifty_devices_on_one_connection_and_three_unconfigured_reported(t
             # Acknowledged after commit, per message: nothing left in flight once all is stored.
             await wait_for(lambda: conn.acks.in_flight == 0, "every message acknowledged")
             assert gw.supervisors["m07"].source.time_sources() == {"device": 10, "gateway": 0}
+
+            # Listed for onboarding by `shangyun status` and the API.
+            status = await asyncio.to_thread(device_status, store)
+            assert [u["device_id"] for u in status["unconfigured"]] == ["x1", "x2", "x3"]
+            assert "x2             on factory/L9/x2/telemetry (connection plant)" in render(status)
+            with TestClient(create_app(gw.config.store_path)) as http:
+                listed_api = http.get("/api/unconfigured").json()
+            assert [u["device_id"] for u in listed_api] == ["x1", "x2", "x3"]
+            assert listed_api[0]["suggestion"] == x1["suggestion"]
+            assert status["online"] == 50
         finally:
             plc.close()
             await gw.stop()
