@@ -53,6 +53,7 @@ from connectors.base import AckedBatch
 from connectors.mqtt.acks import InOrderAcks, Pending
 from connectors.mqtt.client import connect_blocking, new_client, refusal, send_ack
 from connectors.mqtt.config import DEVICE_KEYS, MqttConnection
+from connectors.mqtt.handoff import Handoff
 from connectors.mqtt.routing import OVERSIZE, REJECT_HEAD_BYTES, Reject, Route, route_kind, route_kind_of
 from connectors.mqtt.security import client_certificate_details, peer_certificate_sha256
 from connectors.mqtt.topics import TopicTemplate, topic_matches
@@ -144,8 +145,7 @@ class SharedConnection:
         self._closing = False
         self.last_error: str | None = None
         self.tls_details: dict[str, str] = {}
-        self._inbox: collections.deque[tuple[str, bytes, int, int, int, int]] = collections.deque()
-        self._wake_scheduled = False
+        self._inbox: Handoff[tuple[str, bytes, int, int, int, int]] = Handoff(self._route_messages)
         self._touched: set[SharedDeviceSource] = set()
         self._entry: Pending | None = None    # the message being routed, and when its drain began
         self._mono = 0.0
@@ -197,6 +197,7 @@ class SharedConnection:
     def start(self) -> None:
         if self._task is None and not self._closing:
             self._loop = asyncio.get_running_loop()
+            self._inbox.bind(self._loop)
             self._task = asyncio.create_task(self._run(), name=f"mqtt-shared:{self.name}")
 
     async def wait_up(self) -> None:
@@ -330,12 +331,7 @@ class SharedConnection:
         self._call(self._disconnected, gen, f"disconnected ({reason})")
 
     def _on_message(self, client: mqtt.Client, gen: int, msg: mqtt.MQTTMessage) -> None:
-        self._inbox.append((msg.topic, msg.payload, msg.qos, msg.mid, now_ns(), gen))
-        # The loop clears the flag before it drains, so a message appended after the drain's
-        # last look always finds it clear and schedules another.
-        if not self._wake_scheduled:
-            self._wake_scheduled = True
-            self._call(self._drain)
+        self._inbox.put((msg.topic, msg.payload, msg.qos, msg.mid, now_ns(), gen))
 
     # --- the event loop's side ------------------------------------------------
 
@@ -349,13 +345,12 @@ class SharedConnection:
 
     def _disconnected(self, gen: int, reason: str) -> None:
         if gen == self.generation and not self._lost.is_set():
-            self._drain()       # what arrived before the link broke is routed (never acknowledged)
+            self._inbox.drain()     # what arrived before the link broke is routed (never acknowledged)
             self._set_lost(reason)
 
-    def _drain(self) -> None:
-        self._wake_scheduled = False
+    def _route_messages(self, inbox: collections.deque[tuple[str, bytes, int, int, int, int]]) -> None:
         self.drains += 1
-        inbox, acks, gen = self._inbox, self.acks, self.generation
+        acks, gen = self.acks, self.generation
         live = acks is not None and self._up.is_set()
         max_payload = self.config.max_payload_bytes
         cache = self._route_cache
@@ -386,9 +381,6 @@ class SharedConnection:
                 acks.settle((entry,))   # type: ignore[union-attr]  # the drain's own hold
         self.messages += n
         self._entry = None
-        if inbox and not self._wake_scheduled:
-            self._wake_scheduled = True
-            asyncio.get_running_loop().call_soon(self._drain)
         for view in self._touched:
             view.wake()
         self._touched.clear()

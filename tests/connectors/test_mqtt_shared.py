@@ -263,6 +263,32 @@ async def test_a_bad_payload_on_the_template_is_counted_for_its_device(tmp_path)
             await gw.stop()
 
 
+async def test_a_large_payload_between_small_ones_is_read_whole(tmp_path):
+    """paho reads the socket in 64 KiB chunks (connectors/mqtt/client.py): a message spanning
+    several chunks, and the small ones packed around it, all arrive intact."""
+    with MosquittoBroker() as broker:
+        gw = Gateway(load_config(write(tmp_path, config_text(broker.port, ids=["g1"]))))
+        store = gw.store
+        await gw.start()
+        plc = Plc(broker.port)
+        try:
+            await wait_for(lambda: gw.mqtt.connections[0].up, "connected")
+            t0 = now_ns() // 1_000_000
+            infos = [plc.publish(topic("L1", "g1"), {"ts": t0 + i, "p": 1.0, "n": i}) for i in range(300)]
+            big = [{"ts": t0 + 300 + i, "n": 300 + i, "p": 2.0} for i in range(1000)]   # a batch: ~40 kB
+            infos.append(plc.publish(topic("L1", "g1"), big * 1))
+            infos.append(plc.client.publish(topic("L1", "g1"), json.dumps(
+                {"ts": t0 + 2000, "n": 2000, "pad": "x" * 200_000}).encode(), qos=1))
+            infos += [plc.publish(topic("L1", "g1"), {"ts": t0 + 3000 + i, "p": 1.0, "n": 3000 + i})
+                      for i in range(300)]
+            for info in infos:
+                await asyncio.to_thread(info.wait_for_publish, 10)
+            await wait_for(lambda: count_rows(store, "g1") == 1601, "every reading stored")
+        finally:
+            plc.close()
+            await gw.stop()
+
+
 def test_config_errors_name_the_problem(tmp_path):
     def error(text: str) -> str:
         with pytest.raises(ConfigError) as exc:
