@@ -59,7 +59,7 @@ from connectors.mqtt.security import client_certificate_details, peer_certificat
 from connectors.mqtt.topics import TopicTemplate, topic_matches
 from connectors.reporting import PayloadErrorReporter, ReportsPayloadErrors
 from connectors.validation import connection_of
-from edge.errors import PayloadError, SourceError
+from edge.errors import ConfigError, PayloadError, SourceError
 from edge.model import DeviceSpec, IdentityEvidence, Sample, now_ns
 
 log = logging.getLogger("shangyun.connectors.mqtt")
@@ -67,8 +67,8 @@ log = logging.getLogger("shangyun.connectors.mqtt")
 UNCONFIGURED_DEVICE = "unconfigured_device"
 ROUTE_ERROR = "route_error"     # a route raised: a bug, counted and kept like a rejected payload
 DRAIN_MAX = 2000            # messages per drain before other tasks get a turn
-# QoS 0 samples a device's buffer may hold while its stream does not run; QoS 1 is bounded by
-# the broker's Receive Maximum instead.
+# Samples a device's buffer may hold before QoS 0 messages are dropped (counted); QoS 1 is
+# bounded by the broker's Receive Maximum instead.
 MAX_QOS0_SAMPLES = 100_000
 RECONNECT_MAX_S = 30.0
 _BYTES_IN_LOG = 64
@@ -107,7 +107,10 @@ class SharedConnections:
         conn = self._connections.get(key)
         if conn is None:
             conn = self._connections[key] = SharedConnection(cfg, self)
-        return conn.add_device(device, cfg)
+        try:
+            return conn.add_device(device, cfg)
+        except ValueError as err:   # two devices on one static topic, a route kind missing...
+            raise ConfigError(f"device {device.id}: {err}") from None
 
     @property
     def connections(self) -> list["SharedConnection"]:
@@ -484,8 +487,8 @@ class SharedDeviceSource(ReportsPayloadErrors):
         self._dead = None
         self.messages += 1
         if entry is None:
-            if not self._streaming and len(self._samples) >= MAX_QOS0_SAMPLES:
-                self.dropped_qos0 += 1
+            if len(self._samples) >= MAX_QOS0_SAMPLES:
+                self.dropped_qos0 += 1      # QoS 0: nothing holds the broker back but this
                 return
         elif not self._entries or self._entries[-1] is not entry:
             entry.waiting += 1

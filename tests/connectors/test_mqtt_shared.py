@@ -329,3 +329,17 @@ def test_the_per_device_connection_block_is_unchanged(tmp_path):
 
 
 
+
+
+def test_two_devices_on_one_static_topic_is_a_config_error(tmp_path):
+    text = yaml.safe_dump({
+        "mqtt_brokers": [{"name": "plant", "host": "127.0.0.1"}],
+        "devices": [{"id": d, "type": "mqtt", "connection": {"broker": "plant", "topic": "plant/all/telemetry"},
+                     "signals": SIGNALS} for d in ("s1", "s2")]})
+    gw = Gateway(load_config(write(tmp_path, text)))
+    try:
+        gw._make_source(gw.devices[0])
+        with pytest.raises(ConfigError, match="device s2: topic 'plant/all/telemetry' has no {device} level"):
+            gw._make_source(gw.devices[1])
+    finally:
+        gw.store.close()
