@@ -213,8 +213,10 @@ class SharedConnection:
         while not self._closing:
             try:
                 await self._connect_once()
-            except SourceError as err:
-                self._set_lost(str(err))
+            except (SourceError, Exception) as err:  # noqa: BLE001 - anything else is a bug: logged, retried
+                if not isinstance(err, SourceError):
+                    log.error("shared connection %s: unexpected error connecting", self.name, exc_info=err)
+                self._set_lost(str(err) or type(err).__name__)
                 await self._teardown()
                 await asyncio.sleep(backoff.next_delay())
                 continue

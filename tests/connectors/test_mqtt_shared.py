@@ -21,7 +21,7 @@ from gateway.api import create_app
 from gateway.config import load_config
 from gateway.status import device_status, render
 from gateway.runner import Gateway
-from simulator.broker import MosquittoBroker
+from simulator.broker import MosquittoBroker, free_port
 from tests.gateway.test_end_to_end import wait_for
 
 pytestmark = pytest.mark.integration
@@ -343,3 +343,21 @@ def test_two_devices_on_one_static_topic_is_a_config_error(tmp_path):
             gw._make_source(gw.devices[1])
     finally:
         gw.store.close()
+
+
+async def test_devices_are_offline_while_the_broker_is_down_at_start_and_online_once_it_is_up(tmp_path):
+    port = free_port()      # nobody listening yet
+    broker = MosquittoBroker(port=port)
+    gw = Gateway(load_config(write(tmp_path, config_text(port, ids=["u1", "u2"], stale_after_s=None))))
+    store = gw.store
+    await gw.start()
+    try:
+        await wait_for(lambda: all(store.events(device_id=d, kind="offline") for d in ("u1", "u2")),
+                       "both offline while nothing listens")
+        assert "cannot connect" in store.device("u1").last_error
+        broker.start()
+        await wait_for(lambda: all(store.device(d).online for d in ("u1", "u2")), "both online", timeout_s=90)
+        assert all(len(store.events(device_id=d, kind="offline")) == 1 for d in ("u1", "u2"))
+    finally:
+        await gw.stop()
+        broker.close()
