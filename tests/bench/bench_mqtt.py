@@ -4,7 +4,9 @@
 
 A real Gateway (one `mqtt_brokers` connection, one topic-template block for `--devices` machines,
 10-field JSON, QoS 1 acknowledged after commit, bounded pipeline, SQLite store) and a private
-Mosquitto; publishers run in other processes (`--publishers`, one paho client each, QoS 1).
+Mosquitto; publishers run in other processes, QoS 1: the flood from `mosquitto_pub -l`, one per
+device (`--flood-with paho` for Python publishers), the paced phase from `--publishers` paho
+processes (they set each payload's timestamp as they publish).
 
 Two phases in one run:
 - flood: `--messages` as fast as the publishers can send; messages/s from the first publish to
@@ -66,6 +68,28 @@ def publisher(host: str, port: int, devices: list[int], messages: int, rate: flo
     client.disconnect()
 
 
+def mosquitto_pub_flood(host: str, port: int, devices: int, messages: int, seq0: int, tmp: str) -> list[Any]:
+    """The flood from Mosquitto's own C client (`mosquitto_pub -l`, one per device, a line per
+    message): a Python publisher tops out near the gateway's own rate on two shared cores, so
+    only a faster sender shows where the gateway's ceiling is. Timestamps are set when the lines
+    are written (a flood measures throughput, not latency)."""
+    import subprocess
+
+    per = messages // devices
+    procs = []
+    now_us = time.time_ns() // 1000
+    for d in range(devices):
+        path = os.path.join(tmp, f"pub-{d}.txt")
+        with open(path, "wb") as f:
+            for i in range(per):
+                f.write(payload(now_us + i, seq0 + d * per + i) + b"\n")
+        with open(path, "rb") as stdin:
+            procs.append(subprocess.Popen(
+                ["mosquitto_pub", "-h", host, "-p", str(port), "-q", "1", "-M", "1000", "-l",
+                 "-i", f"bench-pub-{d}", "-t", f"bench/L{d % 4}/m{d:03d}/telemetry"], stdin=stdin))
+    return procs
+
+
 def config_yaml(store: str, host: str, port: int, devices: int, protocol: str) -> str:
     signals = "\n".join(f"      - {{name: {f}, address: {f}}}" for f in FIELDS)
     return f"""gateway:
@@ -116,7 +140,8 @@ class Latency:
 
 
 async def phase(gw: Any, host: str, port: int, devices: int, messages: int, rate: float, publishers: int,
-                seq0: int, broker_pid: int) -> dict[str, Any]:
+                seq0: int, broker_pid: int, c_publishers: str = "") -> dict[str, Any]:
+    """`c_publishers`: a directory for mosquitto_pub's input files (flood only), or "" for paho."""
     ctx = mp.get_context("spawn")
     done = ctx.Queue()
     groups = [list(range(devices))[k::publishers] for k in range(publishers)]
@@ -124,10 +149,15 @@ async def phase(gw: Any, host: str, port: int, devices: int, messages: int, rate
     before = await asyncio.to_thread(gw.store.sample_count)
     written0 = gw.pipeline.stats().written
     expected = written0 + per * publishers * len(FIELDS)
+    c_procs: list[Any] = []
     procs = [ctx.Process(target=publisher, args=(host, port, g, per, rate / publishers, seq0 + k * per, done))
-             for k, g in enumerate(groups)]
+             for k, g in enumerate(groups)] if not c_publishers else []
     broker0 = proc_cpu_s(broker_pid)
     cpu0, t0 = time.process_time(), time.perf_counter()
+    if c_publishers:
+        per = messages // devices
+        expected = written0 + per * devices * len(FIELDS)
+        c_procs = mosquitto_pub_flood(host, port, devices, messages, seq0, c_publishers)
     for p in procs:
         p.start()
     # The pipeline's count of committed samples: cheap to poll (a COUNT over the store is not,
@@ -140,16 +170,20 @@ async def phase(gw: Any, host: str, port: int, devices: int, messages: int, rate
     pub_s = [done.get(timeout=60) for _ in procs]
     for p in procs:
         p.join(timeout=30)
-    msgs = per * publishers
+    for c in c_procs:
+        c.wait(timeout=60)
+    msgs = per * (devices if c_publishers else publishers)
     got = (stored - before) // len(FIELDS)
     return {"messages": msgs, "stored_messages": got, "lost": msgs - got, "elapsed_s": round(elapsed, 2),
             "messages_per_s": round(got / elapsed), "samples_per_s": round(got * len(FIELDS) / elapsed),
-            "publish_s": round(max(pub_s), 2),
+            "publish_s": round(max(pub_s), 2) if pub_s else None,
+            "publishers": f"{len(c_procs)} mosquitto_pub" if c_procs else f"{len(procs)} paho",
             "gateway_cpu_us_per_message": round(cpu / max(1, got) * 1e6, 1),
             "broker_cpu_us_per_message": round(broker_cpu / max(1, got) * 1e6, 1)}
 
 
-async def run(args: argparse.Namespace, cfg_path: str, host: str, port: int, broker_pid: int) -> dict[str, Any]:
+async def run(args: argparse.Namespace, cfg_path: str, host: str, port: int, broker_pid: int,
+              tmp: str) -> dict[str, Any]:
     from gateway.config import load_config
     from gateway.runner import Gateway
 
@@ -163,7 +197,8 @@ async def run(args: argparse.Namespace, cfg_path: str, host: str, port: int, bro
             if time.monotonic() > deadline:
                 raise SystemExit("the shared connection did not come up")
             await asyncio.sleep(0.1)
-        flood = await phase(gw, host, port, args.devices, args.messages, 0, args.publishers, 0, broker_pid)
+        flood = await phase(gw, host, port, args.devices, args.messages, 0, args.publishers, 0, broker_pid,
+                            tmp if args.flood_with == "mosquitto_pub" else "")
         latency.recording = True
         paced_n = int(args.rate * args.paced_s)
         paced = await phase(gw, host, port, args.devices, paced_n, args.rate, args.publishers,
@@ -204,6 +239,8 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=15_000, help="paced phase: messages/s")
     ap.add_argument("--paced-s", type=float, default=10.0)
     ap.add_argument("--publishers", type=int, default=2, help="publisher processes")
+    ap.add_argument("--flood-with", choices=("paho", "mosquitto_pub"), default="mosquitto_pub",
+                    help="flood publishers: mosquitto_pub (C, one per device) or paho processes")
     ap.add_argument("--protocol", choices=("5", "3.1.1"), default="5", help="the gateway's MQTT version")
     args = ap.parse_args()
     from simulator.broker import MosquittoBroker
@@ -212,7 +249,7 @@ def main() -> int:
         cfg = os.path.join(tmp, "bench.yaml")
         with open(cfg, "w", encoding="utf-8") as f:
             f.write(config_yaml(os.path.join(tmp, "bench.db"), broker.host, broker.port, args.devices, args.protocol))
-        result = asyncio.run(run(args, cfg, broker.host, broker.port, broker._proc.pid))
+        result = asyncio.run(run(args, cfg, broker.host, broker.port, broker._proc.pid, tmp))
     base = baseline(args.messages)
     flood = result["flood"]
     out = {"benchmark": "mqtt_shared_connection_end_to_end", "devices": args.devices,
