@@ -1,6 +1,6 @@
 """The gateway's YAML configuration: models, loading, and conversion to edge DeviceSpecs.
 
-A config file has up to three sections:
+A config file has up to four sections:
 
     gateway:                 # all optional, defaults shown in GatewaySettings
       store: {path: shangyun.db, retention_days: 30}
@@ -9,12 +9,17 @@ A config file has up to three sections:
     sinks:                   # optional: the central side, fed from the outbox (edge/sinks/)
       - {type: influxdb, url: "http://influx:8086", org: factory, bucket: shangyun, token: "${INFLUX_TOKEN}"}
       - {type: mqtt, broker: "mqtts://central:8883", topic: "shangyun/{site}/{device}"}
+    mqtt_brokers:            # optional: MQTT connections shared by the devices naming them (docs/mqtt.md)
+      - {name: plant, host: broker.plant.local, ca_file: plant-ca.pem}
     devices:
       - id: press-01         # letters, digits, '-', '_', '.'
         type: modbus         # a connector name: see `shangyun run --help` / connectors.registry
         profile: sim-modbus  # optional template from gateway/templates/ supplying `signals`
         connection: {...}    # validated by the connector's own model
         signals: [...]       # name (a role or any name), address, scale, offset, states
+      - ids: "m{01..50}"     # MQTT: one block, one device per id, on a topic template
+        type: mqtt
+        connection: {broker: plant, topic: "factory/{line}/{device}/telemetry"}
 
 Validation happens in two passes: the common shape here, then each device's `connection` and
 signal `address` against its connector's models, so every error carries the file and line.
