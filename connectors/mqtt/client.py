@@ -2,7 +2,7 @@
 connection (connectors/mqtt/source.py) and the shared broker connection (shared.py)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -18,6 +18,9 @@ _MAX_PACKET = 268_435_455  # the largest packet MQTT can encode
 
 
 _READ_SIZE = 65536
+
+TelemetryFn = Callable[[str, bytes, int, int], None]
+"""(topic, payload, qos, mid) of a received PUBLISH, called on paho's network thread."""
 
 
 class BufferedClient(mqtt.Client):
@@ -37,6 +40,33 @@ class BufferedClient(mqtt.Client):
         super().__init__(*args, **kwargs)
         self._rbuf = b""
         self._roff = 0
+        self.on_telemetry: TelemetryFn | None = None
+
+    def _handle_publish(self) -> mqtt.MQTTErrorCode:
+        """With `on_telemetry` set, a QoS 0/1 PUBLISH without MQTT 5 properties (what telemetry
+        is) goes to it as (topic, payload, qos, mid), without paho's MQTTMessage, PublishPacket
+        and Properties objects and its topic matcher: a third of paho's thread (py-spy). Anything
+        else (QoS 2, properties such as a topic alias, a packet that does not parse, a topic that
+        is not UTF-8) takes paho's own path, which decodes or refuses it as before."""
+        fast = self.on_telemetry
+        header, packet = self._in_packet["command"], self._in_packet["packet"]
+        qos = (header & 0x06) >> 1
+        if fast is None or qos > 1:
+            return super()._handle_publish()
+        end = 2 + int.from_bytes(packet[:2], "big")
+        pos = end + 2 if qos else end
+        if pos > len(packet) or end == 2:
+            return super()._handle_publish()
+        if self._protocol == mqtt.MQTTv5:
+            if pos >= len(packet) or packet[pos] != 0:   # a properties length of 0 is one zero byte
+                return super()._handle_publish()
+            pos += 1
+        try:
+            topic = packet[2:end].decode("utf-8")
+        except UnicodeDecodeError:
+            return super()._handle_publish()
+        fast(topic, packet[pos:], qos, int.from_bytes(packet[end:end + 2], "big") if qos else 0)
+        return mqtt.MQTT_ERR_SUCCESS
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if self._roff >= len(self._rbuf):
@@ -52,7 +82,7 @@ class BufferedClient(mqtt.Client):
         return rc
 
 
-def new_client(cfg: MqttConnection, client_id: str, userdata: Any) -> mqtt.Client:
+def new_client(cfg: MqttConnection, client_id: str, userdata: Any) -> BufferedClient:
     """A client with credentials and TLS set, no callbacks; raises SourceError for unreadable
     credentials or TLS files."""
     v5 = cfg.protocol == "5"

@@ -236,6 +236,7 @@ class SharedConnection:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_telemetry = functools.partial(self._on_telemetry, gen)
         client.on_subscribe = self._on_subscribe
         self._client = client
         self.acks = InOrderAcks(functools.partial(send_ack, client))
@@ -332,6 +333,9 @@ class SharedConnection:
 
     def _on_message(self, client: mqtt.Client, gen: int, msg: mqtt.MQTTMessage) -> None:
         self._inbox.put((msg.topic, msg.payload, msg.qos, msg.mid, now_ns(), gen))
+
+    def _on_telemetry(self, gen: int, topic: str, payload: bytes, qos: int, mid: int) -> None:
+        self._inbox.put((topic, payload, qos, mid, now_ns(), gen))
 
     # --- the event loop's side ------------------------------------------------
 

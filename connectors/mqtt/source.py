@@ -153,6 +153,7 @@ class MqttSource(ReportsPayloadErrors):
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_telemetry = functools.partial(self._on_telemetry, generation)
         client.on_subscribe = self._on_subscribe
         return client
 
@@ -351,6 +352,9 @@ class MqttSource(ReportsPayloadErrors):
 
     def _on_message(self, client: mqtt.Client, userdata: int, msg: mqtt.MQTTMessage) -> None:
         self._inbox.put((userdata, msg.topic, msg.payload, msg.qos, msg.mid, now_ns()))
+
+    def _on_telemetry(self, generation: int, topic: str, payload: bytes, qos: int, mid: int) -> None:
+        self._inbox.put((generation, topic, payload, qos, mid, now_ns()))
 
     def _take_messages(self, inbox: collections.deque[tuple[int, str, bytes, int, int, int]]) -> None:
         while inbox:

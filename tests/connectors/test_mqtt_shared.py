@@ -289,6 +289,37 @@ async def test_a_large_payload_between_small_ones_is_read_whole(tmp_path):
             await gw.stop()
 
 
+async def test_messages_with_mqtt5_properties_and_qos0_are_stored(tmp_path):
+    """Telemetry without properties takes the short path past paho's decoder (connectors/mqtt/
+    client.py); a message with MQTT 5 properties takes paho's own path; QoS 0 the short one."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    with MosquittoBroker() as broker:
+        gw = Gateway(load_config(write(tmp_path, config_text(broker.port, ids=["v1"]))))
+        store = gw.store
+        await gw.start()
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="v5-pub", protocol=mqtt.MQTTv5)
+        pub.connect("127.0.0.1", broker.port)
+        pub.loop_start()
+        try:
+            await wait_for(lambda: gw.mqtt.connections[0].up, "connected")
+            t0 = now_ns() // 1_000_000
+            props = Properties(PacketTypes.PUBLISH)
+            props.UserProperty = ("line", "L1")
+            props.MessageExpiryInterval = 3600
+            infos = [pub.publish(topic("L1", "v1"), json.dumps({"ts": t0, "n": 1}).encode(), qos=1, properties=props),
+                     pub.publish(topic("L1", "v1"), json.dumps({"ts": t0 + 1, "n": 2}).encode(), qos=0),
+                     pub.publish(topic("L1", "v1"), json.dumps({"ts": t0 + 2, "n": 3}).encode(), qos=1)]
+            for info in infos:
+                await asyncio.to_thread(info.wait_for_publish, 10)
+            await wait_for(lambda: count_rows(store, "v1") == 3, "all three stored")
+        finally:
+            pub.loop_stop()
+            pub.disconnect()
+            await gw.stop()
+
+
 def test_config_errors_name_the_problem(tmp_path):
     def error(text: str) -> str:
         with pytest.raises(ConfigError) as exc:
