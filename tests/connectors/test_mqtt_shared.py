@@ -163,6 +163,8 @@ async def test_a_silent_device_goes_offline_and_back_while_the_others_stay_onlin
             await wait_for(lambda: len(store.events(device_id="a2", kind="online")) == 2,
                            "a2 back online on its next message")
             await wait_for(lambda: count_rows(store, "a2") == 2, "both of a2's readings stored")
+            sources = gw.supervisors["a2"].source.time_sources()
+            assert sources == {"device": 0, "gateway": 4}, "no ts in the payload: arrival time, recorded as such"
         finally:
             stop.set()
             await talker
