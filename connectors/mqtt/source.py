@@ -44,6 +44,7 @@ from paho.mqtt.properties import Properties
 from connectors.base import AckedBatch
 from connectors.mqtt.acks import InOrderAcks, Pending
 from connectors.mqtt.config import FieldPath, MqttConnection, split_path
+from connectors.mqtt import rejects
 from connectors.mqtt.payload import Decoded, Limits, decode_payload, parse_json
 from connectors.mqtt.security import client_certificate_details, credentials, peer_certificate_sha256, tls_context
 from connectors.reporting import PayloadErrorReporter, ReportsPayloadErrors
@@ -245,9 +246,11 @@ class MqttSource(ReportsPayloadErrors):
             self._on_birth(topic, payload)
         elif len(payload) > self.config.max_payload_bytes:
             self.messages += 1
-            self._errors.report(PayloadError(
-                f"payload of {len(payload)} bytes exceeds max_payload_bytes {self.config.max_payload_bytes}"),
-                topic=topic, payload=payload[:_BYTES_IN_LOG])
+            err = PayloadError(
+                f"payload of {len(payload)} bytes exceeds max_payload_bytes {self.config.max_payload_bytes}")
+            self._errors.report(err, topic=topic, payload=payload[:_BYTES_IN_LOG], reject=rejects.reject(
+                payload, topic=topic, device_id=self.device.id, reason=rejects.OVERSIZE, error=err,
+                arrived_ns=receive_ns))
         elif entry is None and self._qos0_waiting >= self.config.receive_maximum:
             self._drop_qos0(topic)
         else:
@@ -272,8 +275,17 @@ class MqttSource(ReportsPayloadErrors):
             readings = decode_payload(payload, self._fields, ts_path=self._ts_path, receive_ns=receive_ns,
                                       limits=self._limits, fmt=self.config.payload_format)
         except PayloadError as err:
-            self._errors.report(err, topic=topic, payload=payload[:_BYTES_IN_LOG])
+            self._errors.report(err, topic=topic, payload=payload[:_BYTES_IN_LOG], reject=rejects.reject(
+                payload, topic=topic, device_id=self.device.id, reason=rejects.INVALID, error=err,
+                arrived_ns=receive_ns))
             return []
+        if readings and not any(d.values or d.errors for d in readings):
+            # Readable, but not one configured field in it: kept for the operator to see what
+            # the device does send (a renamed field, another message type on the topic).
+            err = PayloadError(f"no field of signals {sorted(self._fields)} in the payload")
+            self._errors.report(err, topic=topic, payload=payload[:_BYTES_IN_LOG], reject=rejects.reject(
+                payload, topic=topic, device_id=self.device.id, reason=rejects.UNMAPPABLE, error=err,
+                arrived_ns=receive_ns))
         out: list[Sample] = []
         for decoded in readings:
             self._note_matches(decoded, topic)

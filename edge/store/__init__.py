@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .. import deadletters, migrations, outbox
+from .. import deadletters, migrations, outbox, rejects
 from ..errors import StoreError
 from ..model import NS_PER_S, DeviceSpec, IdentityEvidence, Quality, Sample
 from ..records import DeadLetter, DeviceRecord, Event
@@ -446,6 +446,29 @@ class Store:
         with self._rlock:
             try:
                 return deadletters.counts(self._r)
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: read failed: {exc}") from exc
+
+    # ------------------------------------------------------------------ payload dead letters
+    def add_rejects(self, items: Sequence[rejects.Reject],
+                    uncounted: dict[tuple[str, str], int] | None = None) -> int:
+        """Keep payloads a connector refused (edge.rejects), the newest `dead_letter_rows`."""
+        if not items and not uncounted:
+            return 0
+        return int(self._write(rejects.add, items, self.dead_letter_rows, uncounted))
+
+    def rejects(self, *, device_id: str | None = None, reason: str | None = None,
+                limit: int = 100) -> list[rejects.StoredReject]:
+        with self._rlock:
+            try:
+                return rejects.newest(self._r, device_id=device_id, reason=reason, limit=limit)
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: read failed: {exc}") from exc
+
+    def reject_counts(self) -> dict[str, dict[str, int]]:
+        with self._rlock:
+            try:
+                return rejects.counts(self._r)
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.path}: read failed: {exc}") from exc
 
