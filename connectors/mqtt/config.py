@@ -36,9 +36,12 @@ class FieldPath(RootModel[str]):
 class MqttConnection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # Set from `mqtt_brokers:` (gateway config) when the device names a shared connection.
+    broker: str | None = Field(default=None, description="name of a shared connection in mqtt_brokers")
     host: str = Field(min_length=1)
     port: int = Field(default=1883, ge=1, le=65535)
-    topic: str = Field(min_length=1, description="telemetry topic (wildcards allowed)")
+    topic: str = Field(min_length=1, description="telemetry topic (wildcards allowed) or topic template "
+                                                 "binding fields: factory/{line}/{device}/telemetry")
     identity_topic: str | None = Field(default=None, description="topic of the retained birth message")
     protocol: Literal["5", "3.1.1"] = Field(
         default="5", description="MQTT version: 5 (Receive Maximum, Maximum Packet Size) or 3.1.1")
@@ -55,8 +58,11 @@ class MqttConnection(BaseModel):
                                                           "default with tls: the system's CAs")
     cert_file: str | None = Field(default=None, description="PEM client certificate (mutual TLS)")
     key_file: str | None = Field(default=None, description="PEM private key of cert_file (unencrypted)")
-    payload_format: Literal["auto", "json", "kv", "number"] = Field(
-        default="auto", description="auto: JSON (object, batch array, bare value), else key=value text")
+    payload_format: Literal["auto", "json", "kv", "number", "sparkplug"] = Field(
+        default="auto", description="auto: JSON (object, batch array, bare value), else key=value text; "
+                                    "sparkplug: Sparkplug B (connectors/mqtt/sparkplug/)")
+    # Settings of the Sparkplug B route, validated by that route (connectors/mqtt/routing.py).
+    sparkplug: dict[str, Any] | None = None
     timestamp_field: str | None = Field(default="ts", description="payload field with the time; null: receive time")
     keepalive_s: int = Field(default=30, ge=5, le=65535)
     timeout_s: float = Field(default=5.0, gt=0, description="connect / subscribe timeout")
