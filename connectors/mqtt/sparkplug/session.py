@@ -179,6 +179,8 @@ class SparkplugHost:
         self._rebirth(t, session, out)
 
     def _rebirth(self, t: topics.Topic, session: NodeSession, out: Outcome) -> None:
+        if any(cmd_topic == t.command() for cmd_topic, _ in out.commands):
+            return     # one request per message, however many reasons it gave
         now = self._clock()
         if session.last_rebirth is not None and now - session.last_rebirth < self.rebirth_interval_s:
             self.counters.rebirths_suppressed += 1
