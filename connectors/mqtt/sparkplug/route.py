@@ -31,7 +31,6 @@ from . import topic as topics
 from .session import Binding, Outcome, SparkplugHost, Suggestion
 
 log = logging.getLogger("shangyun.connectors.mqtt")
-BAD_SPARKPLUG = "bad_sparkplug"
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 
