@@ -6,12 +6,14 @@ import asyncio
 import json
 from pathlib import Path
 
+import httpx
 import paho.mqtt.publish as mqtt_publish
 import pytest
 
 from connectors.mqtt import rejects as mqtt_rejects, routing
 from edge import rejects
 from edge.store import Store
+from gateway import api, cli
 from gateway.config import load_config
 from gateway.runner import Gateway
 from simulator.broker import MosquittoBroker
@@ -65,6 +67,35 @@ async def test_malformed_oversize_and_unmappable_payloads_are_kept_and_others_fl
     assert big.size > 400 and len(big.head) == rejects.HEAD_BYTES and big.head == b'{"power_kw": 1, "pad": "' + b"x" * 232
     assert "max_payload_bytes 200" in big.detail
     assert gateway.observer.rejects.received == 3
+
+
+async def test_cli_and_api_list_them(tmp_path, capsys):
+    db = tmp_path / "s.db"
+    store = Store.open(db)
+    store.add_rejects([rejects.Reject.of(b"\x00garbage", arrived_ns=1, source="mqtt", topic="t/m1",
+                                         device_id="m1", reason=rejects.INVALID, detail="not JSON"),
+                       rejects.Reject.of(b"{}", arrived_ns=2, source="mqtt", topic="t/x", device_id=None,
+                                         reason=rejects.UNKNOWN_DEVICE, detail="no device x")])
+    store.dead_letter([1], "store: value out of range", ts_ns=3)
+    store.close()
+
+    assert cli.main(["deadletters", "--store", str(db), "--json", "--reason", rejects.INVALID]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [(r["device_id"], r["reason"], r["head_hex"]) for r in data["payloads"]] == [
+        ("m1", rejects.INVALID, b"\x00garbage".hex())]
+    assert data["payload_counts"] == {"m1": {rejects.INVALID: 1}}
+    assert cli.main(["deadletters", "--store", str(db)]) == 0
+    text = capsys.readouterr().out
+    assert "unknown_device" in text and "(unknown)" in text and "value out of range" in text
+
+    server = await api.serve(api.create_app(str(db)), "127.0.0.1", 0)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api.bound_port(server)}") as client:
+            body = (await client.get("/api/deadletters", params={"device_id": ""})).json()
+    finally:
+        await api.stop(server)
+    assert [r["reason"] for r in body["payloads"]] == [rejects.UNKNOWN_DEVICE]
+    assert body["samples"] == []      # the sample dead letter's device is "?" (not a Sample)
 
 
 def test_the_table_is_bounded_and_counts_stay_whole(tmp_path):
