@@ -174,6 +174,14 @@ class Store:
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.path}: read failed: {exc}") from exc
 
+    def _query(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """fn(reader connection, *args, **kwargs) under the read lock; sqlite errors as StoreError."""
+        with self._rlock:
+            try:
+                return fn(self._r, *args, **kwargs)
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: read failed: {exc}") from exc
+
     def _write(self, fn: Any, *args: Any) -> Any:
         """Run fn(conn, *args) in one IMMEDIATE transaction on the writer connection.
 
@@ -435,19 +443,11 @@ class Store:
 
     def dead_letters(self, device_id: str | None = None, limit: int = 100) -> list[DeadLetter]:
         """The newest dead letters (of one device), newest first."""
-        with self._rlock:
-            try:
-                return deadletters.newest(self._r, device_id, limit)
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: read failed: {exc}") from exc
+        return self._query(deadletters.newest, device_id, limit)
 
     def dead_letter_counts(self) -> dict[str, dict[str, int]]:
         """device_id -> reason -> samples ever dead-lettered (not reduced by trimming)."""
-        with self._rlock:
-            try:
-                return deadletters.counts(self._r)
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: read failed: {exc}") from exc
+        return self._query(deadletters.counts)
 
     # ------------------------------------------------------------------ payload dead letters
     def add_rejects(self, items: Sequence[rejects.Reject],
@@ -459,18 +459,11 @@ class Store:
 
     def rejects(self, *, device_id: str | None = None, reason: str | None = None,
                 limit: int = 100) -> list[rejects.StoredReject]:
-        with self._rlock:
-            try:
-                return rejects.newest(self._r, device_id=device_id, reason=reason, limit=limit)
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: read failed: {exc}") from exc
+        return self._query(rejects.newest, device_id=device_id, reason=reason, limit=limit)
 
     def reject_counts(self) -> dict[str, dict[str, int]]:
-        with self._rlock:
-            try:
-                return rejects.counts(self._r)
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: read failed: {exc}") from exc
+        """device_id ('' unknown) -> reason -> payloads ever refused (not reduced by trimming)."""
+        return self._query(rejects.counts)
 
     # ------------------------------------------------------------------ device registry
     def upsert_device(self, spec: DeviceSpec) -> None:
