@@ -140,6 +140,7 @@ class Gateway:
         self.stats = GatewayStats()
         self._tasks: list[asyncio.Task] = []
         self._device_tasks: dict[DeviceSupervisor, asyncio.Task] = {}
+        self.mqtt: Any = None    # connectors.mqtt.shared.SharedConnections, once a device needs it
 
     @property
     def devices(self) -> list[DeviceSpec]:
@@ -150,7 +151,7 @@ class Gateway:
             self.store.upsert_device(spec)
         await self.pipeline.start()
         for spec in self.devices:
-            source = registry.get(spec.protocol).make_source(spec)
+            source = self._make_source(spec)
             sup = DeviceSupervisor(source, self.pipeline.put_many, self.observer,
                                    max_past_s=self.settings.store.retention_days * 86_400)
             self.supervisors[spec.id] = sup
@@ -173,6 +174,8 @@ class Gateway:
         if stuck:
             log.error("devices %s did not stop within the timeout; stopping without them", stuck)
         self._device_tasks.clear()
+        if self.mqtt is not None:
+            await self.mqtt.close()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -200,6 +203,31 @@ class Gateway:
         if self._own_store:
             self.store.close()
         log.info("gateway stopped")
+
+    # --- MQTT shared broker connections (connectors/mqtt/shared.py) -------------------------
+    def _make_source(self, spec: DeviceSpec) -> Any:
+        if spec.protocol == "mqtt":
+            from connectors.mqtt.shared import SharedConnections   # paho only when MQTT is used
+
+            if SharedConnections.handles(spec):
+                if self.mqtt is None:
+                    self.mqtt = SharedConnections(on_event=self._connection_event,
+                                                  on_reject=self._route_reject)
+                return self.mqtt.source(spec)
+        return registry.get(spec.protocol).make_source(spec)
+
+    def _connection_event(self, kind: str, data: dict[str, Any]) -> None:
+        """An event of a shared connection about no configured device (`unconfigured_device`)."""
+        try:
+            self.store.add_event(kind, now_ns(), None, data)
+        except Exception as e:  # noqa: BLE001 - as StoreObserver: never stops collection
+            log.warning("could not record %s in the store: %s", kind, e)
+    def _route_reject(self, reject: Any) -> None:
+        """A message a shared connection refused as a whole: a payload dead letter."""
+        from connectors.mqtt.rejects import from_route
+
+        self.observer.on_reject(from_route(reject))
+    # --- end MQTT shared broker connections ---------------------------------------------------
 
     async def _mark_stopped(self) -> None:
         """A clean stop ends every device's held state now, as a disconnect would; otherwise

@@ -31,6 +31,9 @@ How a route plugs in
    QoS 1 message is acknowledged once every device batch holding its samples was committed
    (in receive order per connection), or at once when it produced no samples.
 
+Optional: `route.time_sources(device_id) -> dict[str, int]`, the device's samples per timestamp
+origin ("device": from the payload, "gateway": arrival time), shown by the device's status.
+
 Payload size (`max_payload_bytes` of the connection) is checked by the connection before a
 route sees a message; a larger one is rejected with reason OVERSIZE.
 """
