@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from connectors.mqtt import routing
 from connectors.mqtt.config import FieldPath, MqttConnection
 from connectors.validation import address_of, connection_of
+from edge.errors import SourceError
 from edge.model import DeviceSpec
 
 from . import topic as topics
@@ -116,7 +117,11 @@ class SparkplugRoute:
             if self._link is None:
                 self.commands_unsent += 1
                 continue
-            self._link.publish(cmd_topic, cmd, qos=0)
+            try:
+                self._link.publish(cmd_topic, cmd, qos=0)
+            except SourceError as err:   # the link dropped under us: the next birth resets all
+                self.commands_unsent += 1
+                log.info("sparkplug: rebirth request on %s not sent: %s", cmd_topic, err)
 
 
 def _where(key: tuple[str, str, str | None]) -> str:
