@@ -96,6 +96,7 @@ async def test_births_aliases_gap_deaths_through_tahu(broker, tmp_path):
     assert values[("temp", T0)] == -7 and values[("temp", T0 + 3)] == -300   # Int16, negative
     assert values[("count_total", T0 + 5)] == 13      # data after the gap is kept
     assert {s.device_id for s in got.samples} == {"p1"}
+    assert route.time_sources("p1") == {"device": len(got.samples)}   # every metric had its time
 
     [(dev, identity)] = got.births
     assert dev == "p1" and identity.serial_number == "SN-4711"

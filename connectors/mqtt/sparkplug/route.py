@@ -84,8 +84,8 @@ class SparkplugRoute:
     def connected(self, link: routing.Link) -> None:
         self._link = link
 
-    def time_sources(self) -> dict[str, int]:
-        return self.host.time_sources()
+    def time_sources(self, device_id: str) -> dict[str, int]:
+        return self.host.time_sources(device_id)
 
     def handle(self, topic: str, payload: bytes, receive_ns: int, out: routing.RouteOutput) -> None:
         result = self.host.handle(topic, payload, receive_ns)

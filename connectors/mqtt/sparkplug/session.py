@@ -21,7 +21,7 @@ Rules (Sparkplug B 3.0, host application):
   rebirth: without the birth, aliases cannot be resolved.
 - Metrics map to signals by name: a signal's `address` is the metric's name (`Power/kW`).
 - A metric's timestamp, else the payload's, else the arrival time is the sample's time
-  (`time_sources()` counts which).
+  (`time_sources(device_id)` counts which).
 """
 from __future__ import annotations
 
@@ -112,10 +112,10 @@ class SparkplugHost:
         self.counters = Counters()
         self.sessions: dict[tuple[str, str], NodeSession] = {}
         self._clock = clock
-        self._time_sources: collections.Counter[str] = collections.Counter()
+        self._time_sources: dict[str, collections.Counter[str]] = {}   # device id -> origin -> n
 
-    def time_sources(self) -> dict[str, int]:
-        return dict(self._time_sources)
+    def time_sources(self, device_id: str) -> dict[str, int]:
+        return dict(self._time_sources.get(device_id, {}))
 
     def handle(self, topic: str, payload: bytes, receive_ns: int) -> Outcome:
         out = Outcome()
@@ -258,7 +258,8 @@ class SparkplugHost:
     def _sample(self, device_id: str, spec: SignalSpec, m: Metric, p: Payload, receive_ns: int,
                 out: Outcome) -> Sample:
         ts_ms = m.timestamp_ms if m.timestamp_ms is not None else p.timestamp_ms
-        self._time_sources["device" if ts_ms is not None else "gateway"] += 1
+        counts = self._time_sources.setdefault(device_id, collections.Counter())
+        counts["device" if ts_ms is not None else "gateway"] += 1
         ts_ns = ts_ms * NS_PER_MS if ts_ms is not None else receive_ns
         if m.unsupported is not None or m.value is None:
             if m.unsupported is not None:
