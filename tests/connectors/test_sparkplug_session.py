@@ -88,3 +88,25 @@ def test_the_route_refuses_a_topic_that_misses_the_node_and_a_device_claimed_twi
     with pytest.raises(ValueError):
         route.add_device(sparkplug_device(f"spBv1.0/{G}/#", device_id="p3", device="a/b"))
     assert route.filters == (f"spBv1.0/{G}/#",)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_KINDS = ["NBIRTH", "NDATA", "NDEATH", "DBIRTH", "DDATA", "DDEATH", "NCMD", "STATE"]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_KINDS), st.booleans(),
+                          st.one_of(st.binary(max_size=120),
+                                    st.builds(lambda seq, v: raw(seq, Metric(alias=5, datatype=10, value=v)),
+                                              st.integers(0, 300), st.floats(allow_nan=True)))),
+                max_size=12))
+def test_any_message_sequence_never_raises_and_never_yields_a_wrong_type(messages):
+    h = host(Clock(), interval_s=0)
+    for kind, with_device, payload in messages:
+        t = f"spBv1.0/{G}/{kind}/{N}" + (f"/{D}" if with_device else "")
+        out = h.handle(t, payload, 1)
+        for s in out.samples:
+            assert s.device_id == "p1" and s.signal == "speed"
+            assert s.quality is Quality.BAD or (isinstance(s.value, float) and s.value == s.value)
+        assert all(r.reason in (BAD_SPARKPLUG, UNMAPPABLE, "unknown_device") for r in out.refused)

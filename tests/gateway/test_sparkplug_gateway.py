@@ -60,3 +60,36 @@ async def test_sparkplug_through_the_gateway(tmp_path):
             await wait_for(lambda: not store.device("p1").online, "p1 offline after DDEATH", 90)
         finally:
             await gateway.stop()
+
+
+async def test_a_gateway_that_joined_late_asks_for_a_rebirth_and_then_resolves_aliases(tmp_path):
+    with MosquittoBroker() as broker:
+        cfg = tmp_path / "gw.yaml"
+        cfg.write_text(yaml.safe_dump({
+            "gateway": {"store": {"path": str(tmp_path / "gw.db")}, "flush_interval_s": 0.05},
+            "mqtt_brokers": [{"name": "plant", "host": "127.0.0.1", "port": broker.port}],
+            "devices": [{"id": "p1", "type": "mqtt", "connection": {
+                "broker": "plant", "topic": f"spBv1.0/{G}/+/{NODE}/#", "payload_format": "sparkplug",
+                "sparkplug": {"group": G, "edge_node": NODE, "device": "press-1"}},
+                "signals": [{"name": "power_kw", "address": "Power/kW"}]}]}), encoding="utf-8")
+        gateway = Gateway(load_config(cfg))
+        store = gateway.store
+        await gateway.start()
+        try:
+            await wait_for(lambda: gateway.mqtt is not None and all(c.up for c in gateway.mqtt.connections),
+                           "the shared connection subscribed")
+            # The births went out before the gateway was there: only data by alias arrives.
+            commands = await run_edge_node(broker, {
+                "command_topic": topic("NCMD"), "commands": 1,
+                "messages": [msg("DDATA", 17, [{"alias": 1, "type": "Double", "value": 9.0,
+                                                "timestamp": T0 + 17}], "press-1")],
+                "on_rebirth": [msg("NBIRTH", 0, [{"name": "bdSeq", "type": "UInt64", "value": 4}]),
+                               msg("DBIRTH", 1, BIRTH_METRICS, "press-1"),
+                               msg("DDATA", 2, [{"alias": 1, "type": "Double", "value": 7.5,
+                                                 "timestamp": T0 + 20}], "press-1")],
+            }, tmp_path)
+            assert [c["payload"]["metrics"][0]["name"] for c in commands] == ["Node Control/Rebirth"]
+            await wait_for(lambda: (store.latest("p1", "power_kw") or None) and
+                           store.latest("p1", "power_kw").value == 7.5, "the value after the rebirth")
+        finally:
+            await gateway.stop()

@@ -5,6 +5,7 @@
 //
 // script.json: {"will": {topic, payload}, "command_topic": "...", "commands": N, "timeout_ms": T,
 //               "messages": [{"topic": "...", "payload": {<Tahu payload object>}}, ...],
+//               "on_rebirth": [messages published when a Node Control/Rebirth command arrives],
 //               "die": true}
 // Payload objects are Tahu's: {timestamp, seq, metrics: [{name, alias, type, value, timestamp}]}.
 // Connects (with the will, if any), subscribes to command_topic, publishes the messages in
@@ -42,9 +43,16 @@ function finish() {
   }
 }
 
-client.on("message", (topic, message) => {
+client.on("message", async (topic, message) => {
   const decoded = sparkplug.decodePayload(message);
   console.log(JSON.stringify({ topic, payload: decoded }, (k, v) => (typeof v === "bigint" ? v.toString() : v)));
+  const rebirth = (decoded.metrics || []).some((m) => m.name === "Node Control/Rebirth" && m.value === true);
+  if (rebirth && script.on_rebirth) {
+    // As an edge node does when a host asks: its births again (and, here, what follows them).
+    for (const m of script.on_rebirth) {
+      await client.publishAsync(m.topic, encode(m.payload), { qos: 1 });
+    }
+  }
   got += 1;
   if (got >= want) finish();
 });
