@@ -27,15 +27,23 @@ class WireError(PayloadError):
 
 
 def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    for i in range(_MAX_VARINT_BYTES):
-        if pos + i >= len(buf):
-            raise WireError(f"varint cut off at byte {pos + i}")
-        b = buf[pos + i]
+    size = len(buf)
+    if pos >= size:
+        raise WireError(f"varint cut off at byte {pos}")
+    b = buf[pos]
+    if b < 0x80:        # field keys, small values: one byte, the common case by far
+        return b, pos + 1
+    result, shift, i = b & 0x7F, 7, pos + 1
+    end = min(size, pos + _MAX_VARINT_BYTES)
+    while i < end:
+        b = buf[i]
         result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result & _MASK64, pos + i + 1
+        i += 1
+        if b < 0x80:
+            return result & _MASK64, i
         shift += 7
+    if i >= size and i - pos < _MAX_VARINT_BYTES:
+        raise WireError(f"varint cut off at byte {i}")
     raise WireError(f"varint longer than {_MAX_VARINT_BYTES} bytes at byte {pos}")
 
 
