@@ -6,6 +6,7 @@
     GET /api/events?limit=N    recent events (connects, disconnects, identity, bad payloads)
     GET /api/deadletters       refused payloads and samples (?device_id=&reason=&limit=), as
                                `shangyun deadletters --json`
+    GET /api/unconfigured      devices seen on an MQTT topic template, configured nowhere, with YAML
     GET /healthz               200 {"status": "ok"} or 503 {"status": "unhealthy", "problems": [...]}
                                when samples arrive but nothing is committed (given `health`)
 
@@ -29,6 +30,7 @@ from verifier.oee import OeeConfig
 
 from . import cli_deadletters
 from .live import snapshot
+from .unconfigured import unconfigured_devices
 
 
 def create_app(store_path: str, *, title: str = "shangyun",
@@ -88,6 +90,10 @@ def create_app(store_path: str, *, title: str = "shangyun",
                           reason: str | None = None) -> dict[str, Any]:
         return await asyncio.to_thread(cli_deadletters.report, store(), device_id=device_id,
                                        reason=reason, limit=max(1, min(limit, 1000)))
+
+    @app.get("/api/unconfigured")
+    async def unconfigured() -> list[dict[str, Any]]:
+        return await asyncio.to_thread(unconfigured_devices, store())
 
     @app.get("/", response_class=HTMLResponse)
     def dashboard() -> str:

@@ -24,6 +24,7 @@ from edge.records import DeviceRecord
 from edge.store import Store
 
 from .runtime_status import read_runtime_status, sink_stats
+from .unconfigured import render_unconfigured, unconfigured_devices
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ def device_status(store: Store, *, window_s: float = 60.0,
         "store": _storage(store),
         "health": (runtime or {}).get("health"),
         "window_s": window_s,
+        "unconfigured": unconfigured_devices(store),   # MQTT template ids no block configures
     }
 
 
@@ -237,6 +239,7 @@ def render(status: dict[str, Any]) -> str:
         lines.append(_sink_line(sk))
     if status.get("store"):
         lines.append(_storage_line(status["store"]))
+    lines += render_unconfigured(status.get("unconfigured") or [])
     return "\n".join(lines)
 
 

@@ -17,11 +17,46 @@ _PACKET_HEADROOM = 4096
 _MAX_PACKET = 268_435_455  # the largest packet MQTT can encode
 
 
+_READ_SIZE = 65536
+
+
+class BufferedClient(mqtt.Client):
+    """paho reading the socket in large chunks.
+
+    paho 2.2 reads each packet with three or more recv() calls (the command byte, each length
+    byte, then the rest) and goes back to select() after every packet: four or five system calls
+    per telemetry message, a third of the gateway's CPU at 10,000 messages/s (py-spy,
+    tests/bench/bench_mqtt.py). Here recv() fills a buffer of up to 64 KiB that paho's packet
+    reader takes its bytes from, and `loop_read` goes on until the buffer is empty, so a
+    buffered packet never waits for the socket to become readable again. paho's reader already
+    handles short reads (its state is kept in `_in_packet`), so a packet split across two
+    buffers is read as it would be across two TCP segments.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rbuf = b""
+        self._roff = 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._roff >= len(self._rbuf):
+            self._rbuf, self._roff = super()._sock_recv(_READ_SIZE), 0   # may raise BlockingIOError
+        chunk = self._rbuf[self._roff:self._roff + bufsize]
+        self._roff += len(chunk)
+        return chunk
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        while rc == mqtt.MQTT_ERR_SUCCESS and self._sock is not None and self._roff < len(self._rbuf):
+            rc = super().loop_read(max_packets)
+        return rc
+
+
 def new_client(cfg: MqttConnection, client_id: str, userdata: Any) -> mqtt.Client:
     """A client with credentials and TLS set, no callbacks; raises SourceError for unreadable
     credentials or TLS files."""
     v5 = cfg.protocol == "5"
-    client = mqtt.Client(
+    client = BufferedClient(
         mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, userdata=userdata,
         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
         clean_session=None if v5 else cfg.clean_session,

@@ -53,12 +53,13 @@ from connectors.base import AckedBatch
 from connectors.mqtt.acks import InOrderAcks, Pending
 from connectors.mqtt.client import connect_blocking, new_client, refusal, send_ack
 from connectors.mqtt.config import DEVICE_KEYS, MqttConnection
+from connectors.mqtt.handoff import Handoff
 from connectors.mqtt.routing import OVERSIZE, REJECT_HEAD_BYTES, Reject, Route, route_kind, route_kind_of
 from connectors.mqtt.security import client_certificate_details, peer_certificate_sha256
 from connectors.mqtt.topics import TopicTemplate, topic_matches
 from connectors.reporting import PayloadErrorReporter, ReportsPayloadErrors
 from connectors.validation import connection_of
-from edge.errors import PayloadError, SourceError
+from edge.errors import ConfigError, PayloadError, SourceError
 from edge.model import DeviceSpec, IdentityEvidence, Sample, now_ns
 
 log = logging.getLogger("shangyun.connectors.mqtt")
@@ -66,8 +67,8 @@ log = logging.getLogger("shangyun.connectors.mqtt")
 UNCONFIGURED_DEVICE = "unconfigured_device"
 ROUTE_ERROR = "route_error"     # a route raised: a bug, counted and kept like a rejected payload
 DRAIN_MAX = 2000            # messages per drain before other tasks get a turn
-# QoS 0 samples a device's buffer may hold while its stream does not run; QoS 1 is bounded by
-# the broker's Receive Maximum instead.
+# Samples a device's buffer may hold before QoS 0 messages are dropped (counted); QoS 1 is
+# bounded by the broker's Receive Maximum instead.
 MAX_QOS0_SAMPLES = 100_000
 RECONNECT_MAX_S = 30.0
 _BYTES_IN_LOG = 64
@@ -106,7 +107,10 @@ class SharedConnections:
         conn = self._connections.get(key)
         if conn is None:
             conn = self._connections[key] = SharedConnection(cfg, self)
-        return conn.add_device(device, cfg)
+        try:
+            return conn.add_device(device, cfg)
+        except ValueError as err:   # two devices on one static topic, a route kind missing...
+            raise ConfigError(f"device {device.id}: {err}") from None
 
     @property
     def connections(self) -> list["SharedConnection"]:
@@ -144,8 +148,7 @@ class SharedConnection:
         self._closing = False
         self.last_error: str | None = None
         self.tls_details: dict[str, str] = {}
-        self._inbox: collections.deque[tuple[str, bytes, int, int, int, int]] = collections.deque()
-        self._wake_scheduled = False
+        self._inbox: Handoff[tuple[str, bytes, int, int, int, int]] = Handoff(self._route_messages)
         self._touched: set[SharedDeviceSource] = set()
         self._entry: Pending | None = None    # the message being routed, and when its drain began
         self._mono = 0.0
@@ -197,6 +200,7 @@ class SharedConnection:
     def start(self) -> None:
         if self._task is None and not self._closing:
             self._loop = asyncio.get_running_loop()
+            self._inbox.bind(self._loop)
             self._task = asyncio.create_task(self._run(), name=f"mqtt-shared:{self.name}")
 
     async def wait_up(self) -> None:
@@ -330,12 +334,7 @@ class SharedConnection:
         self._call(self._disconnected, gen, f"disconnected ({reason})")
 
     def _on_message(self, client: mqtt.Client, gen: int, msg: mqtt.MQTTMessage) -> None:
-        self._inbox.append((msg.topic, msg.payload, msg.qos, msg.mid, now_ns(), gen))
-        # The loop clears the flag before it drains, so a message appended after the drain's
-        # last look always finds it clear and schedules another.
-        if not self._wake_scheduled:
-            self._wake_scheduled = True
-            self._call(self._drain)
+        self._inbox.put((msg.topic, msg.payload, msg.qos, msg.mid, now_ns(), gen))
 
     # --- the event loop's side ------------------------------------------------
 
@@ -349,13 +348,12 @@ class SharedConnection:
 
     def _disconnected(self, gen: int, reason: str) -> None:
         if gen == self.generation and not self._lost.is_set():
-            self._drain()       # what arrived before the link broke is routed (never acknowledged)
+            self._inbox.drain()     # what arrived before the link broke is routed (never acknowledged)
             self._set_lost(reason)
 
-    def _drain(self) -> None:
-        self._wake_scheduled = False
+    def _route_messages(self, inbox: collections.deque[tuple[str, bytes, int, int, int, int]]) -> None:
         self.drains += 1
-        inbox, acks, gen = self._inbox, self.acks, self.generation
+        acks, gen = self.acks, self.generation
         live = acks is not None and self._up.is_set()
         max_payload = self.config.max_payload_bytes
         cache = self._route_cache
@@ -386,9 +384,6 @@ class SharedConnection:
                 acks.settle((entry,))   # type: ignore[union-attr]  # the drain's own hold
         self.messages += n
         self._entry = None
-        if inbox and not self._wake_scheduled:
-            self._wake_scheduled = True
-            asyncio.get_running_loop().call_soon(self._drain)
         for view in self._touched:
             view.wake()
         self._touched.clear()
@@ -492,8 +487,8 @@ class SharedDeviceSource(ReportsPayloadErrors):
         self._dead = None
         self.messages += 1
         if entry is None:
-            if not self._streaming and len(self._samples) >= MAX_QOS0_SAMPLES:
-                self.dropped_qos0 += 1
+            if len(self._samples) >= MAX_QOS0_SAMPLES:
+                self.dropped_qos0 += 1      # QoS 0: nothing holds the broker back but this
                 return
         elif not self._entries or self._entries[-1] is not entry:
             entry.waiting += 1

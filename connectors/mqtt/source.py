@@ -1,7 +1,7 @@
 """MQTT source: subscribes to one device's telemetry topic (and its retained birth message).
 
-The only module importing paho-mqtt. paho's network thread (loop_start) hands every message to
-the event loop at once (call_soon_threadsafe) and never waits, so it keeps reading the socket
+paho's network thread (loop_start) hands every message to the event loop at once (in batches:
+connectors/mqtt/handoff.py) and never waits, so it keeps reading the socket
 and keeps the keep-alive going however slow the store is. Backpressure is held at the broker
 instead: QoS 1 messages are acknowledged only after the pipeline committed their samples
 (connectors.base.AckedBatch, manual acks, in receive order: connectors/mqtt/acks.py), and the
@@ -33,6 +33,7 @@ them it sends nothing more while the link stays up (measured; tests/connectors/t
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 from typing import Any, AsyncIterator, Callable
@@ -44,6 +45,7 @@ from connectors.mqtt.acks import InOrderAcks, Pending
 from connectors.mqtt import rejects
 from connectors.mqtt.client import connect_blocking, new_client, refusal, send_ack
 from connectors.mqtt.config import MqttConnection
+from connectors.mqtt.handoff import Handoff
 from connectors.mqtt.mapping import BAD_VALUE, DeviceMapping, birth_evidence, parse_birth
 from connectors.mqtt.security import client_certificate_details, peer_certificate_sha256
 from connectors.reporting import PayloadErrorReporter, ReportsPayloadErrors
@@ -84,6 +86,7 @@ class MqttSource(ReportsPayloadErrors):
         self._identity_given = False     # connect() has returned its identity evidence
         self.on_identity: Callable[[IdentityEvidence], None] | None = None
         self._qos0_waiting = 0
+        self._inbox: Handoff[tuple[int, str, bytes, int, int, int]] = Handoff(self._take_messages)
         self._qos0_drop_logged = False
         self.messages = 0
         self.dropped_qos0 = 0
@@ -112,6 +115,7 @@ class MqttSource(ReportsPayloadErrors):
         cfg = self.config
         generation = self._generation
         self._loop = asyncio.get_running_loop()
+        self._inbox.bind(self._loop)
         self._queue = asyncio.Queue()  # bounded by the broker's in-flight limit (module docstring)
         self._lost, self._birth = None, None
         self._identity_given = False
@@ -358,5 +362,11 @@ class MqttSource(ReportsPayloadErrors):
         self._call(userdata, self._mark_lost, f"disconnected ({reason})")
 
     def _on_message(self, client: mqtt.Client, userdata: int, msg: mqtt.MQTTMessage) -> None:
-        self._call(userdata, self._received, msg.topic, msg.payload, msg.qos, msg.mid, now_ns())
+        self._inbox.put((userdata, msg.topic, msg.payload, msg.qos, msg.mid, now_ns()))
+
+    def _take_messages(self, inbox: collections.deque[tuple[int, str, bytes, int, int, int]]) -> None:
+        while inbox:
+            generation, *message = inbox.popleft()
+            if generation == self._generation:
+                self._received(*message)
 

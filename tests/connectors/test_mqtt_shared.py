@@ -15,7 +15,11 @@ import yaml
 from connectors.mqtt.shared import UNCONFIGURED_DEVICE
 from edge.errors import ConfigError
 from edge.model import Quality, now_ns
+from fastapi.testclient import TestClient
+
+from gateway.api import create_app
 from gateway.config import load_config
+from gateway.status import device_status, render
 from gateway.runner import Gateway
 from simulator.broker import MosquittoBroker
 from tests.gateway.test_end_to_end import wait_for
@@ -114,6 +118,16 @@ async def test_fifty_devices_on_one_connection_and_three_unconfigured_reported(t
             # Acknowledged after commit, per message: nothing left in flight once all is stored.
             await wait_for(lambda: conn.acks.in_flight == 0, "every message acknowledged")
             assert gw.supervisors["m07"].source.time_sources() == {"device": 10, "gateway": 0}
+
+            # Listed for onboarding by `shangyun status` and the API.
+            status = await asyncio.to_thread(device_status, store)
+            assert [u["device_id"] for u in status["unconfigured"]] == ["x1", "x2", "x3"]
+            assert "x2             on factory/L9/x2/telemetry (connection plant)" in render(status)
+            with TestClient(create_app(gw.config.store_path)) as http:
+                listed_api = http.get("/api/unconfigured").json()
+            assert [u["device_id"] for u in listed_api] == ["x1", "x2", "x3"]
+            assert listed_api[0]["suggestion"] == x1["suggestion"]
+            assert status["online"] == 50
         finally:
             plc.close()
             await gw.stop()
@@ -249,6 +263,32 @@ async def test_a_bad_payload_on_the_template_is_counted_for_its_device(tmp_path)
             await gw.stop()
 
 
+async def test_a_large_payload_between_small_ones_is_read_whole(tmp_path):
+    """paho reads the socket in 64 KiB chunks (connectors/mqtt/client.py): a message spanning
+    several chunks, and the small ones packed around it, all arrive intact."""
+    with MosquittoBroker() as broker:
+        gw = Gateway(load_config(write(tmp_path, config_text(broker.port, ids=["g1"]))))
+        store = gw.store
+        await gw.start()
+        plc = Plc(broker.port)
+        try:
+            await wait_for(lambda: gw.mqtt.connections[0].up, "connected")
+            t0 = now_ns() // 1_000_000
+            infos = [plc.publish(topic("L1", "g1"), {"ts": t0 + i, "p": 1.0, "n": i}) for i in range(300)]
+            big = [{"ts": t0 + 300 + i, "n": 300 + i, "p": 2.0} for i in range(1000)]   # a batch: ~40 kB
+            infos.append(plc.publish(topic("L1", "g1"), big * 1))
+            infos.append(plc.client.publish(topic("L1", "g1"), json.dumps(
+                {"ts": t0 + 2000, "n": 2000, "pad": "x" * 200_000}).encode(), qos=1))
+            infos += [plc.publish(topic("L1", "g1"), {"ts": t0 + 3000 + i, "p": 1.0, "n": 3000 + i})
+                      for i in range(300)]
+            for info in infos:
+                await asyncio.to_thread(info.wait_for_publish, 10)
+            await wait_for(lambda: count_rows(store, "g1") == 1601, "every reading stored")
+        finally:
+            plc.close()
+            await gw.stop()
+
+
 def test_config_errors_name_the_problem(tmp_path):
     def error(text: str) -> str:
         with pytest.raises(ConfigError) as exc:
@@ -289,3 +329,17 @@ def test_the_per_device_connection_block_is_unchanged(tmp_path):
 
 
 
+
+
+def test_two_devices_on_one_static_topic_is_a_config_error(tmp_path):
+    text = yaml.safe_dump({
+        "mqtt_brokers": [{"name": "plant", "host": "127.0.0.1"}],
+        "devices": [{"id": d, "type": "mqtt", "connection": {"broker": "plant", "topic": "plant/all/telemetry"},
+                     "signals": SIGNALS} for d in ("s1", "s2")]})
+    gw = Gateway(load_config(write(tmp_path, text)))
+    try:
+        gw._make_source(gw.devices[0])
+        with pytest.raises(ConfigError, match="device s2: topic 'plant/all/telemetry' has no {device} level"):
+            gw._make_source(gw.devices[1])
+    finally:
+        gw.store.close()
