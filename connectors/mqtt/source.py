@@ -42,6 +42,7 @@ import paho.mqtt.client as mqtt
 
 from connectors.base import AckedBatch
 from connectors.mqtt.acks import InOrderAcks, Pending
+from connectors.mqtt import rejects
 from connectors.mqtt.client import connect_blocking, new_client, refusal, send_ack
 from connectors.mqtt.config import MqttConnection
 from connectors.mqtt.handoff import Handoff
@@ -217,9 +218,11 @@ class MqttSource(ReportsPayloadErrors):
             self._on_birth(topic, payload)
         elif len(payload) > self.config.max_payload_bytes:
             self.messages += 1
-            self._errors.report(PayloadError(
-                f"payload of {len(payload)} bytes exceeds max_payload_bytes {self.config.max_payload_bytes}"),
-                topic=topic, payload=payload[:_BYTES_IN_LOG])
+            err = PayloadError(
+                f"payload of {len(payload)} bytes exceeds max_payload_bytes {self.config.max_payload_bytes}")
+            self._errors.report(err, topic=topic, payload=payload[:_BYTES_IN_LOG], reject=rejects.reject(
+                payload, topic=topic, device_id=self.device.id, reason=rejects.OVERSIZE, error=err,
+                arrived_ns=receive_ns))
         elif entry is None and self._qos0_waiting >= self.config.receive_maximum:
             self._drop_qos0(topic)
         else:
@@ -248,8 +251,17 @@ class MqttSource(ReportsPayloadErrors):
         try:
             out = self._mapping.samples(payload, receive_ns, field_error)
         except PayloadError as err:
-            self._errors.report(err, topic=topic, payload=head)
+            self._errors.report(err, topic=topic, payload=head, reject=rejects.reject(
+                payload, topic=topic, device_id=self.device.id, reason=rejects.INVALID, error=err,
+                arrived_ns=receive_ns))
             return []
+        if not out:
+            # Readable, but not one configured field in it: kept for the operator to see what
+            # the device does send (a renamed field, another message type on the topic).
+            err = PayloadError(f"no field of signals {sorted(self._mapping.fields)} in the payload")
+            self._errors.report(err, topic=topic, payload=head, reject=rejects.reject(
+                payload, topic=topic, device_id=self.device.id, reason=rejects.UNMAPPABLE, error=err,
+                arrived_ns=receive_ns))
         for problem in self._mapping.unmatched_problems():
             self._errors.report_distinct(problem, topic=topic)
         return out
