@@ -40,6 +40,16 @@ BAD_VALUE = ""  # value of a BAD sample: there is no reading, and "" cannot pass
 _ADDRESS_REFUSED = frozenset({2, 3})
 
 
+_FUNCTION_OF = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
+
+
+def _answers_count(rr: Any, table: str, count: int) -> bool:
+    """Whether the answer holds exactly `count` values (bits come padded to whole bytes)."""
+    if table in ("coil", "discrete"):
+        return len(rr.bits) == (count + 7) // 8 * 8
+    return len(rr.registers) == count
+
+
 class ExceptionResponse(PayloadError):
     """The device answered a read with a Modbus exception response."""
 
@@ -116,7 +126,8 @@ class ModbusSource(ReportsPayloadErrors):
     async def connect(self) -> IdentityEvidence:
         await self.close()
         c = self.config
-        self._bus = BUSES.join(bus_key(c.bus_key), c.bus_name, self._make_link, c.pause_s)
+        self._bus = BUSES.join(bus_key(c.bus_key), c.bus_name, self._make_link, c.pause_s,
+                               drain_after_timeout=c.transport != "tcp")
         try:
             connected = await self._bus.ensure_connected(c.timeout_s * 2)
         except (OSError, asyncio.TimeoutError, ModbusException) as err:
@@ -254,11 +265,15 @@ class ModbusSource(ReportsPayloadErrors):
             code = getattr(rr, "exception_code", None)
             raise ExceptionResponse(f"{self.endpoint}: read {table} {start}+{count}: "
                                     f"exception code {code if code is not None else '?'}", code)
+        if rr.function_code != _FUNCTION_OF[table] or not _answers_count(rr, table, count):
+            # Not this request's answer: a late one to an earlier request of this unit (RTU has
+            # no transaction id). Its own answer may still come: the line is held quiet for it.
+            bus.stale_answers += 1
+            bus.hold_quiet(self.config.timeout_s)
+            raise PayloadError(f"{self.endpoint}: read {table} {start}+{count}: the answer is "
+                               f"another request's (function {rr.function_code}), discarded")
         if table in ("coil", "discrete"):
             return [int(b) for b in rr.bits[:count]], ts_ns
-        if len(rr.registers) < count:
-            raise PayloadError(f"{self.endpoint}: read {table} {start}+{count}: "
-                               f"short response of {len(rr.registers)} registers")
         return list(rr.registers), ts_ns
 
     async def read_value(self, address: ModbusAddress) -> Value:
