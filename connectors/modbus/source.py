@@ -81,6 +81,9 @@ class ModbusSource(ReportsPayloadErrors):
         self._refused: list[Field] = []
         self._reported_refused: set[Hashable] = set()
         self._reprobe = False
+        self.skipped_polls = 0         # polls not made at their time (see samples())
+        self.last_lateness_s = 0.0     # how late the latest poll started against its schedule
+        self.stale_answers = 0         # answers discarded as another request's (see _read)
 
     @property
     def requests(self) -> list[Request]:
@@ -145,19 +148,35 @@ class ModbusSource(ReportsPayloadErrors):
         return identity
 
     async def samples(self) -> AsyncIterator[list[Sample]]:
+        """A batch per poll, on a fixed grid of `poll_interval_s`. A poll that cannot be made at
+        its time (the previous one overran: a slow device, a long queue on the bus, a blocked
+        consumer) is skipped, not fired late back to back, and counted in `skipped_polls`."""
         if self._bus is None:
             raise SourceError(f"{self.endpoint}: samples() before connect()")
         interval = self.config.poll_interval_s
-        next_poll = time.monotonic()
+        due = time.monotonic()
         while True:
+            self.last_lateness_s = time.monotonic() - due
             yield await self.poll()
-            next_poll += interval
+            due += interval
             now = time.monotonic()
-            if next_poll < now:
-                # An overrun (slow device, blocked consumer) skips missed polls instead of
-                # firing them back to back.
-                next_poll = now + interval - (now - next_poll) % interval
-            await asyncio.sleep(next_poll - now)
+            if due < now:
+                missed = int((now - due) // interval) + 1
+                self._skipped(missed)
+                due += missed * interval
+            await asyncio.sleep(due - now)
+
+    def _skipped(self, missed: int) -> None:
+        # Once per source, and at info: the counter (in status) keeps the tally, and a stalled
+        # consumer, the other cause, has the supervisor's own warning.
+        if not self.skipped_polls:
+            log.info("device %s: poll overran its %g s interval; %d poll(s) skipped "
+                        "(counted as skipped_polls)", self.device.id, self.config.poll_interval_s, missed)
+        self.skipped_polls += missed
+
+    def status_counters(self) -> dict[str, int]:
+        """Counts for `shangyun status` and the API (through the supervisor's `counters`)."""
+        return {"skipped_polls": self.skipped_polls, "stale_answers": self.stale_answers}
 
     async def poll(self) -> list[Sample]:
         """One round of reads: a sample per signal, BAD where its read or decoding failed."""
@@ -269,6 +288,7 @@ class ModbusSource(ReportsPayloadErrors):
             # Not this request's answer: a late one to an earlier request of this unit (RTU has
             # no transaction id). Its own answer may still come: the line is held quiet for it.
             bus.stale_answers += 1
+            self.stale_answers += 1
             bus.hold_quiet(self.config.timeout_s)
             raise PayloadError(f"{self.endpoint}: read {table} {start}+{count}: the answer is "
                                f"another request's (function {rr.function_code}), discarded")
