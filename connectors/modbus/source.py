@@ -82,7 +82,8 @@ class ModbusSource(ReportsPayloadErrors):
         self._reported_refused: set[Hashable] = set()
         self._reprobe = False
         self.skipped_polls = 0         # polls not made at their time (see samples())
-        self.last_lateness_s = 0.0     # how late the latest poll started against its schedule
+        self.poll_due_s = 0.0          # monotonic time the latest poll was due
+        self.last_lateness_s = 0.0     # how late it started against that
         self.stale_answers = 0         # answers discarded as another request's (see _read)
 
     @property
@@ -156,6 +157,7 @@ class ModbusSource(ReportsPayloadErrors):
         interval = self.config.poll_interval_s
         due = time.monotonic()
         while True:
+            self.poll_due_s = due
             self.last_lateness_s = time.monotonic() - due
             yield await self.poll()
             due += interval

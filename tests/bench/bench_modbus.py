@@ -152,6 +152,9 @@ class Tally:
     bad: int = 0
     polls: dict[str, int] = field(default_factory=dict)
     lateness_s: list[float] = field(default_factory=list)
+    # per device, at its first and latest poll of the window: (due time, skipped so far, polls)
+    first: dict[str, tuple[float, int, int]] = field(default_factory=dict)
+    last: dict[str, tuple[float, int, int]] = field(default_factory=dict)
 
 
 class NoObserver:
@@ -192,8 +195,12 @@ async def measure(servers: Servers, plan: str, *, devices: int, interval_s: floa
             return
         device_id = batch[0].device_id
         want = expected[device_id]
-        tally.polls[device_id] = tally.polls.get(device_id, 0) + 1
-        tally.lateness_s.append(sources[device_id].last_lateness_s)
+        source = sources[device_id]
+        polls = tally.polls[device_id] = tally.polls.get(device_id, 0) + 1
+        mark = (source.poll_due_s, source.skipped_polls, polls)
+        tally.first.setdefault(device_id, mark)
+        tally.last[device_id] = mark
+        tally.lateness_s.append(source.last_lateness_s)
         for s in batch:
             if s.quality is not Quality.GOOD:
                 tally.bad += 1
@@ -223,11 +230,19 @@ async def measure(servers: Servers, plan: str, *, devices: int, interval_s: floa
         skipped = {d: s.skipped_polls - skipped_before[d] for d, s in sources.items()}
     finally:
         await stop_all(running)
-    slots = elapsed / interval_s
-    # Nothing lost: each device's schedule slots in the window were polled or counted skipped
-    # (a poll in flight at either edge of the window may fall on one side or the other).
-    unaccounted = {d: round(slots - tally.polls.get(d, 0) - skipped[d], 1) for d in sources
-                   if abs(slots - tally.polls.get(d, 0) - skipped[d]) > 2}
+    # Nothing lost: between a device's first and latest poll of the window, every slot of its
+    # schedule (due times on the grid) was polled, and seen here, or counted as skipped. The
+    # skip counter at a poll covers the slots before that poll's due time.
+    unaccounted = {}
+    for d in sources:
+        if d not in tally.first:
+            unaccounted[d] = "no poll in the window"
+            continue
+        (due0, skipped0, polls0), (due1, skipped1, polls1) = tally.first[d], tally.last[d]
+        slots = round((due1 - due0) / interval_s)
+        accounted = (polls1 - polls0) + (skipped1 - skipped0)
+        if slots != accounted:
+            unaccounted[d] = f"{slots} slots, {accounted} polled or skipped"
     values = tally.values
     return {
         "plan": plan,
