@@ -37,6 +37,7 @@ from edge.errors import ConfigError
 from edge.model import DeviceSpec, IdentityEvidence, SignalSpec, State
 from edge.sinks import OutboxConfig, SinkConfig
 
+from .feeds import Feed, check_feeds
 from .yamlconfig import LocatedYaml, format_loc, load_yaml, validate
 
 if TYPE_CHECKING:
@@ -104,6 +105,20 @@ class IdentityConfig(_Strict):
     client_id: str = ""
 
 
+class FeedConfig(_Strict):
+    """A meter feeding a machine's signals (gateway/feeds.py): {meter signal: machine signal}."""
+
+    device: str
+    signals: dict[str, str] = Field(min_length=1)
+
+    @field_validator("signals")
+    @classmethod
+    def _signal_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v.values():
+            SignalConfig._name(name)
+        return v
+
+
 class DeviceConfig(_Strict):
     id: str
     type: str
@@ -117,6 +132,7 @@ class DeviceConfig(_Strict):
     signals: list[SignalConfig] = Field(default_factory=list)
     vars: dict[str, str] = Field(default_factory=dict)
     identity: IdentityConfig | None = None
+    feeds: list[FeedConfig] = Field(default_factory=list)
 
     @field_validator("id")
     @classmethod
@@ -125,6 +141,11 @@ class DeviceConfig(_Strict):
             raise ValueError("device ids are 1-64 letters, digits, '_', '-' or '.', starting "
                              "with a letter or digit")
         return v
+
+    @field_validator("feeds", mode="before")
+    @classmethod
+    def _one_feed(cls, v: Any) -> Any:
+        return [v] if isinstance(v, dict) else v   # a meter feeding one machine: no list needed
 
 
 class GatewayConfig(_Strict):
@@ -152,6 +173,7 @@ class LoadedConfig:
         self.lines = lines or {}
         self.oee: OeeConfig | None = None   # from `gateway.calendar`; None: 24/7
         self.sinks: list[SinkConfig] = []   # from `sinks:`, validated
+        self.feeds: list[Feed] = []         # meters feeding machines' signals (gateway/feeds.py)
 
     def line_of(self, *loc: Any) -> int | None:
         """Line of a `gateway:` entry, e.g. line_of("gateway", "store", "path"), or of the
@@ -192,6 +214,8 @@ def load_config(path: str | Path, text: str | None = None) -> LoadedConfig:
     cfg: GatewayConfig = validate(doc, GatewayConfig)
     seen: dict[str, int] = {}
     specs = []
+    feeds: list[Feed] = []
+    feed_lines: dict[str, int | None] = {}
     lines = {loc: line for loc, line in doc.lines.items() if loc[:1] == ("gateway",)}
     for i, dev in enumerate(cfg.devices):
         loc = ("devices", i)
@@ -208,7 +232,11 @@ def load_config(path: str | Path, text: str | None = None) -> LoadedConfig:
         seen[dev.id] = doc.line_of(loc + ("id",)) or 0
         if dev.enabled:
             specs.append(_device_spec(doc, dev, loc))
+            feeds.extend(Feed(dev.id, f.device, dict(f.signals)) for f in dev.feeds)
+            feed_lines[dev.id] = doc.line_of(loc + ("feeds",))
     loaded = LoadedConfig(doc.path, cfg.gateway, specs, lines)
+    check_feeds(feeds, loaded.devices_by_id, lambda meter: (doc.path, feed_lines.get(meter)))
+    loaded.feeds = feeds
     loaded.sinks = _sinks(doc, cfg.sinks)
     if loaded.calendar_path:
         from .calendar import load_calendar  # imports the verifier's OEE: only when needed
