@@ -1,7 +1,9 @@
 """Modbus source (TCP, RTU over TCP, RTU on a serial port): polls a unit's planned reads every
 `poll_interval_s`, through the bus it shares with the other units on the same line (bus.py).
 
-The only module importing pymodbus. pymodbus reports failure two ways, exceptions and
+Links: Modbus TCP through mbap.py (several requests in flight, answers matched by transaction
+id); RTU framing, on a serial port or over TCP, through pymodbus. This is the only module
+importing pymodbus. pymodbus reports failure two ways, exceptions and
 responses whose `isError()` is true; `_read` folds both into our errors: a broken or silent
 link is a SourceError (the supervisor reconnects), an exception response (illegal address,
 device busy) is a PayloadError for the points of that read only.
@@ -10,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
+import zlib
 from typing import Any, AsyncIterator, Hashable
 
 from pymodbus import FramerType
@@ -21,6 +25,7 @@ from connectors.modbus.bus import BUSES, Bus, BusTimeout, bus_key
 
 from connectors.modbus.config import ModbusAddress, ModbusConnection
 from connectors.modbus.decode import decode
+from connectors.modbus.mbap import MbapLink
 from connectors.modbus.planner import Field, Request, plan
 from connectors.reporting import PayloadErrorReporter, ReportsPayloadErrors
 from connectors.validation import address_of, connection_of
@@ -110,8 +115,11 @@ class ModbusSource(ReportsPayloadErrors):
         """The bus this unit is on while connected (shared with the other units of its line)."""
         return self._bus
 
-    def _make_link(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+    def _make_link(self) -> MbapLink | AsyncModbusTcpClient | AsyncModbusSerialClient:
         c = self.config
+        if c.transport == "tcp":
+            assert c.host is not None
+            return MbapLink(c.host, c.port, connect_timeout_s=c.timeout_s * 2)
         # The bus applies each unit's own timeout; pymodbus's must be longer so that it never
         # fires first (and never counts a silent unit against the shared link). reconnect_delay=0:
         # the supervisor owns retrying, pymodbus must not reconnect behind it.
@@ -123,15 +131,14 @@ class ModbusSource(ReportsPayloadErrors):
                                                parity=c.parity, stopbits=c.stop_bits, bytesize=8, **common)
             except RuntimeError as err:  # pyserial missing: an installation fault, not a device one
                 raise ConfigError(f"device {self.device.id}: transport rtu: {err}") from None
-        framer = FramerType.SOCKET if c.transport == "tcp" else FramerType.RTU
         assert c.host is not None
-        return AsyncModbusTcpClient(c.host, port=c.port, framer=framer, **common)
+        return AsyncModbusTcpClient(c.host, port=c.port, framer=FramerType.RTU, **common)
 
     async def connect(self) -> IdentityEvidence:
         await self.close()
         c = self.config
         self._bus = BUSES.join(bus_key(c.bus_key), c.bus_name, self._make_link, c.pause_s,
-                               drain_after_timeout=c.transport != "tcp")
+                               drain_after_timeout=c.transport != "tcp", max_in_flight=c.max_in_flight)
         try:
             connected = await self._bus.ensure_connected(c.timeout_s * 2)
         except (OSError, asyncio.TimeoutError, ModbusException) as err:
@@ -149,23 +156,35 @@ class ModbusSource(ReportsPayloadErrors):
         return identity
 
     async def samples(self) -> AsyncIterator[list[Sample]]:
-        """A batch per poll, on a fixed grid of `poll_interval_s`. A poll that cannot be made at
-        its time (the previous one overran: a slow device, a long queue on the bus, a blocked
-        consumer) is skipped, not fired late back to back, and counted in `skipped_polls`."""
+        """A batch per poll: the first at once, then on a fixed grid of `poll_interval_s`. On a
+        bus that pipelines (max_in_flight > 1) the grid's phase is the bus's: its units are due
+        at the same instant and their requests leave in one socket write. Otherwise each unit
+        has its own phase, so the units waiting their turn on a line spread over the interval
+        instead of queueing all at once. A poll that cannot be made at its time (the
+        previous one overran: a slow device, a long queue on the bus, a blocked consumer) is
+        skipped, not fired late back to back, and counted in `skipped_polls`."""
         if self._bus is None:
             raise SourceError(f"{self.endpoint}: samples() before connect()")
         interval = self.config.poll_interval_s
+        together = self._bus.max_in_flight > 1
+        phase_of = self.config.bus_name if together else self.endpoint
+        phase = (zlib.crc32(phase_of.encode()) % 1000) / 1000 * interval
         due = time.monotonic()
+        first = True
         while True:
             self.poll_due_s = due
             self.last_lateness_s = time.monotonic() - due
             yield await self.poll()
-            due += interval
             now = time.monotonic()
-            if due < now:
-                missed = int((now - due) // interval) + 1
-                self._skipped(missed)
-                due += missed * interval
+            if first:   # onto the bus's grid: the first slot after now
+                first = False
+                due = phase + math.ceil((now - phase) / interval) * interval
+            else:
+                due += interval
+                if due < now:
+                    missed = math.floor((now - due) / interval) + 1
+                    self._skipped(missed)
+                    due += missed * interval
             await asyncio.sleep(due - now)
 
     def _skipped(self, missed: int) -> None:

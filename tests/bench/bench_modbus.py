@@ -1,7 +1,7 @@
 """Benchmark: the Modbus request side at plant scale. Prints JSON.
 
     .venv/bin/python tests/bench/bench_modbus.py [--devices 1000] [--duration 60]
-        [--units-per-server 20] [--processes 10] [--registers 20] [--interval 1]
+        [--units-per-server 20] [--processes 10] [--registers 20] [--interval 1] [--in-flight 1]
 
 Simulated devices: `--devices / --units-per-server` pymodbus TCP servers (endpoints), each
 serving `--units-per-server` unit ids as a serial server does, spread over `--processes` child
@@ -70,6 +70,15 @@ def _serve(ports: list[int], units: int, registers: int, first_endpoint: int,
             server = ModbusTcpServer(devices, address=("127.0.0.1", port))
             servers.append(server)
             asyncio.ensure_future(server.serve_forever())
+        for port in ports:   # ready once every server accepts connections
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                except OSError:
+                    await asyncio.sleep(0.05)
+                    continue
+                writer.close()
+                break
         ready.set()
         while not stop.is_set():
             await asyncio.sleep(0.2)
@@ -125,7 +134,8 @@ class Servers:
                 proc.join()
 
 
-def device_specs(servers: Servers, plan: str, interval_s: float, devices: int) -> list[DeviceSpec]:
+def device_specs(servers: Servers, plan: str, interval_s: float, devices: int,
+                 in_flight: int) -> list[DeviceSpec]:
     connector = registry.get("modbus")
     specs = []
     for d in range(devices):
@@ -133,6 +143,7 @@ def device_specs(servers: Servers, plan: str, interval_s: float, devices: int) -
         conn = connector.connection_model.model_validate({
             "host": "127.0.0.1", "port": servers.ports[endpoint], "device_id": unit + 1,
             "poll_interval_s": interval_s, "timeout_s": 5.0, "device_identification": False,
+            "max_in_flight": in_flight,
             **({"max_registers_per_read": 1} if plan == "per_signal" else {}),
         }).model_dump()
         signals = tuple(
@@ -181,8 +192,8 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 async def measure(servers: Servers, plan: str, *, devices: int, interval_s: float,
-                  warmup_s: float, duration_s: float) -> dict[str, Any]:
-    specs = device_specs(servers, plan, interval_s, devices)
+                  warmup_s: float, duration_s: float, in_flight: int = 1) -> dict[str, Any]:
+    specs = device_specs(servers, plan, interval_s, devices, in_flight)
     expected = {}
     for i, spec in enumerate(specs):
         endpoint, unit = divmod(i, servers.units)
@@ -249,6 +260,7 @@ async def measure(servers: Servers, plan: str, *, devices: int, interval_s: floa
         "devices": devices,
         "online_after_warmup": online,
         "reads_per_poll": len(next(iter(sources.values())).requests),
+        "max_in_flight": in_flight,
         "connections": connections,
         "window_s": round(elapsed, 2),
         "values": values,
@@ -275,18 +287,22 @@ def _round(x: float | None) -> float | None:
 
 def run(*, devices: int = 1000, units_per_server: int = 20, registers: int = 20,
         processes: int = 10, interval_s: float = 1.0, warmup_s: float = 10.0,
-        duration_s: float = 60.0, plans: tuple[str, ...] = ("coalesced", "per_signal")) -> dict[str, Any]:
+        duration_s: float = 60.0, plans: tuple[str, ...] = ("coalesced", "per_signal"),
+        in_flight: int = 1) -> dict[str, Any]:
     import logging
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     endpoints = -(-devices // units_per_server)
     with Servers(endpoints, units_per_server, registers, processes) as servers:
         results = [asyncio.run(measure(servers, plan, devices=devices, interval_s=interval_s,
-                                       warmup_s=warmup_s, duration_s=duration_s))
+                                       warmup_s=warmup_s, duration_s=duration_s, in_flight=in_flight))
                    for plan in plans]
     return {"bench": "modbus", "devices": devices, "endpoints": endpoints,
             "units_per_endpoint": units_per_server, "registers_per_device": registers,
             "interval_s": interval_s, "cpus": os.cpu_count(),
             "max_rss_mb_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            # the simulated devices' CPU over the whole run (all plans), for scale
+            "servers_cpu_s": round(sum(getattr(resource.getrusage(resource.RUSAGE_CHILDREN), f)
+                                       for f in ("ru_utime", "ru_stime")), 1),
             "results": {r["plan"]: r for r in results}}
 
 
@@ -300,10 +316,12 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=10.0)
     p.add_argument("--duration", type=float, default=60.0)
     p.add_argument("--plans", default="coalesced,per_signal")
+    p.add_argument("--in-flight", type=int, default=1,
+                   help="max_in_flight of every device: requests pipelined per endpoint")
     a = p.parse_args()
     out = run(devices=a.devices, units_per_server=a.units_per_server, registers=a.registers,
               processes=a.processes, interval_s=a.interval, warmup_s=a.warmup,
-              duration_s=a.duration, plans=tuple(a.plans.split(",")))
+              duration_s=a.duration, plans=tuple(a.plans.split(",")), in_flight=a.in_flight)
     print(json.dumps(out, indent=2))
     sys.exit(0 if all(r["check"]["ok"] for r in out["results"].values()) else 1)
 
