@@ -2,6 +2,7 @@
 
     .venv/bin/python tests/bench/bench_modbus.py [--devices 1000] [--duration 60]
         [--units-per-server 20] [--processes 10] [--registers 20] [--interval 1] [--in-flight 1]
+        [--server pymodbus|modbus-serial]
 
 Simulated devices: `--devices / --units-per-server` pymodbus TCP servers (endpoints), each
 serving `--units-per-server` unit ids as a serial server does, spread over `--processes` child
@@ -61,6 +62,7 @@ def _serve(ports: list[int], units: int, registers: int, first_endpoint: int,
 
     async def main() -> None:
         servers = []
+        tasks = []
         for i, port in enumerate(ports):
             endpoint = first_endpoint + i
             devices = [SimDevice(id=u, simdata=[SimData(
@@ -69,9 +71,11 @@ def _serve(ports: list[int], units: int, registers: int, first_endpoint: int,
                 for u in range(1, units + 1)]
             server = ModbusTcpServer(devices, address=("127.0.0.1", port))
             servers.append(server)
-            asyncio.ensure_future(server.serve_forever())
-        for port in ports:   # ready once every server accepts connections
+            tasks.append(asyncio.ensure_future(server.serve_forever()))
+        for port, task in zip(ports, tasks):   # ready once every server accepts connections
             while True:
+                if task.done():   # the port was taken meanwhile: the parent picks others
+                    raise SystemExit(3)
                 try:
                     _, writer = await asyncio.open_connection("127.0.0.1", port)
                 except OSError:
@@ -99,12 +103,18 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
+class PortTaken(RuntimeError):
+    """A port picked for a simulated endpoint was taken before its server bound it."""
+
+
 class Servers:
-    """The simulated plant: endpoints spread over child processes."""
+    """The simulated plant: pymodbus endpoints spread over child processes. Each unit's
+    registers start at `first_register(unit)`."""
 
     def __init__(self, endpoints: int, units: int, registers: int, processes: int):
         self.ports = _free_ports(endpoints)
         self.units, self.registers = units, registers
+        self.kind = "pymodbus"
         ctx = mp.get_context("spawn")   # no copy of this process's loop or sockets
         self._stop = ctx.Event()
         self._procs: list[Any] = []
@@ -121,8 +131,11 @@ class Servers:
         for proc in self._procs:
             proc.start()
         for ready, proc in zip(self._ready, self._procs):
-            if not ready.wait(120):
-                raise RuntimeError(f"simulator process {proc.pid} did not start")
+            deadline = time.monotonic() + 120
+            while not ready.wait(0.2):
+                if not proc.is_alive() or time.monotonic() > deadline:
+                    self.__exit__()
+                    raise PortTaken(f"simulator process {proc.pid} did not start")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -134,7 +147,46 @@ class Servers:
                 proc.join()
 
 
-def device_specs(servers: Servers, plan: str, interval_s: float, devices: int,
+    def first_register(self, unit: int) -> int:
+        return 0   # each unit id is its own simulated device
+
+
+class PeerServers:
+    """The simulated plant as modbus-serial ServerTCP endpoints (node, tests/peers/modbus-serial),
+    one process each. pymodbus's server cannot take pipelined requests (it does not answer a
+    second request arriving in the same segment); modbus-serial's answers them in order, so the
+    pipelined link is measured against these. Its server answers every unit id from one image,
+    so each unit reads its own block of it and an answer given to the wrong unit is still caught."""
+
+    def __init__(self, endpoints: int, units: int, registers: int, processes: int = 0):
+        from tests.connectors.modbus_rig import ModbusSerialPeer
+
+        self.ports = _free_ports(endpoints)
+        self.units, self.registers = units, registers
+        self.kind = "modbus-serial"
+        self._peers = [ModbusSerialPeer(port, {"holding": {
+            self.first_register(u) + r: expected_value(e, u, r)
+            for u in range(1, units + 1) for r in range(registers)}})
+            for e, port in enumerate(self.ports)]
+
+    def first_register(self, unit: int) -> int:
+        return (unit - 1) * self.registers
+
+    def __enter__(self) -> "PeerServers":
+        try:
+            for peer in self._peers:
+                peer.start()
+        except RuntimeError as err:
+            self.__exit__()
+            raise PortTaken(str(err)) from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for peer in self._peers:
+            peer.stop()
+
+
+def device_specs(servers: Servers | PeerServers, plan: str, interval_s: float, devices: int,
                  in_flight: int) -> list[DeviceSpec]:
     connector = registry.get("modbus")
     specs = []
@@ -147,7 +199,8 @@ def device_specs(servers: Servers, plan: str, interval_s: float, devices: int,
             **({"max_registers_per_read": 1} if plan == "per_signal" else {}),
         }).model_dump()
         signals = tuple(
-            SignalSpec(f"r{r}", address=connector.address_model.model_validate({"table": "holding", "offset": r}))
+            SignalSpec(f"r{r}", address=connector.address_model.model_validate(
+                {"table": "holding", "offset": servers.first_register(unit + 1) + r}))
             for r in range(servers.registers))
         specs.append(DeviceSpec(id=f"e{endpoint}u{unit + 1}", name="", protocol="modbus",
                                 connection=conn, signals=signals))
@@ -191,7 +244,7 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def measure(servers: Servers, plan: str, *, devices: int, interval_s: float,
+async def measure(servers: Servers | PeerServers, plan: str, *, devices: int, interval_s: float,
                   warmup_s: float, duration_s: float, in_flight: int = 1) -> dict[str, Any]:
     specs = device_specs(servers, plan, interval_s, devices, in_flight)
     expected = {}
@@ -288,15 +341,23 @@ def _round(x: float | None) -> float | None:
 def run(*, devices: int = 1000, units_per_server: int = 20, registers: int = 20,
         processes: int = 10, interval_s: float = 1.0, warmup_s: float = 10.0,
         duration_s: float = 60.0, plans: tuple[str, ...] = ("coalesced", "per_signal"),
-        in_flight: int = 1) -> dict[str, Any]:
+        in_flight: int = 1, server: str = "pymodbus") -> dict[str, Any]:
     import logging
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     endpoints = -(-devices // units_per_server)
-    with Servers(endpoints, units_per_server, registers, processes) as servers:
-        results = [asyncio.run(measure(servers, plan, devices=devices, interval_s=interval_s,
-                                       warmup_s=warmup_s, duration_s=duration_s, in_flight=in_flight))
-                   for plan in plans]
-    return {"bench": "modbus", "devices": devices, "endpoints": endpoints,
+    for attempt in range(3):   # other processes on the machine may take a picked port
+        try:
+            plant = PeerServers if server == "modbus-serial" else Servers
+            with plant(endpoints, units_per_server, registers, processes) as servers:
+                results = [asyncio.run(measure(servers, plan, devices=devices, interval_s=interval_s,
+                                               warmup_s=warmup_s, duration_s=duration_s,
+                                               in_flight=in_flight))
+                           for plan in plans]
+            break
+        except PortTaken:
+            if attempt == 2:
+                raise
+    return {"bench": "modbus", "server": server, "devices": devices, "endpoints": endpoints,
             "units_per_endpoint": units_per_server, "registers_per_device": registers,
             "interval_s": interval_s, "cpus": os.cpu_count(),
             "max_rss_mb_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -316,12 +377,14 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=10.0)
     p.add_argument("--duration", type=float, default=60.0)
     p.add_argument("--plans", default="coalesced,per_signal")
+    p.add_argument("--server", choices=("pymodbus", "modbus-serial"), default="pymodbus",
+                   help="simulated endpoints: pymodbus (in --processes) or modbus-serial (node, one each)")
     p.add_argument("--in-flight", type=int, default=1,
                    help="max_in_flight of every device: requests pipelined per endpoint")
     a = p.parse_args()
     out = run(devices=a.devices, units_per_server=a.units_per_server, registers=a.registers,
               processes=a.processes, interval_s=a.interval, warmup_s=a.warmup,
-              duration_s=a.duration, plans=tuple(a.plans.split(",")), in_flight=a.in_flight)
+              duration_s=a.duration, plans=tuple(a.plans.split(",")), in_flight=a.in_flight, server=a.server)
     print(json.dumps(out, indent=2))
     sys.exit(0 if all(r["check"]["ok"] for r in out["results"].values()) else 1)
 
