@@ -24,7 +24,7 @@ from pymodbus.exceptions import ModbusException
 from connectors.modbus.bus import BUSES, Bus, BusTimeout, bus_key
 
 from connectors.modbus.config import ModbusAddress, ModbusConnection
-from connectors.modbus.decode import decode
+from connectors.modbus.decode import BlockDecoder, block_decoder, decode
 from connectors.modbus.mbap import MbapLink
 from connectors.modbus.planner import Field, Request, plan
 from connectors.reporting import PayloadErrorReporter, ReportsPayloadErrors
@@ -86,6 +86,7 @@ class ModbusSource(ReportsPayloadErrors):
         self._refused: list[Field] = []
         self._reported_refused: set[Hashable] = set()
         self._reprobe = False
+        self._compiled: dict[int, tuple[Request, list[tuple[Field, BlockDecoder, int]]]] = {}
         self.skipped_polls = 0         # polls not made at their time (see samples())
         self.poll_due_s = 0.0          # monotonic time the latest poll was due
         self.last_lateness_s = 0.0     # how late it started against that
@@ -153,6 +154,7 @@ class ModbusSource(ReportsPayloadErrors):
             await self.close()
             raise
         self._reprobe = bool(self._refused)
+        self._compiled.clear()   # the reprobe plans new reads
         return identity
 
     async def samples(self) -> AsyncIterator[list[Sample]]:
@@ -213,6 +215,7 @@ class ModbusSource(ReportsPayloadErrors):
             learned.extend(kept)
             batch.extend(samples)
         if learned != self._requests:
+            self._compiled.clear()
             log.info("device %s: reads planned around refused addresses: %s; refused: %s", self.device.id,
                      ", ".join(f"{r.table} {r.start}+{r.count}" for r in learned) or "none",
                      ", ".join(self.refused_signals) or "none")
@@ -247,7 +250,17 @@ class ModbusSource(ReportsPayloadErrors):
             return kept, samples
         except PayloadError as err:
             return [req], self._bad(req, err)
-        return [req], [self._sample(f, req.slice_for(f, values), ts_ns) for f in req.fields]
+        return [req], [self._sample(f, decoder, values, begin, ts_ns)
+                       for f, decoder, begin in self._decoders(req)]
+
+    def _decoders(self, req: Request) -> list[tuple[Field, BlockDecoder, int]]:
+        """Each field of `req` with its decoder and where it begins in the answer; made once
+        per planned read (keyed by identity: hashing a Request hashes every address)."""
+        cached = self._compiled.get(id(req))
+        if cached is None or cached[0] is not req:
+            cached = self._compiled[id(req)] = (req, [
+                (f, block_decoder(f.address), f.address.offset - req.start) for f in req.fields])
+        return cached[1]
 
     def _split(self, req: Request) -> list[Request]:
         touching = plan(req.fields, max_gap=0, max_registers=self.config.max_registers_per_read)
@@ -269,16 +282,17 @@ class ModbusSource(ReportsPayloadErrors):
             self._reported_refused.add(f.key)
             self._errors.report_distinct(err, signal=f.key, table=f.address.table, offset=f.address.offset)
 
-    def _sample(self, f: Field, registers: list[int], ts_ns: int) -> Sample:
+    def _sample(self, f: Field, decoder: BlockDecoder, values: list[int], begin: int,
+                ts_ns: int) -> Sample:
         name = str(f.key)
         try:
-            raw = decode(registers, f.address)
+            raw = decoder(values, begin)
         except PayloadError as err:
-            self._errors.report(err, signal=name, registers=registers)
+            self._errors.report(err, signal=name, registers=values[begin:begin + f.address.count])
             return Sample(self.device.id, name, ts_ns, BAD_VALUE, Quality.BAD)
         value, quality, problem = self._signals[name].check(raw)
         if problem is not None:   # wrong type or range for the signal's role: counted, not GOOD
-            self._errors.report(problem, signal=name, registers=registers)
+            self._errors.report(problem, signal=name, registers=values[begin:begin + f.address.count])
         return Sample(self.device.id, name, ts_ns, value, quality)
 
     async def _read(self, table: str, start: int, count: int) -> tuple[list[int], int]:
