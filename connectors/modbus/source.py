@@ -46,6 +46,8 @@ _ADDRESS_REFUSED = frozenset({2, 3})
 
 
 _FUNCTION_OF = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
+_CALL_OF = {"coil": "read_coils", "discrete": "read_discrete_inputs",
+            "holding": "read_holding_registers", "input": "read_input_registers"}
 
 
 def _answers_count(rr: Any, table: str, count: int) -> bool:
@@ -303,12 +305,7 @@ class ModbusSource(ReportsPayloadErrors):
             raise SourceError(f"{self.endpoint}: not connected")
         client: Any = bus.link
         unit = self.config.device_id
-        call = {
-            "holding": client.read_holding_registers,
-            "input": client.read_input_registers,
-            "coil": client.read_coils,
-            "discrete": client.read_discrete_inputs,
-        }[table]
+        call = getattr(client, _CALL_OF[table])
         try:
             rr = await bus.transact(lambda: call(start, count=count, device_id=unit), self.config.timeout_s)
         except (OSError, BusTimeout, ModbusException) as err:
