@@ -148,14 +148,16 @@ class ModbusSerialPeer:
 
 
 class SlowLine:
-    """A TCP proxy in front of an RTU-over-TCP server that holds each answer back: every answer
+    """A TCP proxy in front of an RTU-over-TCP (or, with `tcp`, a Modbus TCP) server that holds
+    each answer back: every answer
     `slow_s`, and the next answer of a unit in `late` `late_s` instead (a slow unit on a serial
     server's line). Answers are held independently, so a late one can overtake the next; the
     server behind answers at once, so each answer's content is its own request's. (pymodbus's
     own server, slowed in its action, mixes answers up between concurrent requests.)"""
 
-    def __init__(self, target_port: int, *, slow_s: float, late_s: float):
+    def __init__(self, target_port: int, *, slow_s: float, late_s: float, tcp: bool = False):
         self.target_port = target_port
+        self.unit_at = 6 if tcp else 0   # where a frame names its unit: MBAP header or RTU address
         self.slow_s, self.late_s = slow_s, late_s
         self.late: set[int] = set()
         self.port = 0
@@ -177,8 +179,9 @@ class SlowLine:
         async def answers() -> None:
             while data := await server_r.read(4096):
                 delay = self.slow_s
-                if data[0] in self.late:
-                    self.late.discard(data[0])
+                unit = data[self.unit_at]
+                if unit in self.late:
+                    self.late.discard(unit)
                     delay = self.late_s
                 loop.call_later(delay, lambda d=data: client_w.is_closing() or client_w.write(d))
 

@@ -11,7 +11,7 @@ from edge.errors import SourceError
 from edge.model import Quality
 from tests.connectors.devices import device
 from tests.connectors.modbus_rig import RtuBus, SlowLine
-from tests.connectors.servers import free_port
+from tests.connectors.servers import ModbusTestServer, free_port
 
 TIMEOUT_S = 0.3
 SLOW_S = 0.2    # every answer takes this long (within the timeout)...
@@ -90,3 +90,33 @@ async def test_an_answer_later_than_the_drain_is_rejected_by_its_shape(line):
     finally:
         await first.close()
         await wide.close()
+
+
+@pytest.fixture
+async def tcp_line() -> AsyncIterator[tuple[ModbusTestServer, SlowLine]]:
+    server = ModbusTestServer(free_port(), size=10)
+    await server.start()
+    slow = SlowLine(server.port, slow_s=SLOW_S, late_s=LATE_S, tcp=True)
+    await slow.start()
+    yield server, slow
+    await slow.stop()
+    await server.stop()
+
+
+async def test_on_modbus_tcp_a_late_answer_is_dropped_by_its_transaction_id(tcp_line):
+    server, late_line = tcp_line
+    src = ModbusSource(device("modbus", {
+        "host": "127.0.0.1", "port": late_line.port, "timeout_s": TIMEOUT_S,
+        "device_identification": False}, [{"name": "a", "address": {"table": "holding", "offset": 0}}]))
+    server.holding[0] = 200
+    try:
+        await src.connect()
+        late_line.late.add(1)
+        with pytest.raises(SourceError):
+            await src.poll()
+        server.holding[0] = 201
+        for _ in range(3):   # no drain on TCP: the next request goes at once, and gets its own answer
+            assert values(await src.poll()) == {"a": 201}
+        assert src.bus is not None and src.bus.link.stale_answers == 1
+    finally:
+        await src.close()
