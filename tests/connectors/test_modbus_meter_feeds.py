@@ -140,3 +140,25 @@ async def test_a_modbus_meter_feeds_an_mqtt_machine_and_the_verifier_counts_its_
                   for r in analyse_energy(cube)}
     assert energy["m07"] == pytest.approx(1.0 * UNITS_PER_KWH, rel=1e-6)
     assert energy["meter-07"] == 0
+
+
+async def test_the_meters_bad_marks_go_to_the_machine_with_its_fed_signals():
+    """When the meter goes offline, the supervisor's BAD marks of its fed signals must reach
+    the machine, or the machine's rollups would stretch its last power over the outage."""
+    from edge.model import Quality, Sample
+    from gateway.feeds import Feed, Feeder
+
+    got: list[Sample] = []
+
+    async def emit(batch: list[Sample]) -> str:
+        got.extend(batch)
+        return "done"
+
+    feeding = Feeder([Feed("meter-07", "m07", {"power_kw": "power_kw", "energy_kwh": "energy_kwh"})])
+    ts = 1_700_000_000_000_000_000
+    batch = [Sample("meter-07", name, ts, "", Quality.BAD) for name in ("power_kw", "energy_kwh", "voltage_l1_v")]
+    assert await feeding.emit_for("meter-07", emit)(batch) == "done"   # the pipeline's result passes through
+    assert {(s.device_id, s.signal, s.quality) for s in got} == {
+        ("m07", "power_kw", Quality.BAD), ("m07", "energy_kwh", Quality.BAD),
+        ("meter-07", "voltage_l1_v", Quality.BAD)}
+    assert feeding.emit_for("m07", emit) is emit   # a device feeding nothing is not wrapped
