@@ -103,6 +103,20 @@ class DeviceSupervisor:
     def payload_errors(self) -> int:
         return int(getattr(self.source, "payload_errors", 0))
 
+    @property
+    def counters(self) -> dict[str, Any]:
+        """The source's own counts for status and the API, for sources that keep some:
+        `status_counters()` (Modbus: skipped_polls, stale_answers) and `time_sources()`
+        (samples per timestamp origin). Empty for a source that keeps none."""
+        out: dict[str, Any] = {}
+        status_counters = getattr(self.source, "status_counters", None)
+        if callable(status_counters):
+            out.update(status_counters())
+        time_sources = getattr(self.source, "time_sources", None)
+        if callable(time_sources):
+            out["time_sources"] = dict(time_sources())
+        return out
+
     def request_stop(self) -> None:
         """Ask `run()` to end at its next step. Callers also cancel the task; the flag is what
         still ends it if a cancellation is lost: Python 3.11's `asyncio.wait_for` (used here and

@@ -45,6 +45,7 @@ from edge.errors import ConfigError
 from edge.model import DeviceSpec, IdentityEvidence, SignalSpec, State
 from edge.sinks import OutboxConfig, SinkConfig
 
+from .feeds import Feed, check_feeds
 from .yamlconfig import LocatedYaml, format_loc, load_yaml, validate
 
 if TYPE_CHECKING:
@@ -133,6 +134,20 @@ class IdentityConfig(_Strict):
     client_id: str = ""
 
 
+class FeedConfig(_Strict):
+    """A meter feeding a machine's signals (gateway/feeds.py): {meter signal: machine signal}."""
+
+    device: str
+    signals: dict[str, str] = Field(min_length=1)
+
+    @field_validator("signals")
+    @classmethod
+    def _signal_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v.values():
+            SignalConfig._name(name)
+        return v
+
+
 class DeviceConfig(_Strict):
     id: str = ""
     # MQTT topic templates: one block for many devices on a shared connection (docs/mqtt.md).
@@ -148,6 +163,7 @@ class DeviceConfig(_Strict):
     signals: list[SignalConfig] = Field(default_factory=list)
     vars: dict[str, str] = Field(default_factory=dict)
     identity: IdentityConfig | None = None
+    feeds: list[FeedConfig] = Field(default_factory=list)
 
     @field_validator("id")
     @classmethod
@@ -162,6 +178,11 @@ class DeviceConfig(_Strict):
             raise ValueError("give `id:` (one device) or `ids:` (an MQTT topic template block), not "
                              + ("both" if self.id else "neither"))
         return self
+
+    @field_validator("feeds", mode="before")
+    @classmethod
+    def _one_feed(cls, v: Any) -> Any:
+        return [v] if isinstance(v, dict) else v   # a meter feeding one machine: no list needed
 
 
 class GatewayConfig(_Strict):
@@ -191,6 +212,7 @@ class LoadedConfig:
         self.lines = lines or {}
         self.oee: OeeConfig | None = None   # from `gateway.calendar`; None: 24/7
         self.sinks: list[SinkConfig] = []   # from `sinks:`, validated
+        self.feeds: list[Feed] = []         # meters feeding machines' signals (gateway/feeds.py)
 
     def line_of(self, *loc: Any) -> int | None:
         """Line of a `gateway:` entry, e.g. line_of("gateway", "store", "path"), or of the
@@ -231,6 +253,8 @@ def load_config(path: str | Path, text: str | None = None) -> LoadedConfig:
     cfg: GatewayConfig = validate(doc, GatewayConfig)
     seen: dict[str, int] = {}
     specs = []
+    feeds: list[Feed] = []
+    feed_lines: dict[str, int | None] = {}
     lines = {loc: line for loc, line in doc.lines.items() if loc[:1] == ("gateway",)}
     brokers = _mqtt_brokers(doc, cfg.mqtt_brokers)
     blocks = [(("devices", i), one) for i, dev in enumerate(cfg.devices) for one in _expand_ids(doc, dev, ("devices", i))]
@@ -249,7 +273,11 @@ def load_config(path: str | Path, text: str | None = None) -> LoadedConfig:
         seen[dev.id] = doc.line_of(loc + ("id",)) or 0
         if dev.enabled:
             specs.append(_device_spec(doc, dev, loc, brokers))
+            feeds.extend(Feed(dev.id, f.device, dict(f.signals)) for f in dev.feeds)
+            feed_lines[dev.id] = doc.line_of(loc + ("feeds",))
     loaded = LoadedConfig(doc.path, cfg.gateway, specs, lines)
+    check_feeds(feeds, loaded.devices_by_id, lambda meter: (doc.path, feed_lines.get(meter)))
+    loaded.feeds = feeds
     loaded.sinks = _sinks(doc, cfg.sinks)
     if loaded.calendar_path:
         from .calendar import load_calendar  # imports the verifier's OEE: only when needed

@@ -25,6 +25,7 @@ from edge.store_sink import StoreSink
 
 from .config import GatewaySettings, LoadedConfig
 from .evidence import Checkpointer
+from .feeds import Feeder
 from .runtime_status import WRITE_EVERY_S, RuntimeStatus
 
 log = logging.getLogger("shangyun.gateway")
@@ -137,6 +138,7 @@ class Gateway:
         )
         self.observer = StoreObserver(self.store)
         self.runtime = RuntimeStatus(self)
+        self.feeder = Feeder(config.feeds)    # meters' samples routed to their machines
         self.forwarders: list[Forwarder] = []
         self.supervisors: dict[str, DeviceSupervisor] = {}
         self.stats = GatewayStats()
@@ -156,7 +158,8 @@ class Gateway:
         await self.pipeline.start()
         for spec in self.devices:
             source = self._make_source(spec)
-            sup = DeviceSupervisor(source, self.pipeline.put_many, self.observer,
+            sup = DeviceSupervisor(source, self.feeder.emit_for(spec.id, self.pipeline.put_many),
+                                   self.observer,
                                    max_past_s=self.settings.store.retention_days * 86_400)
             self.supervisors[spec.id] = sup
             self._device_tasks[sup] = asyncio.create_task(self._supervise(spec.id, sup),
@@ -250,8 +253,8 @@ class Gateway:
         rollups would keep counting the last state until it goes stale."""
         ts = now_ns()
         for spec in self.devices:
-            await self.pipeline.put_many([Sample(spec.id, sig.name, ts, "", Quality.BAD)
-                                          for sig in spec.signals])
+            await self.feeder.emit_for(spec.id, self.pipeline.put_many)(
+                [Sample(spec.id, sig.name, ts, "", Quality.BAD) for sig in spec.signals])
             self.observer.on_offline(spec.id, "gateway stopped", ts)
 
     async def run(self, stop: asyncio.Event | None = None, *,

@@ -69,6 +69,7 @@ class RuntimeStatus:
                 "timestamps_fixed": getattr(sup, "timestamps_fixed", 0),
                 "refused_signals": list(getattr(source, "refused_signals", []) or []),
                 "last_error": sup.last_error,
+                **getattr(sup, "counters", {}),   # the source's own (Modbus skipped_polls, ...)
             }
         return {"pid": os.getpid(), "written_at_ns": now_ns(), "health": gw.health(),
                 "sinks": sink_stats(gw.store),

@@ -83,7 +83,7 @@ def device_status(store: Store, *, window_s: float = 60.0,
 
 
 COUNTERS = ("samples", "samples_bad", "payload_errors", "reconnects", "stalls",
-            "timestamps_fixed")
+            "timestamps_fixed", "skipped_polls", "stale_answers")
 
 
 def _with_counters(row: dict[str, Any], live: dict[str, Any] | None,
@@ -205,7 +205,8 @@ def _counter_text(r: dict[str, Any]) -> str:
         parts.append(f"arriving {r['arrival_per_s']:.1f}/s")
     for key, label in (("payload_errors", "payload errors"), ("rejected_total", "rejected"),
                        ("reconnects", "reconnects"), ("stalls", "stalls"),
-                       ("timestamps_fixed", "clock fixes")):
+                       ("timestamps_fixed", "clock fixes"), ("skipped_polls", "skipped polls"),
+                       ("stale_answers", "stale answers")):
         if r.get(key):
             parts.append(f"{label} {r[key]}")
     if r.get("refused_signals"):

@@ -103,6 +103,10 @@ class ModbusConnection(BaseModel):
         default=None, ge=0, le=1,
         description="silence kept between the end of one answer and the next request on the bus; "
                     "default 3.5 character times for rtu (1.75 ms above 19200 baud), 0 otherwise")
+    max_in_flight: int = Field(
+        default=1, ge=1, le=64,
+        description="tcp only: requests of this endpoint's units in flight at once (Modbus TCP "
+                    "transaction ids match the answers); 1 for devices that take one at a time")
     device_id: int = Field(default=1, ge=0, le=255)
     poll_interval_s: float = Field(default=1.0, gt=0)
     timeout_s: float = Field(default=2.0, gt=0)
@@ -125,7 +129,10 @@ class ModbusConnection(BaseModel):
                 raise ValueError("transport rtu needs serial: the port, e.g. /dev/ttyUSB0")
             if self.host is not None:
                 raise ValueError("transport rtu reads a serial port: drop host, or use rtu-over-tcp")
-        else:
+        if self.transport != "tcp" and self.max_in_flight > 1:
+            raise ValueError(f"transport {self.transport} carries one request at a time (RTU frames "
+                             "have no transaction id): max_in_flight applies to tcp only")
+        if self.transport != "rtu":
             if self.host is None:
                 raise ValueError(f"transport {self.transport} needs host")
             if self.serial is not None:

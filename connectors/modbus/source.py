@@ -1,7 +1,9 @@
 """Modbus source (TCP, RTU over TCP, RTU on a serial port): polls a unit's planned reads every
 `poll_interval_s`, through the bus it shares with the other units on the same line (bus.py).
 
-The only module importing pymodbus. pymodbus reports failure two ways, exceptions and
+Links: Modbus TCP through mbap.py (several requests in flight, answers matched by transaction
+id); RTU framing, on a serial port or over TCP, through pymodbus. This is the only module
+importing pymodbus. pymodbus reports failure two ways, exceptions and
 responses whose `isError()` is true; `_read` folds both into our errors: a broken or silent
 link is a SourceError (the supervisor reconnects), an exception response (illegal address,
 device busy) is a PayloadError for the points of that read only.
@@ -10,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
+import zlib
 from typing import Any, AsyncIterator, Hashable
 
 from pymodbus import FramerType
@@ -20,7 +24,8 @@ from pymodbus.exceptions import ModbusException
 from connectors.modbus.bus import BUSES, Bus, BusTimeout, bus_key
 
 from connectors.modbus.config import ModbusAddress, ModbusConnection
-from connectors.modbus.decode import decode
+from connectors.modbus.decode import BlockDecoder, block_decoder, decode
+from connectors.modbus.mbap import MbapLink
 from connectors.modbus.planner import Field, Request, plan
 from connectors.reporting import PayloadErrorReporter, ReportsPayloadErrors
 from connectors.validation import address_of, connection_of
@@ -38,6 +43,18 @@ BAD_VALUE = ""  # value of a BAD sample: there is no reading, and "" cannot pass
 # which some devices answer for a read whose range runs into addresses they lack. Other codes
 # (device failure, busy) are transient: the read is retried as planned.
 _ADDRESS_REFUSED = frozenset({2, 3})
+
+
+_FUNCTION_OF = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
+_CALL_OF = {"coil": "read_coils", "discrete": "read_discrete_inputs",
+            "holding": "read_holding_registers", "input": "read_input_registers"}
+
+
+def _answers_count(rr: Any, table: str, count: int) -> bool:
+    """Whether the answer holds exactly `count` values (bits come padded to whole bytes)."""
+    if table in ("coil", "discrete"):
+        return len(rr.bits) == (count + 7) // 8 * 8
+    return len(rr.registers) == count
 
 
 class ExceptionResponse(PayloadError):
@@ -71,6 +88,11 @@ class ModbusSource(ReportsPayloadErrors):
         self._refused: list[Field] = []
         self._reported_refused: set[Hashable] = set()
         self._reprobe = False
+        self._compiled: dict[int, tuple[Request, list[tuple[Field, BlockDecoder, int]]]] = {}
+        self.skipped_polls = 0         # polls not made at their time (see samples())
+        self.poll_due_s = 0.0          # monotonic time the latest poll was due
+        self.last_lateness_s = 0.0     # how late it started against that
+        self.stale_answers = 0         # answers discarded as another request's (see _read)
 
     @property
     def requests(self) -> list[Request]:
@@ -96,8 +118,11 @@ class ModbusSource(ReportsPayloadErrors):
         """The bus this unit is on while connected (shared with the other units of its line)."""
         return self._bus
 
-    def _make_link(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+    def _make_link(self) -> MbapLink | AsyncModbusTcpClient | AsyncModbusSerialClient:
         c = self.config
+        if c.transport == "tcp":
+            assert c.host is not None
+            return MbapLink(c.host, c.port, connect_timeout_s=c.timeout_s * 2)
         # The bus applies each unit's own timeout; pymodbus's must be longer so that it never
         # fires first (and never counts a silent unit against the shared link). reconnect_delay=0:
         # the supervisor owns retrying, pymodbus must not reconnect behind it.
@@ -109,14 +134,14 @@ class ModbusSource(ReportsPayloadErrors):
                                                parity=c.parity, stopbits=c.stop_bits, bytesize=8, **common)
             except RuntimeError as err:  # pyserial missing: an installation fault, not a device one
                 raise ConfigError(f"device {self.device.id}: transport rtu: {err}") from None
-        framer = FramerType.SOCKET if c.transport == "tcp" else FramerType.RTU
         assert c.host is not None
-        return AsyncModbusTcpClient(c.host, port=c.port, framer=framer, **common)
+        return AsyncModbusTcpClient(c.host, port=c.port, framer=FramerType.RTU, **common)
 
     async def connect(self) -> IdentityEvidence:
         await self.close()
         c = self.config
-        self._bus = BUSES.join(bus_key(c.bus_key), c.bus_name, self._make_link, c.pause_s)
+        self._bus = BUSES.join(bus_key(c.bus_key), c.bus_name, self._make_link, c.pause_s,
+                               drain_after_timeout=c.transport != "tcp", max_in_flight=c.max_in_flight)
         try:
             connected = await self._bus.ensure_connected(c.timeout_s * 2)
         except (OSError, asyncio.TimeoutError, ModbusException) as err:
@@ -131,22 +156,52 @@ class ModbusSource(ReportsPayloadErrors):
             await self.close()
             raise
         self._reprobe = bool(self._refused)
+        self._compiled.clear()   # the reprobe plans new reads
         return identity
 
     async def samples(self) -> AsyncIterator[list[Sample]]:
+        """A batch per poll: the first at once, then on a fixed grid of `poll_interval_s`. On a
+        bus that pipelines (max_in_flight > 1) the grid's phase is the bus's: its units are due
+        at the same instant and their requests leave in one socket write. Otherwise each unit
+        has its own phase, so the units waiting their turn on a line spread over the interval
+        instead of queueing all at once. A poll that cannot be made at its time (the
+        previous one overran: a slow device, a long queue on the bus, a blocked consumer) is
+        skipped, not fired late back to back, and counted in `skipped_polls`."""
         if self._bus is None:
             raise SourceError(f"{self.endpoint}: samples() before connect()")
         interval = self.config.poll_interval_s
-        next_poll = time.monotonic()
+        together = self._bus.max_in_flight > 1
+        phase_of = self.config.bus_name if together else self.endpoint
+        phase = (zlib.crc32(phase_of.encode()) % 1000) / 1000 * interval
+        due = time.monotonic()
+        first = True
         while True:
+            self.poll_due_s = due
+            self.last_lateness_s = time.monotonic() - due
             yield await self.poll()
-            next_poll += interval
             now = time.monotonic()
-            if next_poll < now:
-                # An overrun (slow device, blocked consumer) skips missed polls instead of
-                # firing them back to back.
-                next_poll = now + interval - (now - next_poll) % interval
-            await asyncio.sleep(next_poll - now)
+            if first:   # onto the bus's grid: the first slot after now
+                first = False
+                due = phase + math.ceil((now - phase) / interval) * interval
+            else:
+                due += interval
+                if due < now:
+                    missed = math.floor((now - due) / interval) + 1
+                    self._skipped(missed)
+                    due += missed * interval
+            await asyncio.sleep(due - now)
+
+    def _skipped(self, missed: int) -> None:
+        # Once per source, and at info: the counter (in status) keeps the tally, and a stalled
+        # consumer, the other cause, has the supervisor's own warning.
+        if not self.skipped_polls:
+            log.info("device %s: poll overran its %g s interval; %d poll(s) skipped "
+                        "(counted as skipped_polls)", self.device.id, self.config.poll_interval_s, missed)
+        self.skipped_polls += missed
+
+    def status_counters(self) -> dict[str, int]:
+        """Counts for `shangyun status` and the API (through the supervisor's `counters`)."""
+        return {"skipped_polls": self.skipped_polls, "stale_answers": self.stale_answers}
 
     async def poll(self) -> list[Sample]:
         """One round of reads: a sample per signal, BAD where its read or decoding failed."""
@@ -162,6 +217,7 @@ class ModbusSource(ReportsPayloadErrors):
             learned.extend(kept)
             batch.extend(samples)
         if learned != self._requests:
+            self._compiled.clear()
             log.info("device %s: reads planned around refused addresses: %s; refused: %s", self.device.id,
                      ", ".join(f"{r.table} {r.start}+{r.count}" for r in learned) or "none",
                      ", ".join(self.refused_signals) or "none")
@@ -196,7 +252,17 @@ class ModbusSource(ReportsPayloadErrors):
             return kept, samples
         except PayloadError as err:
             return [req], self._bad(req, err)
-        return [req], [self._sample(f, req.slice_for(f, values), ts_ns) for f in req.fields]
+        return [req], [self._sample(f, decoder, values, begin, ts_ns)
+                       for f, decoder, begin in self._decoders(req)]
+
+    def _decoders(self, req: Request) -> list[tuple[Field, BlockDecoder, int]]:
+        """Each field of `req` with its decoder and where it begins in the answer; made once
+        per planned read (keyed by identity: hashing a Request hashes every address)."""
+        cached = self._compiled.get(id(req))
+        if cached is None or cached[0] is not req:
+            cached = self._compiled[id(req)] = (req, [
+                (f, block_decoder(f.address), f.address.offset - req.start) for f in req.fields])
+        return cached[1]
 
     def _split(self, req: Request) -> list[Request]:
         touching = plan(req.fields, max_gap=0, max_registers=self.config.max_registers_per_read)
@@ -218,16 +284,17 @@ class ModbusSource(ReportsPayloadErrors):
             self._reported_refused.add(f.key)
             self._errors.report_distinct(err, signal=f.key, table=f.address.table, offset=f.address.offset)
 
-    def _sample(self, f: Field, registers: list[int], ts_ns: int) -> Sample:
+    def _sample(self, f: Field, decoder: BlockDecoder, values: list[int], begin: int,
+                ts_ns: int) -> Sample:
         name = str(f.key)
         try:
-            raw = decode(registers, f.address)
+            raw = decoder(values, begin)
         except PayloadError as err:
-            self._errors.report(err, signal=name, registers=registers)
+            self._errors.report(err, signal=name, registers=values[begin:begin + f.address.count])
             return Sample(self.device.id, name, ts_ns, BAD_VALUE, Quality.BAD)
         value, quality, problem = self._signals[name].check(raw)
         if problem is not None:   # wrong type or range for the signal's role: counted, not GOOD
-            self._errors.report(problem, signal=name, registers=registers)
+            self._errors.report(problem, signal=name, registers=values[begin:begin + f.address.count])
         return Sample(self.device.id, name, ts_ns, value, quality)
 
     async def _read(self, table: str, start: int, count: int) -> tuple[list[int], int]:
@@ -238,12 +305,7 @@ class ModbusSource(ReportsPayloadErrors):
             raise SourceError(f"{self.endpoint}: not connected")
         client: Any = bus.link
         unit = self.config.device_id
-        call = {
-            "holding": client.read_holding_registers,
-            "input": client.read_input_registers,
-            "coil": client.read_coils,
-            "discrete": client.read_discrete_inputs,
-        }[table]
+        call = getattr(client, _CALL_OF[table])
         try:
             rr = await bus.transact(lambda: call(start, count=count, device_id=unit), self.config.timeout_s)
         except (OSError, BusTimeout, ModbusException) as err:
@@ -254,11 +316,16 @@ class ModbusSource(ReportsPayloadErrors):
             code = getattr(rr, "exception_code", None)
             raise ExceptionResponse(f"{self.endpoint}: read {table} {start}+{count}: "
                                     f"exception code {code if code is not None else '?'}", code)
+        if rr.function_code != _FUNCTION_OF[table] or not _answers_count(rr, table, count):
+            # Not this request's answer: a late one to an earlier request of this unit (RTU has
+            # no transaction id). Its own answer may still come: the line is held quiet for it.
+            bus.stale_answers += 1
+            self.stale_answers += 1
+            bus.hold_quiet(self.config.timeout_s)
+            raise PayloadError(f"{self.endpoint}: read {table} {start}+{count}: the answer is "
+                               f"another request's (function {rr.function_code}), discarded")
         if table in ("coil", "discrete"):
             return [int(b) for b in rr.bits[:count]], ts_ns
-        if len(rr.registers) < count:
-            raise PayloadError(f"{self.endpoint}: read {table} {start}+{count}: "
-                               f"short response of {len(rr.registers)} registers")
         return list(rr.registers), ts_ns
 
     async def read_value(self, address: ModbusAddress) -> Value:

@@ -145,3 +145,60 @@ class ModbusSerialPeer:
                 self._proc.kill()
                 self._proc.wait()
             self._proc = None
+
+
+class SlowLine:
+    """A TCP proxy in front of an RTU-over-TCP (or, with `tcp`, a Modbus TCP) server that holds
+    each answer back: every answer
+    `slow_s`, and the next answer of a unit in `late` `late_s` instead (a slow unit on a serial
+    server's line). Answers are held independently, so a late one can overtake the next; the
+    server behind answers at once, so each answer's content is its own request's. (pymodbus's
+    own server, slowed in its action, mixes answers up between concurrent requests.)"""
+
+    def __init__(self, target_port: int, *, slow_s: float, late_s: float, tcp: bool = False):
+        self.target_port = target_port
+        self.unit_at = 6 if tcp else 0   # where a frame names its unit: MBAP header or RTU address
+        self.slow_s, self.late_s = slow_s, late_s
+        self.late: set[int] = set()
+        self.port = 0
+        self._server: asyncio.base_events.Server | None = None
+        self._pumps: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        loop = asyncio.get_running_loop()
+
+        async def requests() -> None:
+            while data := await client_r.read(4096):
+                server_w.write(data)
+
+        async def answers() -> None:
+            while data := await server_r.read(4096):
+                delay = self.slow_s
+                unit = data[self.unit_at]
+                if unit in self.late:
+                    self.late.discard(unit)
+                    delay = self.late_s
+                loop.call_later(delay, lambda d=data: client_w.is_closing() or client_w.write(d))
+
+        pumps = [asyncio.create_task(requests()), asyncio.create_task(answers())]
+        self._pumps.update(pumps)
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in pumps:
+                task.cancel()
+            server_w.close()
+            client_w.close()
+
+    async def stop(self) -> None:
+        for task in self._pumps:
+            task.cancel()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()

@@ -1,7 +1,11 @@
+import struct
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connectors.modbus.config import ModbusAddress
-from connectors.modbus.decode import decode
+from connectors.modbus.decode import block_decoder, decode
 from edge.errors import PayloadError
 
 
@@ -57,3 +61,30 @@ def test_ascii_trailing_nuls_stripped():
 def test_failures_are_payload_errors(address, registers, message):
     with pytest.raises(PayloadError, match=message):
         decode(registers, address)
+
+
+# block_decoder (the source's per-read fast path) must agree with decode on every input.
+_TYPES = ["uint16", "int16", "uint32", "int32", "float32", "uint64", "int64", "float64", "bit"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(dtype=st.sampled_from(_TYPES), order=st.sampled_from(["ABCD", "BADC", "CDAB", "DCBA"]),
+       lead=st.integers(0, 3),
+       words=st.lists(st.one_of(st.integers(0, 0xFFFF), st.sampled_from([0x7FC0, 0x7F80, -1, 0x10000])),
+                      min_size=8, max_size=8))
+def test_block_decoder_agrees_with_decode(dtype, order, lead, words):
+    address = ModbusAddress(table="holding", offset=10, type=dtype, byte_order=order,
+                            **({"bit": 3} if dtype == "bit" else {}))
+    own = words[lead:lead + address.count]
+    try:
+        expected: object = decode(own, address)
+    except PayloadError as err:
+        expected = ("error", str(err))
+    try:
+        got: object = block_decoder(address)(words, lead)
+    except PayloadError as err:
+        got = ("error", str(err))
+    if isinstance(expected, float) and isinstance(got, float):
+        assert struct.pack(">d", got) == struct.pack(">d", expected)
+    else:
+        assert got == expected and type(got) is type(expected)

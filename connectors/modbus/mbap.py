@@ -1,0 +1,191 @@
+"""A lean Modbus TCP (MBAP) client link: the reads the source makes (functions 1-4 and 43/14),
+several requests in flight on one connection, matched to their answers by transaction id.
+
+Why not pymodbus's client here: it takes one lock per client around every request, so the unit
+ids behind one endpoint could never have more than one request in flight, and it costs a future,
+a timer and a framer pass per request on top of ours. This link keeps a dict of pending
+transaction ids. Requests made in the same event-loop iteration (the units of an endpoint are
+due at the same instant, see ModbusSource.samples) leave in ONE socket write, and answers that
+arrive together are parsed in one pass. An answer whose transaction id is not pending (the
+late answer to a request that timed out) is discarded and counted in `stale_answers`.
+
+The object answers with the few attributes of pymodbus's responses the source reads
+(`isError()`, `function_code`, `registers`, `bits`, `exception_code`, and for 43/14
+`information`, `more_follows`, `next_object_id`), so the source treats both links alike.
+RTU framing (serial lines, RTU over TCP) stays with pymodbus, where one request at a time is
+what the line allows anyway.
+"""
+from __future__ import annotations
+
+import asyncio
+import struct
+from dataclasses import dataclass, field
+
+_MBAP = struct.Struct(">HHHB")       # transaction id, protocol id (0), length, unit id
+_MAX_TID = 0xFFFF
+_MAX_FRAME = 260                     # MBAP header + the largest PDU (253 bytes)
+
+
+@dataclass(slots=True)
+class Answer:
+    """One response, shaped as the source reads pymodbus's."""
+
+    function_code: int
+    registers: list[int] = field(default_factory=list)
+    bits: list[bool] = field(default_factory=list)
+    exception_code: int | None = None
+    information: dict[int, bytes] = field(default_factory=dict)
+    more_follows: bool = False
+    next_object_id: int = 0
+
+    def isError(self) -> bool:  # noqa: N802 - the name pymodbus's responses use
+        return self.exception_code is not None
+
+
+class MbapLink(asyncio.Protocol):
+    """One Modbus TCP connection shared by every unit id behind host:port."""
+
+    def __init__(self, host: str, port: int, *, connect_timeout_s: float):
+        self.host, self.port = host, port
+        self.connect_timeout_s = connect_timeout_s
+        self.stale_answers = 0
+        self.most_in_flight = 0   # the most requests that were waiting for answers at once
+        self.writes = 0           # socket writes made (several requests may share one)
+        self._transport: asyncio.Transport | None = None
+        self._pending: dict[int, tuple[asyncio.Future[Answer], int, int]] = {}  # tid: (future, unit, count)
+        self._next_tid = 0
+        self._buffer = bytearray()
+        self._out: list[bytes] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._transport is not None and not self._transport.is_closing()
+
+    async def connect(self) -> bool:
+        self._loop = asyncio.get_running_loop()
+        await asyncio.wait_for(
+            self._loop.create_connection(lambda: self, self.host, self.port), self.connect_timeout_s)
+        return self.connected
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        self._lost(ConnectionError("link closed"))
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._buffer.clear()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost(exc or ConnectionError("connection closed by the device"))
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buffer
+        buf += data
+        used = 0
+        while len(buf) - used >= 7:
+            tid, _, length, _ = _MBAP.unpack_from(buf, used)
+            end = used + 6 + length
+            if length < 2 or end - used > _MAX_FRAME:
+                # Not MBAP framing: nothing after this can be trusted; the source reconnects.
+                self._lost(ConnectionError(f"invalid Modbus TCP frame (length {length})"))
+                if self._transport is not None:
+                    self._transport.close()
+                return
+            if end > len(buf):
+                break
+            self._answer(tid, bytes(buf[used + 7:end]))
+            used = end
+        del buf[:used]
+
+    # requests
+
+    async def _request(self, unit: int, pdu: bytes, count: int) -> Answer:
+        if not self.connected:
+            raise ConnectionError("not connected")
+        tid = self._next_tid = self._next_tid % _MAX_TID + 1
+        loop = self._loop or asyncio.get_running_loop()
+        fut: asyncio.Future[Answer] = loop.create_future()
+        self._pending[tid] = (fut, unit, count)
+        self.most_in_flight = max(self.most_in_flight, len(self._pending))
+        if not self._out:
+            loop.call_soon(self._flush)
+        self._out.append(_MBAP.pack(tid, 0, len(pdu) + 1, unit) + pdu)
+        try:
+            return await fut
+        finally:
+            if not fut.done():   # timed out or cancelled: its late answer will be stale
+                fut.cancel()
+                self._pending.pop(tid, None)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if out and self._transport is not None and not self._transport.is_closing():
+            self.writes += 1
+            self._transport.write(b"".join(out))
+
+    async def _read(self, function: int, start: int, count: int, unit: int) -> Answer:
+        return await self._request(unit, struct.pack(">BHH", function, start, count), count)
+
+    async def read_holding_registers(self, start: int, *, count: int, device_id: int) -> Answer:
+        return await self._read(3, start, count, device_id)
+
+    async def read_input_registers(self, start: int, *, count: int, device_id: int) -> Answer:
+        return await self._read(4, start, count, device_id)
+
+    async def read_coils(self, start: int, *, count: int, device_id: int) -> Answer:
+        return await self._read(1, start, count, device_id)
+
+    async def read_discrete_inputs(self, start: int, *, count: int, device_id: int) -> Answer:
+        return await self._read(2, start, count, device_id)
+
+    async def read_device_information(self, *, read_code: int, object_id: int, device_id: int) -> Answer:
+        return await self._request(device_id, bytes((0x2B, 0x0E, read_code, object_id)), 0)
+
+    # answers
+
+    def _answer(self, tid: int, pdu: bytes) -> None:
+        pending = self._pending.pop(tid, None)
+        if pending is None or pending[0].done():
+            self.stale_answers += 1
+            return
+        fut, _, count = pending
+        try:
+            fut.set_result(_parse(pdu, count))
+        except (ValueError, IndexError, struct.error) as err:
+            fut.set_exception(ConnectionError(f"malformed answer: {err}"))
+
+    def _lost(self, exc: Exception) -> None:
+        self._transport = None
+        pending, self._pending = self._pending, {}
+        self._out.clear()
+        for fut, _, _ in pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError(str(exc)))
+
+
+def _parse(pdu: bytes, count: int) -> Answer:
+    function = pdu[0]
+    if function & 0x80:
+        return Answer(function & 0x7F, exception_code=pdu[1])
+    if function in (3, 4):
+        n = pdu[1] // 2
+        return Answer(function, registers=list(struct.unpack_from(f">{n}H", pdu, 2)))
+    if function in (1, 2):
+        data = pdu[2:2 + pdu[1]]
+        return Answer(function, bits=[bool(byte >> i & 1) for byte in data for i in range(8)])
+    if function == 0x2B:
+        # MEI type 14, read code, conformity, more follows, next object id, number of objects
+        more, next_id, n = pdu[4], pdu[5], pdu[6]
+        info: dict[int, bytes] = {}
+        at = 7
+        for _ in range(n):
+            obj, length = pdu[at], pdu[at + 1]
+            info[obj] = pdu[at + 2:at + 2 + length]
+            at += 2 + length
+        return Answer(function, information=info, more_follows=more == 0xFF, next_object_id=next_id)
+    raise ValueError(f"unexpected function {function}")
