@@ -334,7 +334,7 @@ def _move_old_samples(conn: sqlite3.Connection) -> None:
 
 @migration(5, "evidence ledger")
 def _ledger(conn: sqlite3.Connection) -> None:
-    # The evidence ledger (edge.store.ledger; the contract is docs/evidence-ledger.md). Stores
+    # The evidence ledger (edge.store.ledger; the contract is docs/evidence.md). Stores
     # from before it migrate with an empty ledger: what they hold has no capture record, and the
     # verifier says capture time is unknown for it.
     conn.execute(

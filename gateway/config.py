@@ -74,7 +74,7 @@ class WitnessSettings(_Strict):
 
 
 class EvidenceSettings(_Strict):
-    """The evidence ledger's schedule (gateway/evidence.py, docs/evidence-ledger.md)."""
+    """The evidence ledger's schedule (gateway/evidence.py, docs/evidence.md)."""
     checkpoint_s: PositiveFloat = 300.0
     # A rollup day is sealed once it ended this long ago and the roll-up has passed it.
     seal_after_s: float = Field(900.0, ge=0)

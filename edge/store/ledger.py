@@ -1,5 +1,5 @@
 """The evidence ledger: a SHA-256 chain over what the store captured, in capture order, with
-signed checkpoints of its head (the contract is docs/evidence-ledger.md).
+signed checkpoints of its head (the contract is docs/evidence.md).
 
 Entries are written by the store inside the transaction of the data they cover, so a crash
 never leaves committed data without its ledger update:
