@@ -162,10 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from connectors.modbus import discover as modbus_discover
     from connectors.mqtt import discover as mqtt_discover
+    from connectors.opcua import discover as opcua_discover
 
-    p = sub.add_parser("discover", help="find devices (Modbus scan, MQTT listen) and suggest device YAML")
+    p = sub.add_parser("discover", help="find devices (Modbus scan, MQTT listen, OPC UA browse) and suggest device YAML")
     dsub = p.add_subparsers(dest="protocol", metavar="PROTOCOL", required=True)
     mqtt_discover.add_parser(dsub)
+    opcua_discover.add_parser(dsub)
     q = dsub.add_parser("modbus", help="scan Modbus unit ids, name their profiles, write device YAML")
     modbus_discover.add_arguments(q)
     q.set_defaults(func=modbus_discover.run_cli)

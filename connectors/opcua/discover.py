@@ -1,0 +1,504 @@
+"""`shangyun discover opcua` (gateway/cli.py mounts `add_parser`): what an OPC UA server offers.
+
+1. GetEndpoints on an unsecured channel (every server must answer it): each endpoint's security
+   policy, mode and user token types, so the engineer knows what to configure before trying.
+2. A session (with the security the engineer gives) browses from Objects, breadth first, with a
+   depth and a node limit: bounded on a KEPServerEX with 100,000 tags. Variables are read for
+   data type, value rank, access level and their EngineeringUnits property.
+3. Variables are grouped per machine-like object (one with an `Identification` or
+   `MachineInformation` child, as OPC 40001/40501 and EUROMAP 83 machines have, else the
+   variable's own parent object) and each group becomes a device whose signals carry suggested
+   roles (connectors/opcua/roles.py): by companion-spec browse name, by unit, by name.
+
+The device YAML uses full `nsu=` node ids (namespace indexes move between servers and rebuilds),
+so `shangyun check` accepts it and `shangyun run` collects from it unchanged.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+from asyncua import Client, ua
+from pydantic import ValidationError
+
+from connectors.opcua.config import OpcUaConnection
+from connectors.opcua.roles import Suggestion, suggest_roles
+from edge.errors import ConfigError, SourceError
+from edge.model import DeviceSpec
+
+Progress = Callable[[int, int], None]   # (nodes browsed, node limit)
+
+_BROWSE_CHUNK = 200       # nodes per Browse request; servers limit MaxNodesPerBrowse
+_READ_CHUNK = 500         # attributes per Read request
+_MARKERS = ("Identification", "MachineInformation")   # OPC 40001-1 / EUROMAP 83 machine objects
+# Properties that describe a variable rather than being a reading of their own.
+_METADATA = {"EngineeringUnits", "EURange", "InstrumentRange", "EnumStrings", "EnumValues",
+             "ValuePrecision", "Definition", "NodeVersion", "ValueAsText", "TrueState", "FalseState",
+             "MaxTimeInterval", "MinTimeInterval", "ExceptionDeviation", "ExceptionDeviationFormat"}
+_HAS_PROPERTY = ua.NodeId(ua.ObjectIds.HasProperty)
+_NON_ID = re.compile(r"[^A-Za-z0-9_.\-]+")
+_NON_NAME = re.compile(r"[^A-Za-z0-9_]+")
+_COLLECTABLE = {  # built-in scalar types the source turns into samples (ns=0 DataType ids)
+    ua.ObjectIds.Boolean, ua.ObjectIds.SByte, ua.ObjectIds.Byte, ua.ObjectIds.Int16, ua.ObjectIds.UInt16,
+    ua.ObjectIds.Int32, ua.ObjectIds.UInt32, ua.ObjectIds.Int64, ua.ObjectIds.UInt64, ua.ObjectIds.Float,
+    ua.ObjectIds.Double, ua.ObjectIds.String, ua.ObjectIds.LocalizedText, ua.ObjectIds.DateTime,
+    ua.ObjectIds.Number, ua.ObjectIds.Integer, ua.ObjectIds.UInteger, ua.ObjectIds.Enumeration,
+    ua.ObjectIds.Duration, ua.ObjectIds.UtcTime}
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    url: str
+    policy: str           # the policy URI's last part: None, Basic256Sha256, ...
+    mode: str             # None, Sign, SignAndEncrypt
+    user_tokens: tuple[str, ...]   # Anonymous, UserName, Certificate, IssuedToken
+
+
+@dataclass
+class VariableFound:
+    node_id: str          # nsu=<uri>;s=... (i=... in namespace 0)
+    path: tuple[str, ...]   # browse names from the machine object down to the variable
+    data_type: str = ""
+    access: str = ""      # r, w, rw or "" (not readable)
+    unit: str = ""
+    scalar: bool = True
+    collectable: bool = False
+    suggestion: Suggestion | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path[-1]
+
+
+@dataclass
+class MachineFound:
+    node_id: str
+    name: str
+    path: tuple[str, ...]          # browse names from Objects down to the machine object
+    variables: list[VariableFound] = field(default_factory=list)
+    serial_node: str = ""
+
+
+@dataclass
+class Discovery:
+    endpoint: str
+    endpoints: list[EndpointInfo]
+    machines: list[MachineFound] = field(default_factory=list)
+    nodes_browsed: int = 0
+    truncated: str = ""            # why the browse stopped early ("" when it did not)
+
+    def table(self) -> str:
+        rows = [f"endpoints of {self.endpoint}:"]
+        for ep in self.endpoints:
+            rows.append(f"  {ep.policy:24} {ep.mode:15} users: {', '.join(ep.user_tokens) or '-'}  {ep.url}")
+        for m in self.machines:
+            rows.append(f"machine {'/'.join(m.path)}  ({m.node_id})")
+            for v in m.variables:
+                role = f"-> {v.suggestion.role} ({v.suggestion.why})" if v.suggestion else ""
+                if not v.collectable:
+                    role = "(not collected: " + ("array" if not v.scalar else "not readable" if "r" not in v.access
+                                                 else f"type {v.data_type}") + ")"
+                rows.append(f"  {'.'.join(v.path):40} {v.data_type:14} {v.access or '-':3} {v.unit or '':6} {role}")
+        rows.append(f"{self.nodes_browsed} nodes browsed" + (f"; stopped: {self.truncated}" if self.truncated else ""))
+        return "\n".join(rows)
+
+
+def _policy_name(uri: str) -> str:
+    return uri.rsplit("#", 1)[-1] if uri else "None"
+
+
+async def get_endpoints(url: str, timeout_s: float) -> list[EndpointInfo]:
+    """The endpoints `url` offers, asked on an unsecured channel (no session needed)."""
+    client = Client(url, timeout=timeout_s)
+    try:
+        await asyncio.wait_for(client.connect_socket(), timeout_s)
+        try:
+            await client.send_hello()
+            await client.open_secure_channel()
+            eps = await client.get_endpoints()
+            await client.close_secure_channel()
+        finally:
+            client.disconnect_socket()
+    except (OSError, asyncio.TimeoutError, ua.UaError) as err:
+        raise SourceError(f"{url}: cannot ask for endpoints: {err or type(err).__name__}") from None
+    return [EndpointInfo(ep.EndpointUrl, _policy_name(ep.SecurityPolicyUri), ep.SecurityMode.name.rstrip("_"),
+                         tuple(ua.UserTokenType(t.TokenType).name for t in ep.UserIdentityTokens or ()))
+            for ep in eps]
+
+
+def _nsu(node_id: ua.NodeId | ua.ExpandedNodeId, namespaces: list[str]) -> str:
+    """A node id in the portable form: `nsu=<uri>;s=...`, plain `i=...` in namespace 0."""
+    t = node_id.NodeIdType
+    if t in (ua.NodeIdType.TwoByte, ua.NodeIdType.FourByte, ua.NodeIdType.Numeric):
+        ident = f"i={node_id.Identifier}"
+    elif t == ua.NodeIdType.String:
+        ident = f"s={node_id.Identifier}"
+    elif t == ua.NodeIdType.Guid:
+        ident = f"g={node_id.Identifier}"
+    else:
+        ident = f"b={base64.b64encode(node_id.Identifier).decode()}"
+    idx = node_id.NamespaceIndex
+    if idx == 0:
+        return ident
+    uri = namespaces[idx] if idx < len(namespaces) else ""
+    return f"nsu={uri};{ident}" if uri and ";" not in uri else f"ns={idx};{ident}"
+
+
+@dataclass
+class _Node:
+    node_id: ua.NodeId
+    browse_name: str
+    display: str
+    node_class: ua.NodeClass
+    parent: "_Node | None"
+    depth: int
+    is_property: bool = False
+    children: list["_Node"] = field(default_factory=list)
+
+    def path(self) -> tuple[str, ...]:
+        out, node = [], self
+        while node is not None and node.parent is not None:
+            out.append(node.browse_name)
+            node = node.parent
+        return tuple(reversed(out))
+
+
+async def _browse_all(client: Client, parents: list[_Node]) -> list[tuple[_Node, list[ua.ReferenceDescription]]]:
+    """Children (objects and variables, hierarchical references) of every node in `parents`,
+    following continuation points so a server's per-call reference limit loses nothing."""
+    out: list[tuple[_Node, list[ua.ReferenceDescription]]] = []
+    for i in range(0, len(parents), _BROWSE_CHUNK):
+        chunk = parents[i:i + _BROWSE_CHUNK]
+        params = ua.BrowseParameters()
+        params.View = ua.ViewDescription()
+        params.RequestedMaxReferencesPerNode = 1000
+        params.NodesToBrowse = [ua.BrowseDescription(
+            NodeId=p.node_id, BrowseDirection=ua.BrowseDirection.Forward,
+            ReferenceTypeId=ua.NodeId(ua.ObjectIds.HierarchicalReferences), IncludeSubtypes=True,
+            NodeClassMask=ua.NodeClass.Object | ua.NodeClass.Variable, ResultMask=ua.BrowseResultMask.All)
+            for p in chunk]
+        results = await client.uaclient.browse(params)
+        for parent, result in zip(chunk, results):
+            refs = list(result.References or [])
+            cp = result.ContinuationPoint
+            while cp:
+                nxt = ua.BrowseNextParameters(ReleaseContinuationPoints=False, ContinuationPoints=[cp])
+                more = (await client.uaclient.browse_next(nxt))[0]
+                refs.extend(more.References or [])
+                cp = more.ContinuationPoint
+            out.append((parent, refs))
+    return out
+
+
+async def _read(client: Client, pairs: list[tuple[ua.NodeId, ua.AttributeIds]]) -> list[ua.DataValue]:
+    out: list[ua.DataValue] = []
+    for i in range(0, len(pairs), _READ_CHUNK):
+        params = ua.ReadParameters()
+        params.NodesToRead = [ua.ReadValueId(NodeId=n, AttributeId=a) for n, a in pairs[i:i + _READ_CHUNK]]
+        out.extend(await client.uaclient.read(params))
+    return out
+
+
+async def browse(client: Client, *, depth: int, max_nodes: int,
+                 progress: Progress | None = None) -> tuple[list[_Node], int, str]:
+    """(every object and variable under Objects, nodes browsed, why it stopped early or "")."""
+    root = _Node(ua.NodeId(ua.ObjectIds.ObjectsFolder), "Objects", "Objects", ua.NodeClass.Object, None, 0)
+    seen = {root.node_id}
+    found: list[_Node] = []
+    level, truncated = [root], ""
+    while level:
+        next_level: list[_Node] = []
+        for parent, refs in await _browse_all(client, level):
+            for ref in refs:
+                nid = ua.NodeId(ref.NodeId.Identifier, ref.NodeId.NamespaceIndex, ref.NodeId.NodeIdType)
+                if nid in seen:
+                    continue
+                # The standard objects under Objects (Server, Aliases...) describe the server,
+                # not a machine: namespace 0 there is skipped.
+                if parent is root and nid.NamespaceIndex == 0:
+                    continue
+                if len(found) >= max_nodes:
+                    truncated = f"--max-nodes {max_nodes} reached"
+                    break
+                seen.add(nid)
+                node = _Node(nid, ref.BrowseName.Name, ref.DisplayName.Text or ref.BrowseName.Name,
+                             ref.NodeClass, parent, parent.depth + 1, ref.ReferenceTypeId == _HAS_PROPERTY)
+                parent.children.append(node)
+                found.append(node)
+                next_level.append(node)
+            if truncated:
+                break
+        if progress is not None:
+            progress(len(found), max_nodes)
+        if truncated:
+            break
+        if next_level and next_level[0].depth >= depth:
+            if any(n.node_class == ua.NodeClass.Object for n in next_level):
+                truncated = f"--depth {depth} reached"
+            # Variables at the last level are still read; only their EngineeringUnits (one
+            # level further) are fetched below, without counting towards the depth.
+            break
+        level = next_level
+    return found, len(found), truncated
+
+
+async def _describe(client: Client, variables: list[_Node], namespaces: list[str]) -> dict[ua.NodeId, VariableFound]:
+    """Data type, value rank, access level and unit of each variable."""
+    attrs = (ua.AttributeIds.DataType, ua.AttributeIds.ValueRank, ua.AttributeIds.AccessLevel)
+    values = await _read(client, [(v.node_id, a) for v in variables for a in attrs])
+    types: dict[ua.NodeId, str] = {}
+    type_of: dict[ua.NodeId, ua.NodeId] = {}
+    out: dict[ua.NodeId, VariableFound] = {}
+    for k, var in enumerate(variables):
+        dt, rank, access = (values[k * 3 + j].Value for j in range(3))
+        dt_id = dt.Value if dt is not None and isinstance(dt.Value, ua.NodeId) else None
+        level = access.Value if access is not None and isinstance(access.Value, int) else 0
+        found = VariableFound(_nsu(var.node_id, namespaces), var.path(),
+                              access=("r" if level & 1 else "") + ("w" if level & 2 else ""),
+                              scalar=(rank.Value if rank is not None and rank.Value is not None else -1) in (-1, -2, -3))
+        if dt_id is not None:
+            types.setdefault(dt_id, "")
+            type_of[var.node_id] = dt_id
+        out[var.node_id] = found
+        found.data_type = dt_id.to_string() if dt_id is not None else "?"
+        found.collectable = found.scalar and "r" in found.access and dt_id is not None and (
+            dt_id.NamespaceIndex != 0 or dt_id.Identifier in _COLLECTABLE)
+    # Data type names: namespace 0 from the standard table, others from the server.
+    other = [t for t in types if t.NamespaceIndex != 0]
+    for t in types:
+        if t.NamespaceIndex == 0:
+            types[t] = ua.ObjectIdNames.get(t.Identifier, t.to_string())
+    if other:
+        for t, dv in zip(other, await _read(client, [(t, ua.AttributeIds.BrowseName) for t in other])):
+            name = dv.Value.Value.Name if dv.Value is not None and dv.Value.Value is not None else ""
+            types[t] = name or t.to_string()
+    for node_id, dt_id in type_of.items():
+        found = out[node_id]
+        found.data_type = types[dt_id]
+        # A server-defined type is collected when it is an enumeration (an integer on the
+        # wire); structures are not readings.
+        if dt_id.NamespaceIndex != 0:
+            found.collectable = found.collectable and "enum" in found.data_type.lower()
+    await _units(client, variables, out)
+    return out
+
+
+async def _units(client: Client, variables: list[_Node], out: dict[ua.NodeId, VariableFound]) -> None:
+    """Each variable's EngineeringUnits (EUInformation's display name, e.g. kW), browsed one level
+    below the variable when the browse itself did not reach so far."""
+    unbrowsed = [v for v in variables if not v.children]
+    for var, refs in await _browse_all(client, unbrowsed) if unbrowsed else []:
+        for ref in refs:
+            if ref.BrowseName.Name == "EngineeringUnits":
+                var.children.append(_Node(ua.NodeId(ref.NodeId.Identifier, ref.NodeId.NamespaceIndex,
+                                                    ref.NodeId.NodeIdType), "EngineeringUnits", "",
+                                          ua.NodeClass.Variable, var, var.depth + 1, True))
+    eu_nodes = [(var, c) for var in variables for c in var.children if c.browse_name == "EngineeringUnits"]
+    if not eu_nodes:
+        return
+    for (var, _), dv in zip(eu_nodes, await _read(client, [(c.node_id, ua.AttributeIds.Value) for _, c in eu_nodes])):
+        info = dv.Value.Value if dv.Value is not None else None
+        if isinstance(info, ua.EUInformation):
+            out[var.node_id].unit = (info.DisplayName.Text if info.DisplayName else "") or _unece(info.UnitId)
+
+
+def _unece(code: int | None) -> str:
+    """UNECE Rec. 20 common code packed into EUInformation.UnitId (KWT=kW, KWH=kWh...)."""
+    if not code or code < 0:
+        return ""
+    return {"KWT": "kW", "KWH": "kWh", "WTT": "W", "WHR": "Wh", "MWH": "MWh"}.get(
+        bytes([(code >> 16) & 0xFF, (code >> 8) & 0xFF, code & 0xFF]).decode("ascii", "replace").strip("\0"), "")
+
+
+def _machine_of(node: _Node) -> _Node | None:
+    """The machine-like object a variable belongs to: the nearest ancestor with a companion
+    spec's machine marker, else the nearest object above it."""
+    parent = node.parent
+    nearest: _Node | None = None
+    while parent is not None and parent.parent is not None:
+        if parent.node_class == ua.NodeClass.Object:
+            if nearest is None:
+                nearest = parent
+            if any(c.browse_name in _MARKERS for c in parent.children):
+                return parent
+        parent = parent.parent
+    return nearest
+
+
+def group(nodes: list[_Node], described: dict[ua.NodeId, VariableFound], namespaces: list[str]) -> list[MachineFound]:
+    machines: dict[ua.NodeId, MachineFound] = {}
+    for node in nodes:
+        if node.node_class != ua.NodeClass.Variable or node.node_id not in described:
+            continue
+        machine = _machine_of(node)
+        if machine is None:
+            continue
+        m = machines.get(machine.node_id)
+        if m is None:
+            m = machines[machine.node_id] = MachineFound(_nsu(machine.node_id, namespaces), machine.display,
+                                                         machine.path())
+        var = described[node.node_id]
+        var.path = var.path[len(m.path):]
+        if var.name == "SerialNumber" and var.collectable and not m.serial_node:
+            m.serial_node = var.node_id
+        m.variables.append(var)
+    for m in machines.values():
+        suggest_roles(m.variables)
+    return [m for m in machines.values() if m.variables]
+
+
+async def discover(url: str, conn: OpcUaConnection, *, depth: int = 6, max_nodes: int = 5000,
+                   progress: Progress | None = None) -> Discovery:
+    from connectors.opcua.source import OpcUaSource
+
+    found = Discovery(url, await get_endpoints(url, conn.timeout_s))
+    # The source's own connect path (security, pinning, password), without signals.
+    src = OpcUaSource(DeviceSpec(id="discover", name="discover", protocol="opcua",
+                                 connection=conn.model_dump(), signals=()))
+    client = Client(url, timeout=conn.timeout_s)
+    try:
+        if conn.username is not None:
+            from connectors.opcua.security import resolve_password
+            client.set_user(conn.username)
+            client.set_password(resolve_password(conn.password, conn.password_env, conn.password_file) or "")
+        if conn.security_policy != "None":
+            await src._secure(client)
+        await asyncio.wait_for(client.connect(), conn.timeout_s * 2)
+    except SourceError:
+        raise
+    except ua.UaStatusCodeError as err:
+        raise SourceError(f"{url}: server refused the session: {ua.StatusCode(err.code).name}; "
+                          f"it offers: {_offers(found.endpoints)}") from None
+    except (OSError, asyncio.TimeoutError, ua.UaError, AssertionError) as err:
+        raise SourceError(f"{url}: cannot open a session ({type(err).__name__}: {err}); "
+                          f"it offers: {_offers(found.endpoints)}") from None
+    try:
+        namespaces = await client.get_namespace_array()
+        nodes, found.nodes_browsed, found.truncated = await browse(client, depth=depth, max_nodes=max_nodes,
+                                                                   progress=progress)
+        variables = [n for n in nodes if n.node_class == ua.NodeClass.Variable
+                     and not (n.is_property and n.browse_name in _METADATA)]
+        described = await _describe(client, variables, namespaces) if variables else {}
+        found.machines = group(nodes, described, namespaces)
+    finally:
+        try:
+            await asyncio.wait_for(client.disconnect(), conn.timeout_s)
+        except Exception:  # noqa: BLE001 - the browse result stands even if the goodbye fails
+            pass
+    return found
+
+
+def _offers(endpoints: list[EndpointInfo]) -> str:
+    return "; ".join(f"{e.policy}/{e.mode} ({', '.join(e.user_tokens)})" for e in endpoints) or "no endpoints"
+
+
+def device_entries(found: Discovery, conn: OpcUaConnection) -> list[dict[str, Any]]:
+    """One device per machine with at least one collectable variable, in the config's own form."""
+    base = conn.model_dump(exclude_unset=True)
+    entries, ids = [], set()
+    for m in found.machines:
+        signals, names = [], set()
+        for v in m.variables:
+            if not v.collectable or v.name == "SerialNumber":
+                continue
+            s = v.suggestion
+            sig: dict[str, Any] = {"name": _unique(s.role if s else _signal_name(v.path), names, sep="_"),
+                                   "address": v.node_id}
+            if s is not None and s.scale != 1.0:
+                sig["scale"] = s.scale
+            if s is not None and s.states:
+                sig["states"] = dict(s.states)
+            signals.append(sig)
+        if not signals:
+            continue
+        connection = {**base}
+        if m.serial_node:
+            connection["serial_node"] = m.serial_node
+        if "node_root" in OpcUaConnection.model_fields:
+            connection["node_root"] = m.node_id   # aggregating servers: the root tells machines apart
+        dev_id = _unique(_NON_ID.sub("-", m.name).strip("-._")[:60] or "machine", ids, sep="-")
+        entries.append({"id": dev_id, "name": m.name, "type": "opcua", "connection": connection,
+                        "signals": signals})
+    return entries
+
+
+def _signal_name(path: tuple[str, ...]) -> str:
+    name = ".".join(_NON_NAME.sub("_", p).strip("_") or "x" for p in path)[:80]
+    return name if re.match(r"[A-Za-z_]", name) else f"_{name}"
+
+
+def _unique(name: str, used: set[str], *, sep: str) -> str:
+    out, n = name, 2
+    while out in used:
+        out = f"{name}{sep}{n}"
+        n += 1
+    used.add(out)
+    return out
+
+
+# --- the command ------------------------------------------------------------
+
+
+def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("opcua", help="list an OPC UA server's endpoints and variables; suggest devices")
+    p.add_argument("endpoint", help="opc.tcp://HOST:PORT[/path]")
+    p.add_argument("-o", "--output", default=None, help="write suggested device YAML here")
+    p.add_argument("--depth", type=int, default=6, help="levels to browse below Objects (default 6)")
+    p.add_argument("--max-nodes", type=int, default=5000, help="stop browsing after this many nodes (default 5000)")
+    p.add_argument("--security", default="None", metavar="POLICY[/MODE]",
+                   help="e.g. Basic256Sha256/SignAndEncrypt (default None; mode default SignAndEncrypt)")
+    p.add_argument("--user", default=None, help="user name (with --password-env or --password-file)")
+    p.add_argument("--password-env", default=None, help="environment variable holding the password")
+    p.add_argument("--password-file", default=None)
+    p.add_argument("--pki-dir", default=None, help="client certificate, pins, trust list (default ./opcua-pki)")
+    p.add_argument("--application-uri", default=None)
+    p.add_argument("--timeout", type=float, default=4.0, metavar="S")
+    p.set_defaults(func=run)
+
+
+def connection_from_args(args: argparse.Namespace) -> OpcUaConnection:
+    policy, _, mode = args.security.partition("/")
+    conn: dict[str, Any] = {"endpoint": args.endpoint, "timeout_s": args.timeout}
+    if policy != "None":
+        conn.update(security_policy=policy, security_mode=mode or "SignAndEncrypt")
+    for key, value in (("username", args.user), ("password_env", args.password_env),
+                       ("password_file", args.password_file), ("pki_dir", args.pki_dir),
+                       ("application_uri", args.application_uri)):
+        if value is not None:
+            conn[key] = value
+    try:
+        return OpcUaConnection.model_validate(conn)
+    except ValidationError as err:
+        e = err.errors()[0]
+        where = ".".join(str(x) for x in e["loc"])
+        raise ConfigError(f"discover {args.endpoint}: {where + ': ' if where else ''}{e['msg']}") from None
+
+
+def _bar(done: int, total: int) -> None:
+    width = 30
+    filled = min(width, width * done // max(total, 1))
+    print(f"\rbrowsing [{'#' * filled}{'.' * (width - filled)}] {done} nodes (limit {total})",
+          end="", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    conn = connection_from_args(args)
+    tty = sys.stderr.isatty()
+    found = asyncio.run(discover(args.endpoint, conn, depth=args.depth, max_nodes=args.max_nodes,
+                                 progress=_bar if tty else None))
+    if tty:
+        print(file=sys.stderr)
+    print(found.table())
+    if args.output:
+        devices = device_entries(found, conn)
+        Path(args.output).write_text(yaml.safe_dump({"devices": devices}, sort_keys=False, allow_unicode=True),
+                                     encoding="utf-8")
+        print(f"{len(devices)} suggested devices written to {args.output}", file=sys.stderr)
+    return 0 if found.machines else 1
