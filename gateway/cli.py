@@ -116,6 +116,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return verify_cli.run(args)
 
 
+def _config_devices(path: str) -> list:
+    from .config import load_config
+
+    return load_config(path).devices
+
+
 def _on_signals(callback: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -171,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     q = dsub.add_parser("modbus", help="scan Modbus unit ids, name their profiles, write device YAML")
     modbus_discover.add_arguments(q)
     q.set_defaults(func=modbus_discover.run_cli)
+
+    from connectors.opcua import cert_cli as opcua_cert
+
+    opcua_cert.add_parser(sub, devices_of=_config_devices)
 
     from .demo import add_arguments as demo_args
 
