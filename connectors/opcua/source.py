@@ -34,7 +34,6 @@ log = logging.getLogger("shangyun.connectors.opcua")
 BAD_VALUE = ""  # value of a BAD sample: there is no reading, and "" cannot pass for one
 QUEUE_MAX = 10_000
 MAX_BATCH = 1_000
-_DRAIN_WAIT_S = 0.0005  # notifications of one publish response arrive together: wait no longer
 
 _LINK_ERRORS = (OSError, asyncio.TimeoutError, ConnectionError, ua.UaError)
 
@@ -179,7 +178,7 @@ class OpcUaSource(ReportsPayloadErrors):
                 count += 1
                 if count >= MAX_BATCH or self._lost is not None:
                     break  # what arrived before a loss is still delivered; the loop then raises
-                event = await sub.next_event(timeout=_DRAIN_WAIT_S)
+                event = _queued(sub)
             if batch:
                 yield batch
 
@@ -335,6 +334,20 @@ class OpcUaSource(ReportsPayloadErrors):
                 continue
             out[key] = "" if value is None else str(getattr(value, "Text", value))
         return out
+
+
+def _queued(sub: Subscription) -> Any:
+    """The next event already queued, or None: the notifications of one publish response are
+    queued together, so draining without a timer per event (asyncio.wait_for costs more than
+    handling the event) loses nothing. A None in the queue (closed) ends the drain too; the next
+    next_event() sees the close again."""
+    queue = sub._event_queue
+    if queue is None or queue.empty():
+        return None
+    event = queue.get_nowait()
+    if event is None:
+        queue.put_nowait(None)
+    return event
 
 
 def _status_text(err: ua.UaStatusCodeError) -> str:
