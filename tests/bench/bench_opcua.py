@@ -25,12 +25,14 @@ from typing import Any
 NS_URI = "urn:shangyun:bench"
 
 
-def serve(port: int, variables: int, period_s: float, ready: Any, stop: Any, written: Any) -> None:
-    """One server process: every variable changes every period."""
-    asyncio.run(_serve(port, variables, period_s, ready, stop, written))
+def serve(port: int, variables: int, period_s: float, ready: Any, stop: Any, written: Any, cpu: Any) -> None:
+    """One server process: every variable changes every period. `written` counts the values
+    written, `cpu` the process's CPU-seconds since it started serving (both shared)."""
+    asyncio.run(_serve(port, variables, period_s, ready, stop, written, cpu))
 
 
-async def _serve(port: int, variables: int, period_s: float, ready: Any, stop: Any, written: Any) -> None:
+async def _serve(port: int, variables: int, period_s: float, ready: Any, stop: Any, written: Any,
+                 cpu: Any) -> None:
     import logging
     from datetime import datetime, timezone
 
@@ -48,7 +50,7 @@ async def _serve(port: int, variables: int, period_s: float, ready: Any, stop: A
     await server.start()
     ready.set()
     loop = asyncio.get_running_loop()
-    next_at, k = loop.time(), 0
+    next_at, k, cpu_at = loop.time(), 0, time.process_time()
     try:
         while not stop.is_set():
             k += 1
@@ -59,6 +61,10 @@ async def _serve(port: int, variables: int, period_s: float, ready: Any, stop: A
                 await server.write_attribute_value(node, dv)
             with written.get_lock():
                 written.value += len(nodes)
+            now_cpu = time.process_time()
+            with cpu.get_lock():
+                cpu.value += now_cpu - cpu_at
+            cpu_at = now_cpu
             next_at = max(next_at + period_s, loop.time())
             await asyncio.sleep(next_at - loop.time())
     finally:
@@ -77,7 +83,7 @@ def config_yaml(store: str, ports: list[int], variables: int, period_ms: float) 
     return "\n".join(lines) + "\n"
 
 
-async def run_gateway(cfg_path: str, devices: int, seconds: float, written: Any) -> dict[str, Any]:
+async def run_gateway(cfg_path: str, devices: int, seconds: float, written: Any, servers_cpu: Any) -> dict[str, Any]:
     from gateway.config import load_config
     from gateway.runner import Gateway
 
@@ -91,15 +97,16 @@ async def run_gateway(cfg_path: str, devices: int, seconds: float, written: Any)
                 raise SystemExit("OPC UA devices did not stream within 120 s")
             await asyncio.sleep(0.25)
         await asyncio.sleep(2.0)   # past the first notifications' burst: the steady state
-        stored0, written0 = await asyncio.to_thread(gw.store.sample_count), written.value
+        stored0, written0, scpu0 = await asyncio.to_thread(gw.store.sample_count), written.value, servers_cpu.value
         t0, cpu0 = time.perf_counter(), time.process_time()
         await asyncio.sleep(seconds)
-        stored1, written1 = await asyncio.to_thread(gw.store.sample_count), written.value
+        stored1, written1, scpu1 = await asyncio.to_thread(gw.store.sample_count), written.value, servers_cpu.value
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         stats = gw.pipeline.stats()
     finally:
         await gw.stop()
     return {"elapsed_s": elapsed, "stored": stored1 - stored0, "written": written1 - written0, "cpu_s": cpu,
+            "servers_cpu_s": scpu1 - scpu0,
             "pipeline": stats.to_dict() if hasattr(stats, "to_dict") else str(stats)}
 
 
@@ -130,12 +137,12 @@ def main() -> int:
     from simulator.ports import free_port
 
     ctx = mp.get_context("spawn")
-    stop, written = ctx.Event(), ctx.Value("q", 0)
+    stop, written, servers_cpu = ctx.Event(), ctx.Value("q", 0), ctx.Value("d", 0.0)
     ports = [free_port() for _ in range(args.servers)]
     procs, readies = [], []
     for port in ports:
         ready = ctx.Event()
-        p = ctx.Process(target=serve, args=(port, args.variables, args.period_ms / 1000, ready, stop, written),
+        p = ctx.Process(target=serve, args=(port, args.variables, args.period_ms / 1000, ready, stop, written, servers_cpu),
                         daemon=True)
         p.start()
         procs.append(p)
@@ -148,7 +155,7 @@ def main() -> int:
             cfg = os.path.join(tmp, "bench.yaml")
             with open(cfg, "w", encoding="utf-8") as f:
                 f.write(config_yaml(os.path.join(tmp, "bench.db"), ports, args.variables, args.period_ms))
-            result = asyncio.run(run_gateway(cfg, args.servers, args.seconds, written))
+            result = asyncio.run(run_gateway(cfg, args.servers, args.seconds, written, servers_cpu))
     finally:
         stop.set()
         for p in procs:
@@ -166,6 +173,11 @@ def main() -> int:
         "end_to_end_values_per_s": round(rate),
         "gateway_cpu_s_per_10k_values": round(result["cpu_s"] / max(1, result["stored"]) * 1e4, 3),
         "gateway_cpu_share": round(result["cpu_s"] / result["elapsed_s"], 2),
+        "servers_cpu_s_per_10k_values": round(result["servers_cpu_s"] / max(1, result["written"]) * 1e4, 3),
+        "servers_cpu_share": round(result["servers_cpu_s"] / result["elapsed_s"], 2),
+        # Cores gateway and servers together would need for the target at the measured costs.
+        "cores_needed_at_target": round(20_000 * (result["cpu_s"] / max(1, result["stored"])
+                                             + result["servers_cpu_s"] / max(1, result["written"])), 2),
         "baseline_store_values_per_s": round(base),
         "baseline_cpu_s_per_10k_values": round(base_cpu / max(result["stored"], 10_000) * 1e4, 3),
         "end_to_end_over_baseline": round(rate / base, 3),
