@@ -224,6 +224,10 @@ async def browse(client: Client, *, depth: int, max_nodes: int,
                 # not a machine: namespace 0 there is skipped.
                 if parent is root and nid.NamespaceIndex == 0:
                     continue
+                # KEPServerEX's own folders and tags (_System, _Statistics, _AdvancedTags...)
+                # describe the server's drivers, not the machines behind them.
+                if ref.BrowseName.Name.startswith("_"):
+                    continue
                 if len(found) >= max_nodes:
                     truncated = f"--max-nodes {max_nodes} reached"
                     break

@@ -192,6 +192,16 @@ class CompanionServer:
                                    ua.Variant(value, ua.VariantType.UInt64))
         await var.add(imm, "IMM", "EnergyTotal", 123456.0, ua.VariantType.Double, unit=("Wh", "WHR"))
 
+        # An aggregating server, KEPServerEX-style: Channel/Device/Tag, with its own _ folders.
+        channel = await server.nodes.objects.add_object(ua.NodeId("Channel1", ns), ua.QualifiedName("Channel1", ns))
+        stats = await var.obj(channel, "Channel1", "_Statistics")
+        await var.add(stats, "Channel1._Statistics", "_SuccessfulReads", 9, ua.VariantType.UInt32)
+        for dev in ("Press1", "Press2"):
+            obj = await var.obj(channel, "Channel1", dev)
+            await var.add(obj, f"Channel1.{dev}", "PartCount", 5, ua.VariantType.UInt32)
+            system = await var.obj(obj, f"Channel1.{dev}", "_System")
+            await var.add(system, f"Channel1.{dev}._System", "_Error", False, ua.VariantType.Boolean)
+
         chain = await server.nodes.objects.add_object(ua.NodeId("Deep", ns), ua.QualifiedName("Deep", ns))
         for level in range(1, 8):
             chain = await var.obj(chain, f"Deep.{level - 1}", f"L{level}")
@@ -270,6 +280,12 @@ async def test_companion_specs_units_and_names_suggest_roles_per_machine(compani
     assert by_name["count_reject"]["address"] == f"nsu={COMPANION_NS};s=IMM.Job.JobBadPartsCounter"
     assert by_name["energy_kwh"] == {"name": "energy_kwh", "address": f"nsu={COMPANION_NS};s=IMM.EnergyTotal",
                                      "scale": 0.001}                                # Wh -> kWh
+    # One device per machine behind an aggregating server; its own _ folders are no machines.
+    assert {"Press1", "Press2"} <= set(devices)
+    assert [d["name"] for d in devices.values() if d["name"].startswith("_")] == []
+    assert devices["Press1"]["signals"] == [{"name": "count_total",
+                                             "address": f"nsu={COMPANION_NS};s=Channel1.Press1.PartCount"}]
+    assert devices["Press1"]["connection"]["endpoint"] == devices["Press2"]["connection"]["endpoint"]
     # The deep chain is cut at --depth 5 and says so; the YAML is still a valid config.
     assert "--depth 5 reached" in found.truncated
     assert not any("Bottom" in v.path for m in found.machines for v in m.variables)
