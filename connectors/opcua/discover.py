@@ -463,18 +463,18 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     p.add_argument("--password-file", default=None)
     p.add_argument("--pki-dir", default=None, help="client certificate, pins, trust list (default ./opcua-pki)")
     p.add_argument("--application-uri", default=None)
-    p.add_argument("--timeout", type=float, default=4.0, metavar="S")
+    p.add_argument("--timeout", type=float, default=None, metavar="S", help="per request (default 4)")
     p.set_defaults(func=run)
 
 
 def connection_from_args(args: argparse.Namespace) -> OpcUaConnection:
     policy, _, mode = args.security.partition("/")
-    conn: dict[str, Any] = {"endpoint": args.endpoint, "timeout_s": args.timeout}
+    conn: dict[str, Any] = {"endpoint": args.endpoint}
     if policy != "None":
         conn.update(security_policy=policy, security_mode=mode or "SignAndEncrypt")
     for key, value in (("username", args.user), ("password_env", args.password_env),
                        ("password_file", args.password_file), ("pki_dir", args.pki_dir),
-                       ("application_uri", args.application_uri)):
+                       ("application_uri", args.application_uri), ("timeout_s", args.timeout)):
         if value is not None:
             conn[key] = value
     try:
