@@ -28,10 +28,10 @@ import yaml
 from asyncua import Client, ua
 from pydantic import ValidationError
 
-from connectors.opcua.config import OpcUaConnection
+from connectors.opcua.config import OpcUaConnection, parse_node_id
 from connectors.opcua.roles import Suggestion, suggest_roles
 from edge.errors import ConfigError, SourceError
-from edge.model import DeviceSpec
+from edge.model import DeviceSpec, IdentityEvidence, SignalSpec
 
 Progress = Callable[[int, int], None]   # (nodes browsed, node limit)
 
@@ -84,6 +84,7 @@ class MachineFound:
     path: tuple[str, ...]          # browse names from Objects down to the machine object
     variables: list[VariableFound] = field(default_factory=list)
     serial_node: str = ""
+    serial_number: str = ""
 
 
 @dataclass
@@ -93,13 +94,21 @@ class Discovery:
     machines: list[MachineFound] = field(default_factory=list)
     nodes_browsed: int = 0
     truncated: str = ""            # why the browse stopped early ("" when it did not)
+    identity: IdentityEvidence | None = None   # the server's, as the gateway will see it
 
     def table(self) -> str:
         rows = [f"endpoints of {self.endpoint}:"]
         for ep in self.endpoints:
             rows.append(f"  {ep.policy:24} {ep.mode:15} users: {', '.join(ep.user_tokens) or '-'}  {ep.url}")
+        if self.identity is not None:
+            d = self.identity.details
+            rows.append(f"server: {self.identity.application_uri or '-'}  {d.get('manufacturer_name', '')} "
+                        f"{d.get('product_name', '')} {d.get('software_version', '')}".rstrip())
+            if self.identity.certificate_sha256:
+                rows.append(f"  certificate SHA-256 {self.identity.certificate_sha256}")
         for m in self.machines:
-            rows.append(f"machine {'/'.join(m.path)}  ({m.node_id})")
+            rows.append(f"machine {'/'.join(m.path)}  ({m.node_id})"
+                        + (f"  serial {m.serial_number}" if m.serial_number else ""))
             for v in m.variables:
                 role = f"-> {v.suggestion.role} ({v.suggestion.why})" if v.suggestion else ""
                 if not v.collectable:
@@ -358,31 +367,27 @@ def group(nodes: list[_Node], described: dict[ua.NodeId, VariableFound], namespa
     return [m for m in machines.values() if m.variables]
 
 
+# Every server has it (Server/ServerStatus/CurrentTime): the probe's one signal, never read.
+_PROBE_NODE = "i=2258"
+
+
 async def discover(url: str, conn: OpcUaConnection, *, depth: int = 6, max_nodes: int = 5000,
                    progress: Progress | None = None) -> Discovery:
     from connectors.opcua.source import OpcUaSource
 
     found = Discovery(url, await get_endpoints(url, conn.timeout_s))
-    # The source's own connect path (security, pinning, password), without signals.
-    src = OpcUaSource(DeviceSpec(id="discover", name="discover", protocol="opcua",
-                                 connection=conn.model_dump(), signals=()))
-    client = Client(url, timeout=conn.timeout_s)
+    # The source's own connect, so discovery meets the server exactly as `shangyun run` will
+    # (security, pinning, password, the server's refusal reasons) and captures the identity
+    # evidence the gateway will compare at every connect. Polling mode: nothing is subscribed.
+    probe = OpcUaSource(DeviceSpec(id="discover", name=url, protocol="opcua",
+                                   connection={**conn.model_dump(), "mode": "poll"},
+                                   signals=(SignalSpec("probe", address=_PROBE_NODE),)))
     try:
-        if conn.username is not None:
-            from connectors.opcua.security import resolve_password
-            client.set_user(conn.username)
-            client.set_password(resolve_password(conn.password, conn.password_env, conn.password_file) or "")
-        if conn.security_policy != "None":
-            await src._secure(client)
-        await asyncio.wait_for(client.connect(), conn.timeout_s * 2)
-    except SourceError:
-        raise
-    except ua.UaStatusCodeError as err:
-        raise SourceError(f"{url}: server refused the session: {ua.StatusCode(err.code).name}; "
-                          f"it offers: {_offers(found.endpoints)}") from None
-    except (OSError, asyncio.TimeoutError, ua.UaError, AssertionError) as err:
-        raise SourceError(f"{url}: cannot open a session ({type(err).__name__}: {err}); "
-                          f"it offers: {_offers(found.endpoints)}") from None
+        found.identity = await probe.connect()
+    except SourceError as err:
+        raise SourceError(f"{err}; it offers: {_offers(found.endpoints)}") from None
+    client = probe._client   # the source's session: asked to expose it (see the report)
+    assert client is not None
     try:
         namespaces = await client.get_namespace_array()
         nodes, found.nodes_browsed, found.truncated = await browse(client, depth=depth, max_nodes=max_nodes,
@@ -391,12 +396,30 @@ async def discover(url: str, conn: OpcUaConnection, *, depth: int = 6, max_nodes
                      and not (n.is_property and n.browse_name in _METADATA)]
         described = await _describe(client, variables, namespaces) if variables else {}
         found.machines = group(nodes, described, namespaces)
+        await _read_serials(client, found.machines)
     finally:
-        try:
-            await asyncio.wait_for(client.disconnect(), conn.timeout_s)
-        except Exception:  # noqa: BLE001 - the browse result stands even if the goodbye fails
-            pass
+        await probe.close()
     return found
+
+
+async def _read_serials(client: Client, machines: list[MachineFound]) -> None:
+    """Each machine's serial number as the source reads it (text), for its identity evidence."""
+    with_serial = [m for m in machines if m.serial_node]
+    if not with_serial:
+        return
+    namespaces = await client.get_namespace_array()
+    ids = [ua.NodeId.from_string(_index_form(m.serial_node, namespaces)) for m in with_serial]
+    for m, dv in zip(with_serial, await _read(client, [(n, ua.AttributeIds.Value) for n in ids])):
+        value = dv.Value.Value if dv.Value is not None else None
+        if value is not None:
+            m.serial_number = str(getattr(value, "Text", value))
+
+
+def _index_form(node_id: str, namespaces: list[str]) -> str:
+    parsed = parse_node_id(node_id)
+    if parsed.namespace_uri is None:
+        return parsed.with_index(parsed.namespace_index or 0)
+    return parsed.with_index(namespaces.index(parsed.namespace_uri))
 
 
 def _offers(endpoints: list[EndpointInfo]) -> str:
@@ -428,9 +451,22 @@ def device_entries(found: Discovery, conn: OpcUaConnection) -> list[dict[str, An
         if "node_root" in OpcUaConnection.model_fields:
             connection["node_root"] = m.node_id   # aggregating servers: the root tells machines apart
         dev_id = _unique(_NON_ID.sub("-", m.name).strip("-._")[:60] or "machine", ids, sep="-")
-        entries.append({"id": dev_id, "name": m.name, "type": "opcua", "connection": connection,
-                        "signals": signals})
+        entry: dict[str, Any] = {"id": dev_id, "name": m.name, "type": "opcua", "connection": connection,
+                                 "signals": signals}
+        identity = _identity_entry(found.identity, m)
+        if identity:
+            entry["identity"] = identity
+        entries.append(entry)
     return entries
+
+
+def _identity_entry(server: IdentityEvidence | None, m: MachineFound) -> dict[str, str]:
+    """What was seen at discovery, for the gateway to compare at every connect (a change is an
+    identity_changed event): the fields the source's own evidence fills, as it fills them."""
+    out = {"application_uri": server.application_uri if server else "",
+           "certificate_sha256": server.certificate_sha256 if server else "",
+           "serial_number": m.serial_number}
+    return {k: v for k, v in out.items() if v}
 
 
 def _signal_name(path: tuple[str, ...]) -> str:

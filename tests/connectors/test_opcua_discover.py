@@ -97,6 +97,9 @@ async def test_simulator_machines_discovered_and_collected_by_the_gateway(tmp_pa
             sim = f"nsu=urn:shangyun:sim;s={entry['id']}"
             assert device["id"] == entry["id"]
             assert device["connection"]["serial_node"] == f"{sim}.SerialNumber"
+            assert device["identity"]["serial_number"] == entry["serial"]       # onboarding evidence
+            assert device["identity"]["application_uri"] == f"urn:shangyun:sim:{entry['serial']}"
+            assert f"server: urn:shangyun:sim:{entry['serial']}" in table
             assert {s["name"]: s["address"] for s in device["signals"]} == {
                 "state": f"{sim}.State", "count_total": f"{sim}.CountTotal", "count_good": f"{sim}.CountGood",
                 "count_reject": f"{sim}.CountReject", "power_kw": f"{sim}.PowerKw",
@@ -112,6 +115,8 @@ async def test_simulator_machines_discovered_and_collected_by_the_gateway(tmp_pa
                 record = store.device(entry["id"])
                 assert record is not None and record.identity is not None
                 assert record.identity.serial_number == entry["serial"]   # serial_node was right
+            # The identity written at discovery is the one the gateway sees: no change reported.
+            assert store.events(kind="identity_changed") == []
 
         await run_gateway_until_every_signal_stored(config, then=identities)
     finally:
@@ -136,6 +141,10 @@ async def test_node_opcua_discovered_and_collected_by_the_gateway(node_server, t
     assert await run_cli("discover", "opcua", node_server.endpoint, "-o", str(out)) == 0
     m1 = f"nsu={NS_URI};s=m1"
     assert signals_of(out) == {"m1": {"state": f"{m1}.State", "power_kw": f"{m1}.PowerKw", "alarm": f"{m1}.Alarm"}}
+    (written,) = yaml.safe_load(out.read_text(encoding="utf-8"))["devices"]
+    assert written["identity"]["serial_number"] == "SN-NODE-1"
+    assert written["identity"]["application_uri"] == "urn:shangyun:test:node-opcua"
+    assert len(written["identity"]["certificate_sha256"]) == 64   # node-opcua sends its certificate
     assert await run_cli("check", "-c", str(out), "--no-resolve") == 0
 
     async def change() -> None:
@@ -145,6 +154,7 @@ async def test_node_opcua_discovered_and_collected_by_the_gateway(node_server, t
         await wait_for(lambda: any(s.value == 7.25 for s in store.samples("m1", "power_kw")), "the new power")
         record = store.device("m1")
         assert record is not None and record.identity is not None and record.identity.serial_number == "SN-NODE-1"
+        assert store.events(kind="identity_changed") == []
 
     await run_gateway_until_every_signal_stored(out, during=change, then=collected)
 
