@@ -67,6 +67,20 @@ class _HideIdentityTokens(logging.Filter):
 logging.getLogger("asyncua.client.ua_client.UASocketProtocol").addFilter(_HideIdentityTokens())
 
 
+class _QueueFullAtDebug(logging.Filter):
+    """asyncua logs an ERROR for every notification that finds the subscription's queue full,
+    thousands when a fast server outruns the gateway; the source reports that outage itself,
+    once, saying why (fell behind). The library's lines are kept for debug runs only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "event queue full" in record.msg:
+            return logging.getLogger("asyncua").getEffectiveLevel() <= logging.DEBUG
+        return True
+
+
+logging.getLogger("asyncua.common.subscription").addFilter(_QueueFullAtDebug())
+
+
 def quality_of(status: ua.StatusCode | None) -> Quality:
     """The two top bits of an OPC UA status code: 00 good, 01 uncertain, 10/11 bad."""
     if status is None:
@@ -216,7 +230,15 @@ class OpcUaSource(ReportsPayloadErrors):
             raise SourceError(f"{self.config.endpoint}: connection lost: {self._lost or type(self._lost).__name__}")
 
     async def _on_connection_lost(self, exc: Exception) -> None:
-        self._lost = exc
+        if self._lost is None:  # the first reason is the one to report (fell behind, say)
+            self._lost = exc
+
+    def _fell_behind(self, client: Client) -> None:
+        if self._lost is None:
+            self._lost = ConnectionError(
+                f"fell behind: {QUEUE_MAX} notifications waiting (the gateway takes them slower than "
+                f"the server sends); reconnecting")
+        client.uaclient.notify_transport_lost()
 
     def _handle(self, event: Any) -> list[Sample]:
         if isinstance(event, StatusChangeEvent):
@@ -288,6 +310,7 @@ class OpcUaSource(ReportsPayloadErrors):
         sub = await client.create_subscription(
             self.config.publishing_interval_ms, handler=None,
             queue_maxsize=QUEUE_MAX, overflow=OverflowPolicy.DISCONNECT)
+        sub.set_overflow_disconnect_handler(lambda: self._fell_behind(client))
         self._sub = sub
         failed: list[str] = []
         for chunk in batches(list(names), self.config.max_items_per_call):
