@@ -330,3 +330,68 @@ def _move_old_samples(conn: sqlite3.Connection) -> None:
             values.append(bool(v) if is_bool else float("nan") if v is None else v)
             quality.append(q)
     flush()
+
+
+@migration(5, "evidence ledger")
+def _ledger(conn: sqlite3.Connection) -> None:
+    # The evidence ledger (edge.store.ledger; the contract is docs/evidence-ledger.md). Stores
+    # from before it migrate with an empty ledger: what they hold has no capture record, and the
+    # verifier says capture time is unknown for it.
+    conn.execute(
+        """CREATE TABLE ledger (
+               seq INTEGER PRIMARY KEY,
+               kind TEXT NOT NULL,
+               captured_ns INTEGER NOT NULL,
+               device_id TEXT,
+               body TEXT NOT NULL,
+               hash BLOB NOT NULL)"""
+    )
+    # The last device / identity / rollup entry of a device is looked up on every upsert_device,
+    # set_identity and seal: a seek instead of a scan of the chain.
+    conn.execute("CREATE INDEX ledger_by_device ON ledger (device_id, kind, seq)")
+    conn.execute(
+        """CREATE TABLE checkpoints (
+               seq INTEGER PRIMARY KEY,
+               head_seq INTEGER NOT NULL,
+               head_hash BLOB NOT NULL,
+               wall_ns INTEGER NOT NULL,
+               body TEXT NOT NULL,
+               signature BLOB NOT NULL,
+               key_fingerprint TEXT NOT NULL)"""
+    )
+    conn.execute(
+        """CREATE TABLE receipts (
+               checkpoint_seq INTEGER NOT NULL,
+               witness_fingerprint TEXT NOT NULL,
+               body TEXT NOT NULL,
+               signature BLOB NOT NULL,
+               received_ns INTEGER NOT NULL,
+               PRIMARY KEY (checkpoint_seq, witness_fingerprint))"""
+    )
+    conn.execute(
+        """CREATE TABLE capture_stats (
+               device_id TEXT NOT NULL,
+               hour INTEGER NOT NULL,
+               samples INTEGER NOT NULL,
+               backfilled INTEGER NOT NULL,
+               first_capture_ns INTEGER NOT NULL,
+               last_capture_ns INTEGER NOT NULL,
+               PRIMARY KEY (device_id, hour)) WITHOUT ROWID"""
+    )
+    conn.execute(
+        """CREATE TABLE ledger_pending (
+               id INTEGER PRIMARY KEY CHECK (id = 1),
+               batches INTEGER,
+               samples INTEGER,
+               acc BLOB)"""
+    )
+    conn.execute("INSERT INTO ledger_pending (id, batches, samples, acc) VALUES (1, 0, 0, ?)",
+                 (bytes(32),))
+    conn.execute(
+        """CREATE TABLE ledger_seals (
+               device_id TEXT,
+               day TEXT,
+               sha256 BLOB,
+               revision INTEGER,
+               PRIMARY KEY (device_id, day))"""
+    )

@@ -129,10 +129,13 @@ class IdentityEvidence:
     details: Mapping[str, str] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
-        """Strongest available identity claim; '' when the protocol gave nothing usable."""
+        """Strongest available identity claim; '' when the protocol gave nothing usable.
+        Behind one aggregating OPC UA server (one certificate, many machines) the node root
+        tells the machines apart, so it qualifies the claim."""
+        root = self.details.get("node_root", "")
         for part in (self.certificate_sha256, self.serial_number, self.application_uri):
             if part:
-                return f"{self.protocol}:{part}"
+                return f"{self.protocol}:{part}" + (f"#node_root={root}" if root else "")
         return ""
 
     def to_dict(self) -> dict[str, Any]:

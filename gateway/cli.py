@@ -182,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     opcua_cert.add_parser(sub, devices_of=_config_devices)
 
+    from . import cli_evidence
+
+    cli_evidence.add_parsers(sub)
+
     from .demo import add_arguments as demo_args
 
     p = sub.add_parser("demo", help="virtual factory -> gateway -> store, with live progress")

@@ -6,6 +6,7 @@ A config file has up to three sections:
       store: {path: shangyun.db, retention_days: 30}
       calendar: shifts.yaml  # the plant's shift calendar (gateway/calendar.py); default 24/7
       outbox: {max_samples: 100000000}   # store-and-forward bound (docs/influxdb.md)
+      evidence: {checkpoint_s: 300, seal_after_s: 900, backfill_after_s: 3600, witness: null}
     sinks:                   # optional: the central side, fed from the outbox (edge/sinks/)
       - {type: influxdb, url: "http://influx:8086", org: factory, bucket: shangyun, token: "${INFLUX_TOKEN}"}
       - {type: mqtt, broker: "mqtts://central:8883", topic: "shangyun/{site}/{device}"}
@@ -54,6 +55,24 @@ class StoreSettings(_Strict):
     retention_days: PositiveInt = 30
 
 
+class WitnessSettings(_Strict):
+    """A witness (`shangyun witness serve`) that receipts each checkpoint (docs/evidence.md)."""
+    url: str = Field(min_length=1)
+    # The witness's public key (PEM, from `shangyun witness key`): receipts signed by any other
+    # key are refused. Without it the first key seen is used, which proves less.
+    key_file: str | None = None
+
+
+class EvidenceSettings(_Strict):
+    """The evidence ledger's schedule (gateway/evidence.py, docs/evidence-ledger.md)."""
+    checkpoint_s: PositiveFloat = 300.0
+    # A rollup day is sealed once it ended this long ago and the roll-up has passed it.
+    seal_after_s: float = Field(900.0, ge=0)
+    # Samples whose source time is this much older than their capture count as backfilled.
+    backfill_after_s: float = Field(3600.0, ge=0)
+    witness: WitnessSettings | None = None
+
+
 class GatewaySettings(_Strict):
     name: str = "gateway"
     store: StoreSettings = StoreSettings()
@@ -68,6 +87,7 @@ class GatewaySettings(_Strict):
     calendar: str | None = None
     # Bound of the store-and-forward outbox (edge.outbox): raw samples waiting for the slowest sink.
     outbox: OutboxConfig = OutboxConfig()
+    evidence: EvidenceSettings = EvidenceSettings()
 
 
 class SignalConfig(_Strict):

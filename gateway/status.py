@@ -23,6 +23,7 @@ from edge.model import NS_PER_S, Quality, now_ns
 from edge.records import DeviceRecord
 from edge.store import Store
 
+from .evidence import evidence_line, evidence_status
 from .runtime_status import read_runtime_status, sink_stats
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,8 @@ def device_status(store: Store, *, window_s: float = 60.0,
         "sinks": sink_stats(store),
         # Wear: what the writer wrote to disk (an edge box's eMMC lives by bytes written).
         "store": _storage(store),
+        # The evidence ledger: the key a reviewer checks bundles against, how far it got.
+        "evidence": evidence_status(store, now),
         "health": (runtime or {}).get("health"),
         "window_s": window_s,
     }
@@ -237,6 +240,8 @@ def render(status: dict[str, Any]) -> str:
         lines.append(_sink_line(sk))
     if status.get("store"):
         lines.append(_storage_line(status["store"]))
+    if status.get("evidence"):
+        lines.append(evidence_line(status["evidence"]))
     return "\n".join(lines)
 
 

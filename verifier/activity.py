@@ -8,12 +8,16 @@ report so a reviewer can see what was applied):
   above noise (`inactive` otherwise) — a powered-on box that only reports "idle" is not use;
 - its active days are spread over the window rather than bunched at its end, which is how
   a device connected just for acceptance looks (`bunched_at_end`);
-- its identity did not change inside the window (`identity_changed`).
+- its identity did not change inside the window (`identity_changed`);
+- its active days were captured live: a day whose samples were mostly backfilled (captured long
+  after their source time, verifier.capture) is not an active day unless backfill is accepted;
+  a device short of active days only because of that is flagged `backfilled_data`.
 
 Everything is vectorised over devices × days × minutes of one cube chunk.
 """
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -23,6 +27,7 @@ import numpy as np
 from edge.model import NS_PER_S
 
 from .cube import Flag, RollupCube
+from .localtime import local_date, slot_ns
 from .reading import EventRecord, date_of
 from .window import Window
 
@@ -81,9 +86,15 @@ class DeviceActivity:
 
 def analyse_activity(cube: RollupCube, config: ActivityConfig = ActivityConfig(), *,
                      identity_events: Mapping[str, Sequence[EventRecord]] | None = None,
-                     window: Window | None = None) -> list[DeviceActivity]:
+                     window: Window | None = None,
+                     live: np.ndarray | None = None,
+                     installed: dt.date | None = None) -> list[DeviceActivity]:
     """Per-device activity. The rules apply to the review `window` (default: the cube's days);
-    the cube may cover only part of it, the days with data, the rest counting as no data."""
+    the cube may cover only part of it, the days with data, the rest counting as no data.
+    `live` (devices, cube days) marks the days that may count as active (default: all); the
+    others were backfilled. `installed`: the plant's first day with data when the window starts
+    before it; whether active days are bunched at the end is judged from then on (a whole plant
+    installed mid-window is no device's doing), the other rules still over the whole window."""
     if window is None and len(cube.days):
         window = Window(date_of(cube.days[0]), date_of(cube.days[-1]))
     n_days = window.n_days if window is not None else 0
@@ -99,12 +110,18 @@ def analyse_activity(cube: RollupCube, config: ActivityConfig = ActivityConfig()
                         .sum(axis=2, dtype=np.float64))
     power_std = _masked_std(cube.field("power_mean_kw"), has_minute)
 
-    active_day = data_day & ((running_s >= config.min_running_s_per_day)
-                             | (counts >= config.min_count_per_day)
-                             | (power_std > config.power_noise_kw))
+    operating = data_day & ((running_s >= config.min_running_s_per_day)
+                            | (counts >= config.min_count_per_day)
+                            | (power_std > config.power_noise_kw))
+    active_day = operating if live is None else operating & live
+    backfilled_active = (operating & ~active_day).sum(axis=1)
     days_with_data = data_day.sum(axis=1)
     days_active = active_day.sum(axis=1)
-    half = min(max(n_days // 2 - offset, 0), len(cube.days))   # the window's half, in cube days
+    # The end of the first half of the window (from installation on), in cube days.
+    since = max(window.start, installed) if window is not None and installed else None
+    half_end = n_days // 2 if since is None or window is None \
+        else window.offset(since) + ((window.end - since).days + 1) // 2
+    half = min(max(half_end - offset, 0), len(cube.days))
     first_half = active_day[:, :half].sum(axis=1)
 
     first_ns, last_ns = _first_last_ns(cube, has_minute)
@@ -123,7 +140,16 @@ def analyse_activity(cube: RollupCube, config: ActivityConfig = ActivityConfig()
                               f"{th['min_data_days']} needed",
                               measure="days_with_data", value=float(days_with_data[d]),
                               threshold=float(th["min_data_days"])))
-        if n_active < th["min_active_days"]:
+        if n_active < th["min_active_days"] <= n_active + backfilled_active[d]:
+            flags.append(Flag(info.id, "backfilled_data",
+                              f"really operating on {n_active} live days of {n_days}, "
+                              f"{th['min_active_days']} needed: {int(backfilled_active[d])} more "
+                              "days were backfilled (captured long after their source time; "
+                              "--accept-backfill counts them)",
+                              measure="days_active_live", value=float(n_active),
+                              threshold=float(th["min_active_days"]),
+                              evidence={"backfilled_active_days": int(backfilled_active[d])}))
+        elif n_active < th["min_active_days"]:
             flags.append(Flag(info.id, "inactive",
                               f"really operating on {n_active} of {n_days} days, "
                               f"{th['min_active_days']} needed",
@@ -139,7 +165,7 @@ def analyse_activity(cube: RollupCube, config: ActivityConfig = ActivityConfig()
         for ev in events.get(info.id, ()):
             flags.append(Flag(info.id, "identity_changed",
                               "identity changed during the window",
-                              days=(str(np.datetime64(ev.ts_ns, "ns").astype("datetime64[D]")),),
+                              days=(local_date(ev.ts_ns, cube.tz).isoformat(),),
                               measure="identity_changed_events", value=1.0, threshold=0.0,
                               evidence=dict(ev.data)))
         out.append(DeviceActivity(
@@ -178,10 +204,10 @@ def _first_last_ns(cube: RollupCube, has_minute: np.ndarray
     any_data = flat.any(axis=1)
     first = flat.argmax(axis=1)
     last = flat.shape[1] - 1 - flat[:, ::-1].argmax(axis=1)
-    start_ns = int(cube.days[0].astype("datetime64[ns]").astype(np.int64)) if len(cube.days) else 0
     # The minute's start for first data, its end for last data.
-    f = [start_ns + int(i) * NS_PER_MINUTE if ok else None for i, ok in zip(first, any_data)]
-    l_ = [start_ns + (int(i) + 1) * NS_PER_MINUTE if ok else None for i, ok in zip(last, any_data)]
+    f = [slot_ns(cube.days, cube.tz, int(i)) if ok else None for i, ok in zip(first, any_data)]
+    l_ = [slot_ns(cube.days, cube.tz, int(i)) + NS_PER_MINUTE if ok else None
+          for i, ok in zip(last, any_data)]
     return f, l_
 
 

@@ -34,13 +34,18 @@ class RollupCube:
     """`data[d, k, f, m]`: device d, day k, field f (edge.rollup_layout.FIELDS), minute m.
 
     `present[d, k]` is False where no day record exists (all zeros in `data`).
-    `days` are UTC dates as numpy datetime64[D], consecutive.
+    `days` are local dates of the zone `tz` as numpy datetime64[D], consecutive; slot m of day
+    k starts m minutes after that day's local midnight (verifier.localtime). Stores hold UTC
+    days; readers rearrange them (`lost_minutes`: minutes with data dropped doing so, only on
+    25-hour daylight-saving days).
     """
 
     devices: list[DeviceInfo]
     days: np.ndarray
     data: np.ndarray
     present: np.ndarray
+    tz: str = "UTC"
+    lost_minutes: int = 0
 
     def __post_init__(self) -> None:
         n_dev, n_days = len(self.devices), len(self.days)

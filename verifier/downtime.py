@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.model import STATES
+from edge.rollup_layout import MINUTES_PER_DAY as MINUTES
 
 from .states import NO_DATA
 
@@ -48,11 +49,12 @@ class DeviceDowntime:
     seconds_by_reason: dict[str, float] = field(default_factory=dict)
 
 
-def find_downtime(device_ids: list[str], day0_ns: int, dominant: np.ndarray,
+def find_downtime(device_ids: list[str], day_starts_ns: np.ndarray, dominant: np.ndarray,
                   seconds: np.ndarray, planned: np.ndarray, stop_states: list[int],
                   keep_longest: int = 10, reasons: np.ndarray | None = None
                   ) -> list[DeviceDowntime]:
-    """`dominant` (D, K, M) int8, `seconds` (D, K, S, M), `planned` (K, M) bool,
+    """`day_starts_ns` (K,) UTC ns of each day's (local) midnight,
+    `dominant` (D, K, M) int8, `seconds` (D, K, S, M), `planned` (K, M) bool,
     `reasons` (D, K, M) per-minute reason codes (0: none)."""
     n_dev = dominant.shape[0]
     per_dev = dominant.shape[1] * dominant.shape[2]
@@ -81,7 +83,8 @@ def find_downtime(device_ids: list[str], day0_ns: int, dominant: np.ndarray,
         counts = np.bincount(state[sel], minlength=len(STATES))
         sums = np.bincount(state[sel], weights=dur[sel], minlength=len(STATES))
         top = sel[np.argsort(-dur[sel], kind="stable")[:keep_longest]]
-        longest = [DowntimeEvent(device_ids[d], day0_ns + int(pos[i]) * 60_000_000_000,
+        longest = [DowntimeEvent(device_ids[d], int(day_starts_ns[pos[i] // MINUTES])
+                                 + int(pos[i] % MINUTES) * 60_000_000_000,
                                  int(ends[i] - starts[i]), STATES[state[i]].value,
                                  float(dur[i]), int(reason[i]) or None) for i in top]
         by_reason_n: dict[str, int] = {}

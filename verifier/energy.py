@@ -19,6 +19,7 @@ import numpy as np
 
 from edge.rollup_layout import MINUTES_PER_DAY
 
+from .localtime import slot_ns
 from .cube import DeviceInfo, RollupCube
 from .oee import quantities
 from .states import STATE_INDEX, dominant_state, state_seconds
@@ -91,6 +92,7 @@ class EnergyTotals:
     broken_minutes: int = 0          # minutes whose energy was not a plausible number
     day0: np.datetime64 | None = None
     n_days: int = 0
+    tz: str = "UTC"                  # the zone whose local days `day0` and the quarters follow
 
     def add(self, o: "EnergyTotals") -> None:
         self.units += o.units
@@ -106,7 +108,7 @@ class EnergyTotals:
             else self.units_by_day + o.units_by_day
         self.units_by_quarter = o.units_by_quarter.copy() if not self.units_by_quarter.size \
             else self.units_by_quarter + o.units_by_quarter
-        self.day0, self.n_days = o.day0, o.n_days
+        self.day0, self.n_days, self.tz = o.day0, o.n_days, o.tz
 
     @property
     def kwh(self) -> float:
@@ -157,8 +159,9 @@ class EnergyTotals:
         if not q.size or q.max() <= 0:
             return 0.0, None
         i = int(q.argmax())
-        at = self.day0.astype("datetime64[m]") + np.timedelta64(i * 15, "m")
-        return float(self.demand_kw[i]), str(at) + "Z"
+        at = slot_ns(np.array([self.day0 + i // QUARTERS_PER_DAY]), self.tz,
+                     (i % QUARTERS_PER_DAY) * 15)
+        return float(self.demand_kw[i]), str(np.datetime64(at, "ns").astype("datetime64[m]")) + "Z"
 
     def to_dict(self, *, daily: bool = True) -> dict[str, Any]:
         r = lambda x, n=3: None if x is None else round(float(x), n)  # noqa: E731
@@ -209,7 +212,7 @@ def analyse_energy(cube: RollupCube, config: EnergyConfig | None = None, *,
     """Per-device energy. `periods` (days, 1440) and `dominant` may be passed precomputed."""
     tariff = (config or EnergyConfig()).tariff
     if periods is None:
-        periods = tariff.period_index(cube.days)
+        periods = tariff.period_index(cube.days, cube.tz)
     if dominant is None:
         dominant = dominant_state(state_seconds(cube))
     n_dev, n_days = cube.present.shape
@@ -245,7 +248,7 @@ def analyse_energy(cube: RollupCube, config: EnergyConfig | None = None, *,
             idle_fen=fen_of(sum(int(idle_by_period[d, i]) * prices[p]
                                 for i, p in enumerate(names))),
             units_by_day=units_day[d], units_by_quarter=quarters[d],
-            broken_minutes=int(n_broken[d]), day0=cube.days[0],
+            broken_minutes=int(n_broken[d]), day0=cube.days[0], tz=cube.tz,
             n_days=n_days)
         out.append(DeviceEnergy(info, t))
     return out

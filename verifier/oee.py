@@ -25,6 +25,7 @@ from edge.rollup_layout import MINUTES_PER_DAY
 
 from .cube import DeviceInfo, RollupCube
 from .downtime import DeviceDowntime, find_downtime
+from .localtime import day_starts_ns
 from .shifts import ShiftCalendar
 from .states import STATE_INDEX, dominant_state, state_indexes, state_seconds
 
@@ -176,7 +177,7 @@ class DeviceOee:
     device: DeviceInfo
     totals: OeeTotals
     downtime: DeviceDowntime
-    output_per_hour: np.ndarray   # produced quantity per UTC hour of the window (float32)
+    output_per_hour: np.ndarray   # produced quantity per hour from the first (local) midnight
 
 
 def analyse_oee(cube: RollupCube, config: OeeConfig = OeeConfig(),
@@ -187,7 +188,7 @@ def analyse_oee(cube: RollupCube, config: OeeConfig = OeeConfig(),
     (states.dominant_state) may be passed in precomputed. `unread_planned_s` is planned time of
     window days outside the cube (no store holds data there): planned and unknown, never read."""
     if planned is None:
-        planned = config.calendar.planned_mask(cube.days)
+        planned = config.calendar.planned_mask(cube.days, cube.tz)
     n_dev, n_days = cube.present.shape
     secs = state_seconds(cube)
     known = np.minimum(secs.sum(axis=2, dtype=np.float32), 60.0)          # (D, K, M)
@@ -213,8 +214,7 @@ def analyse_oee(cube: RollupCube, config: OeeConfig = OeeConfig(),
     good = planned_sum(good_m)
 
     dom = dominant if dominant is not None else dominant_state(secs)
-    day0_ns = int(cube.days[0].astype("datetime64[ns]").astype(np.int64))
-    downtime = find_downtime(cube.device_ids, day0_ns, dom, secs, planned, stop_ids,
+    downtime = find_downtime(cube.device_ids, day_starts_ns(cube.days, cube.tz), dom, secs, planned, stop_ids,
                              config.keep_longest_events, reasons=cube.field("reason_code"))
     hourly = total_m.reshape(n_dev, n_days * 24, MINUTES_PER_DAY // 24).sum(axis=2)
 

@@ -21,6 +21,7 @@ import yaml
 
 from edge.errors import VerificationInputError
 
+from .localtime import check_zone
 from .yamlfile import read_yaml
 
 PASS, FAIL = "PASS", "FAIL"
@@ -91,6 +92,10 @@ class CatalogItem:
                 "per_device": None if self.per_device_fen is None else self.per_device_fen / 100}
 
 
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+DEFAULT_MAX_BACKFILLED_SHARE = 0.10
+
+
 @dataclass(frozen=True)
 class Catalog:
     programme: str
@@ -103,6 +108,10 @@ class Catalog:
     bonus_fen: int = 0
     bonus_name: str = ""
     exclusion_groups: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    # Review days are the programme's local days; and a device-day whose samples were mostly
+    # captured long after their source time (a generated or imported history) is not live.
+    timezone: str = DEFAULT_TIMEZONE
+    max_backfilled_share: float = DEFAULT_MAX_BACKFILLED_SHARE
 
     def item(self, key: str | int) -> CatalogItem:
         """An item by number or by name (spaces, full-width brackets and case ignored)."""
@@ -121,6 +130,12 @@ class Catalog:
 
     def groups_of(self, no: int) -> list[tuple[str, tuple[int, ...]]]:
         return [g for g in self.exclusion_groups if no in g[1]]
+
+
+def _share(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise VerificationInputError(f"{where}: {value!r} is not a share between 0 and 1")
+    return float(value)
 
 
 def _norm(name: str) -> str:
@@ -156,7 +171,11 @@ def catalog_from_mapping(raw: Mapping[str, Any], where: str = "catalog") -> Cata
             bonus_fen=to_fen(bonus.get("amount", 0), "enterprise_bonus"),
             bonus_name=str(bonus.get("name", "")),
             exclusion_groups=tuple((str(g["name"]), tuple(int(n) for n in g["items"]))
-                                   for g in raw.get("exclusion_groups") or ()))
+                                   for g in raw.get("exclusion_groups") or ()),
+            timezone=check_zone(raw.get("timezone", DEFAULT_TIMEZONE), f"{where}: timezone"),
+            max_backfilled_share=_share(raw.get("max_backfilled_share",
+                                                DEFAULT_MAX_BACKFILLED_SHARE),
+                                        f"{where}: max_backfilled_share"))
     except (KeyError, TypeError, ValueError) as e:
         raise VerificationInputError(f"{where}: malformed catalog ({e!r})") from None
     if cat.formula not in ("contract_ratio", "min_contract"):

@@ -16,7 +16,7 @@ import zlib
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from edge.errors import StoreError, VerificationInputError
 from edge.rollup_layout import FIELDS, MINUTES_PER_DAY
 
 from .cube import DeviceInfo, RollupCube
+from .localtime import UTC, local_span, localise, utc_cover
 from .window import Window
 
 # Small chunks pipeline better: the next chunk is read (zlib, SQLite) while this one is
@@ -44,6 +45,18 @@ class EventRecord:
     source: str = ""
 
 
+@dataclass(frozen=True)
+class CaptureHour:
+    """What was captured for one device and one hour of source time (the store's
+    `capture_stats` row): samples, how many of them were backfilled (captured more than an hour
+    after their source time), and the first and last capture instants (UTC ns)."""
+
+    samples: int
+    backfilled: int
+    first_capture_ns: int
+    last_capture_ns: int
+
+
 class Reader(Protocol):
     """What analysis needs from a data source. Device ids are unique across the reader."""
 
@@ -51,12 +64,12 @@ class Reader(Protocol):
 
     def iter_cubes(self, window: Window,
                    chunk_devices: int = DEFAULT_CHUNK_DEVICES) -> Iterator[RollupCube]:
-        """Cubes over the window's days for consecutive groups of at most `chunk_devices`
-        devices, in `devices()` order."""
+        """Cubes over the window's local days (of `window.zone`, see `local_cubes`) for
+        consecutive groups of at most `chunk_devices` devices, in `devices()` order."""
         ...
 
     def data_span(self, window: Window | None = None) -> tuple[dt.date, dt.date] | None:
-        """First and last day with a stored rollup (inside `window` when given), or None.
+        """First and last (local) day with a stored rollup (inside `window` when given), or None.
         Optional: without it, verify reads the whole window asked for."""
         ...
 
@@ -66,6 +79,43 @@ class Reader(Protocol):
                        limit: int = 10_000) -> np.ndarray:
         """Sorted int64 UTC-ns timestamps of retained raw samples (may be empty: retention)."""
         ...
+
+    def capture_hours(self, device_id: str) -> Mapping[int, CaptureHour]:
+        """Source hour (ts_ns // 3600 s, UTC epoch hours) -> what was captured for it; empty
+        when the source predates the evidence ledger (capture time unknown). Optional: a reader
+        without it is treated as such a source."""
+        ...
+
+    def integrity(self) -> Any:
+        """None for a store; for a bundle its check result (edge.bundle.IntegrityResult)."""
+        ...
+
+
+def local_cubes(utc_cubes: Callable[[Window, int], Iterator[RollupCube]], window: Window,
+                chunk_devices: int) -> Iterator[RollupCube]:
+    """Cubes over the window's local days, from a reader's cubes over UTC days
+    (`utc_cubes(utc_window, chunk_devices)`): every reader stores UTC days."""
+    tz = window.zone
+    if tz == UTC:
+        yield from utc_cubes(window, chunk_devices)
+        return
+    cover = Window(*utc_cover(window.start, window.end, tz), UTC)
+    for cube in utc_cubes(cover, chunk_devices):
+        yield localise(cube, window.days, tz)
+
+
+def local_data_span(utc_span: Callable[[Window | None], tuple[dt.date, dt.date] | None],
+                    window: Window | None) -> tuple[dt.date, dt.date] | None:
+    """First and last local day touched by a reader's UTC data span, clipped to `window`
+    (UTC days when no window is given)."""
+    if window is None or window.zone == UTC:
+        return utc_span(window)
+    span = utc_span(Window(*utc_cover(window.start, window.end, window.zone), UTC))
+    if span is None:
+        return None
+    first, last = local_span(*span, window.zone)
+    clipped = window.clip(first, last)
+    return (clipped.start, clipped.end) if clipped is not None else None
 
 
 def _check_chunk(chunk_devices: int) -> None:
@@ -78,7 +128,8 @@ class MemoryReader:
 
     def __init__(self, devices: Sequence[DeviceInfo], cube: RollupCube, *,
                  events: Sequence[EventRecord] = (),
-                 timestamps: dict[str, np.ndarray] | None = None):
+                 timestamps: dict[str, np.ndarray] | None = None,
+                 capture: Mapping[str, Mapping[int, CaptureHour]] | None = None):
         ids = [d.id for d in devices]
         if len(set(ids)) != len(ids):
             raise VerificationInputError("MemoryReader: device ids must be unique")
@@ -91,12 +142,16 @@ class MemoryReader:
         self._cube = cube
         self._events = list(events)
         self._timestamps = timestamps or {}
+        self._capture = {d: dict(h) for d, h in (capture or {}).items()}
 
     def devices(self) -> list[DeviceInfo]:
         return list(self._devices)
 
     def iter_cubes(self, window: Window,
                    chunk_devices: int = DEFAULT_CHUNK_DEVICES) -> Iterator[RollupCube]:
+        return local_cubes(self._utc_cubes, window, chunk_devices)
+
+    def _utc_cubes(self, window: Window, chunk_devices: int) -> Iterator[RollupCube]:
         _check_chunk(chunk_devices)
         # Map the window's days onto the cube's; days outside the cube stay absent.
         offsets = (window.days - self._cube.days[0]).astype(np.int64) if len(self._cube.days) \
@@ -114,6 +169,9 @@ class MemoryReader:
             yield RollupCube(self._devices[lo:lo + chunk_devices], window.days, data, present)
 
     def data_span(self, window: Window | None = None) -> tuple[dt.date, dt.date] | None:
+        return local_data_span(self._utc_data_span, window)
+
+    def _utc_data_span(self, window: Window | None) -> tuple[dt.date, dt.date] | None:
         days = self._cube.days[self._cube.present[self._rows].any(axis=0)]
         if window is not None:
             days = days[(days >= np.datetime64(window.start, "D"))
@@ -128,6 +186,12 @@ class MemoryReader:
         ts = np.asarray(self._timestamps.get(device_id, ()), dtype=np.int64)
         ts = np.sort(ts[(ts >= start_ns) & (ts < end_ns)])
         return ts[:limit]
+
+    def capture_hours(self, device_id: str) -> dict[int, CaptureHour]:
+        return dict(self._capture.get(device_id, {}))
+
+    def integrity(self) -> None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -220,6 +284,9 @@ class StoreReader:
 
     def iter_cubes(self, window: Window,
                    chunk_devices: int = DEFAULT_CHUNK_DEVICES) -> Iterator[RollupCube]:
+        return local_cubes(self._utc_cubes, window, chunk_devices)
+
+    def _utc_cubes(self, window: Window, chunk_devices: int) -> Iterator[RollupCube]:
         _check_chunk(chunk_devices)
         first = np.datetime64(window.start, "D")
         for lo in range(0, len(self._entries), chunk_devices):
@@ -242,6 +309,9 @@ class StoreReader:
             yield RollupCube([e.info for e in chunk], window.days, data, present)
 
     def data_span(self, window: Window | None = None) -> tuple[dt.date, dt.date] | None:
+        return local_data_span(self._utc_data_span, window)
+
+    def _utc_data_span(self, window: Window | None) -> tuple[dt.date, dt.date] | None:
         first: dt.date | None = None
         last: dt.date | None = None
         start, end = (window.start, window.end) if window is not None else (None, None)
@@ -275,6 +345,22 @@ class StoreReader:
         with store_data(self._sources[entry.store_index]):
             return self._stores[entry.store_index].sample_timestamps(
                 entry.store_id, start_ns=start_ns, end_ns=end_ns, limit=limit)
+
+    def capture_hours(self, device_id: str) -> dict[int, CaptureHour]:
+        entry = self._by_id.get(device_id)
+        if entry is None:
+            raise VerificationInputError(f"unknown device {device_id!r}")
+        # Empty for data from before the ledger (migration 5 adds capture_stats empty, and a
+        # read-only open refuses an unmigrated store): capture time is then unknown.
+        with store_data(self._sources[entry.store_index]):
+            hours = self._stores[entry.store_index].capture_hours(entry.store_id)
+            return {int(h): CaptureHour(int(r.samples), int(r.backfilled),
+                                        int(r.first_capture_ns), int(r.last_capture_ns))
+                    for h, r in hours.items()}
+
+    def integrity(self) -> None:
+        return None
+
 
 
 def _check_cycle(source: str, device_id: str, cycle: object) -> None:

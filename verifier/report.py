@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .capture import capture_lines, capture_to_dict
 from .oee import aggregate, by_line
 from .energy import MAX_KWH_PER_MINUTE, aggregate_energy
 from .policy import yuan_plain
@@ -96,13 +97,14 @@ def report_to_dict(report: "Report", *, generated_at: dt.datetime | None = None
         "oee": {"plant": plant_oee["plant"].to_dict() if plant_oee else None,
                 "lines": {k: o.to_dict() for k, o in
                           sorted(aggregate((r.oee for r in report.devices), by_line).items())}},
-        "output_per_hour": {"start": analysed.start.isoformat() + "T00:00:00Z",
-                            "unit": "parts per UTC hour, all devices",
+        "output_per_hour": {"start": _iso(analysed.start_ns),
+                            "unit": "parts per hour from the window's first local midnight, all devices",
                             "values": [round(float(x), 1) for x in hourly]},
         "energy": {"plant": plant_energy["plant"].to_dict() if plant_energy else None,
                    "lines": {k: e.to_dict(daily=False) for k, e in sorted(aggregate_energy(
                        (r.energy for r in report.devices),
                        key=lambda r: r.device.line or "(no line)").items())}},
+        "capture": capture_to_dict(report.capture, report.window.zone),
         "notes": list(report.notes),
     }
 
@@ -133,11 +135,15 @@ def render_text(report: "Report") -> str:
     w = report.window
     lines = [
         f"shangyun verify — {t.catalog.title}",
-        f"item {t.item.no} {t.item.name}; window {w.start} – {w.end} ({w.n_days} days, UTC)",
+        f"item {t.item.no} {t.item.name}; window {w.start} – {w.end} ({w.n_days} days, "
+        f"{w.zone} time)",
         "",
         f"VERDICT: {v.verdict}",
     ]
     lines += [f"  ✗ {p.code}: {p.message}" for p in v.reasons]
+    capture = capture_lines(report.capture, w.zone)
+    if capture:
+        lines += [""] + capture
     lines += ["", "Arithmetic:"] + [f"  {a}" for a in v.arithmetic]
     th = report.config.activity.thresholds(w.n_days)
     lines += ["", "Active-device thresholds:"]

@@ -1,4 +1,4 @@
-"""Shift calendars: which UTC minutes of the window were planned for production.
+"""Shift calendars: which minutes of the window were planned for production.
 
 Shifts and breaks are written in local time (China Standard Time by default; China keeps no
 daylight saving, so a fixed offset is exact). An empty calendar means 24/7 production, the
@@ -25,6 +25,7 @@ import numpy as np
 from edge.errors import VerificationInputError
 from edge.rollup_layout import MINUTES_PER_DAY
 
+from .localtime import UTC, slot_minutes
 from .yamlfile import read_yaml, refuse_unknown_keys
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -79,18 +80,19 @@ class ShiftCalendar:
     def is_24_7(self) -> bool:
         return not self.shifts and not self.holidays
 
-    def planned_mask(self, days: np.ndarray) -> np.ndarray:
-        """(len(days), 1440) bool: UTC minute planned for production."""
+    def planned_mask(self, days: np.ndarray, tz: str = UTC) -> np.ndarray:
+        """(len(days), 1440) bool: slot planned for production, for a cube over the days of
+        zone `tz` (verifier.localtime: UTC days by default)."""
         n = len(days)
-        utc_min = np.arange(n * MINUTES_PER_DAY, dtype=np.int64)
+        slots, in_day = slot_minutes(np.asarray(days).astype("datetime64[D]"), tz)
         offset = int(round(self.utc_offset_h * 60))
-        day0 = days[0].astype("datetime64[D]").astype(np.int64) if n else 0
-        local_abs = utc_min + day0 * MINUTES_PER_DAY + offset
+        local_abs = slots.reshape(-1) + offset
+        in_day = in_day.reshape(-1)
         local_day = local_abs // MINUTES_PER_DAY           # days since 1970-01-01, local
         minute = local_abs % MINUTES_PER_DAY
         if not self.shifts:
             planned = np.ones(n * MINUTES_PER_DAY, dtype=bool)
-            planned &= ~self._holiday(local_day)
+            planned &= ~self._holiday(local_day) & in_day
             return planned.reshape(n, MINUTES_PER_DAY)
         planned = np.zeros(n * MINUTES_PER_DAY, dtype=bool)
         for s in self.shifts:
@@ -98,14 +100,14 @@ class ShiftCalendar:
             for a, b in s.breaks:
                 on &= ~self._within(a, b, minute, local_day, None)
             planned |= on
-        return planned.reshape(n, MINUTES_PER_DAY)
+        return (planned & in_day).reshape(n, MINUTES_PER_DAY)
 
-    def planned_minutes(self, days: np.ndarray, chunk_days: int = 3653) -> int:
+    def planned_minutes(self, days: np.ndarray, chunk_days: int = 3653, tz: str = UTC) -> int:
         """Planned minutes over `days` (consecutive), counted ten years at a time so that a long
         stretch (a window reaching centuries past the data) needs no mask of its own size."""
-        if self.is_24_7:
+        if self.is_24_7 and tz == UTC:
             return len(days) * MINUTES_PER_DAY
-        return sum(int(self.planned_mask(days[i:i + chunk_days]).sum())
+        return sum(int(self.planned_mask(days[i:i + chunk_days], tz).sum())
                    for i in range(0, len(days), chunk_days))
 
     def _within(self, a: int, b: int, minute: np.ndarray, local_day: np.ndarray,

@@ -1,4 +1,4 @@
-"""Time-of-use tariffs: which price period each UTC minute of the window falls in.
+"""Time-of-use tariffs: which price period each minute of the window falls in.
 
 Loaded from YAML (see `verifier/tariffs/guangdong.yaml`, the default, for the format and for
 what its prices do and do not claim). Periods are local hours; China keeps no daylight
@@ -18,6 +18,7 @@ from edge.errors import VerificationInputError
 from edge.rollup_layout import MINUTES_PER_DAY
 
 from .yamlfile import read_yaml, refuse_unknown_keys
+from .localtime import UTC, slot_minutes
 from .shifts import parse_hhmm, parse_utc_offset
 
 CRITICAL = "critical_peak"
@@ -71,13 +72,14 @@ class Tariff:
         """Period -> price in micro-yuan per kWh (exact)."""
         return {p: price_units(v, self.name, p) for p, v in self.prices.items()}
 
-    def period_index(self, days: np.ndarray) -> np.ndarray:
-        """(len(days), 1440) int8 index into `period_names` for each UTC minute."""
+    def period_index(self, days: np.ndarray, tz: str = UTC) -> np.ndarray:
+        """(len(days), 1440) int8 index into `period_names` for each slot of a cube over the
+        days of zone `tz` (verifier.localtime: UTC days by default)."""
         n = len(days)
         names = self.period_names
         offset = int(round(self.utc_offset_h * 60))
-        day0 = days[0].astype("datetime64[D]").astype(np.int64) if n else 0
-        local_abs = np.arange(n * MINUTES_PER_DAY, dtype=np.int64) + day0 * MINUTES_PER_DAY + offset
+        slots, _ = slot_minutes(np.asarray(days).astype("datetime64[D]"), tz)
+        local_abs = slots.reshape(-1) + offset
         minute = local_abs % MINUTES_PER_DAY
         idx = np.full(n * MINUTES_PER_DAY, names.index(self.default_period), dtype=np.int8)
         for period, ranges in self.periods.items():

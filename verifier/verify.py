@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 from edge.errors import VerificationInputError
 
+from .capture import CaptureSummary, capture_notes, read_capture
 from .activity import ActivityConfig, DeviceActivity, analyse_activity, identity_events_in
 from .cube import DeviceInfo, Flag
 from .energy import DeviceEnergy, EnergyConfig, analyse_energy
@@ -49,6 +50,8 @@ class VerifyConfig:
     raw_timing_limit: int = 5000
     # Simulated history (demo back-fills) is never evidence unless a caller says so explicitly.
     accept_simulated: bool = False
+    # Days captured long after their source time are not active days unless accepted (demos).
+    accept_backfill: bool = False
 
     def distinct_config(self) -> Any:
         if not DISTINCT_AVAILABLE:
@@ -80,6 +83,7 @@ class Report:
     sources: list[str]
     notes: list[str] = field(default_factory=list)
     analysed: Window | None = None     # the days read: the window clipped to the data
+    capture: CaptureSummary | None = None   # capture time per device-day (verifier.capture)
 
     def __post_init__(self) -> None:
         if self.analysed is None:
@@ -106,6 +110,9 @@ def verify(reader: Reader, *, window: Window, voucher: Voucher,
     input that cannot be verified (no devices, unknown item...)."""
     config = config or VerifyConfig()
     terms = resolve(voucher)            # bad voucher input fails before any heavy reading
+    if window.tz is None:               # review days are the programme's local days
+        window = window.in_zone(terms.catalog.timezone)
+    tz = window.zone
     devices = reader.devices()
     if not devices:
         raise VerificationInputError("no devices found in the given store(s)")
@@ -115,12 +122,18 @@ def verify(reader: Reader, *, window: Window, voucher: Voucher,
     analysed = _analysed_window(reader, window)
     id_events = identity_events_in(reader.events("identity_changed"),
                                    window.start_ns, window.end_ns)
-    planned = config.oee.calendar.planned_mask(analysed.days)
+    planned = config.oee.calendar.planned_mask(analysed.days, tz)
     unread_planned_s = 60.0 * (
-        config.oee.calendar.planned_minutes(window.days[:window.offset(analysed.start)])
-        + config.oee.calendar.planned_minutes(window.days[window.offset(analysed.end) + 1:]))
-    periods = config.energy.tariff.period_index(analysed.days)
+        config.oee.calendar.planned_minutes(window.days[:window.offset(analysed.start)], tz=tz)
+        + config.oee.calendar.planned_minutes(window.days[window.offset(analysed.end) + 1:],
+                                              tz=tz))
+    periods = config.energy.tariff.period_index(analysed.days, tz)
     dconf = config.distinct_config()
+    # The window may start before the plant's first data (installed mid-window): said once,
+    # here, rather than as every device's "bunched at end".
+    installed = analysed.start if analysed.start > window.start else None
+    capture = read_capture(reader, devices, analysed, terms.catalog.max_backfilled_share,
+                           config.accept_backfill)
 
     activity: list[DeviceActivity] = []
     oee: list[DeviceOee] = []
@@ -130,7 +143,9 @@ def verify(reader: Reader, *, window: Window, voucher: Voucher,
     for cube in prefetched(reader.iter_cubes(analysed, config.chunk_devices)):
         dom = dominant_state(state_seconds(cube))
         activity += analyse_activity(cube, config.activity, identity_events=id_events,
-                                     window=window)
+                                     window=window,
+                                     live=capture.live_mask(cube.device_ids, len(cube.days)),
+                                     installed=installed)
         oee += analyse_oee(cube, config.oee, planned, dominant=dom,
                            unread_planned_s=unread_planned_s)
         energy += analyse_energy(cube, config.energy, periods=periods, dominant=dom)
@@ -140,7 +155,13 @@ def verify(reader: Reader, *, window: Window, voucher: Voucher,
         if progress:
             progress(done, len(devices))
 
-    notes = []
+    notes = capture_notes(capture)
+    if installed is not None:
+        before = window.offset(installed)
+        notes.append(f"data starts {installed}; the {before} day{'s' if before > 1 else ''} "
+                     f"before {'are' if before > 1 else 'is'} before installation: they count "
+                     "as days without data, and whether a device's active days are bunched at "
+                     f"the window's end is judged from {installed} on")
     if analysed != window:
         notes.append(f"the stores hold data in this window only from {analysed.start} to "
                      f"{analysed.end}: its other days count as days without data and were not "
@@ -173,7 +194,7 @@ def verify(reader: Reader, *, window: Window, voucher: Voucher,
     verdict = decide(terms, sum(r.counted for r in results))
     sources = sorted({d.source for d in devices if d.source})
     return Report(window, terms, verdict, results, config, dconf is not None, sources, notes,
-                  analysed=analysed)
+                  analysed=analysed, capture=capture)
 
 
 def _analysed_window(reader: Reader, window: Window) -> Window:

@@ -1,7 +1,8 @@
-"""The review window: a run of whole UTC days, both ends included.
+"""The review window: a run of whole local days of a time zone, both ends included.
 
-Rollups are stored per UTC day, so the window is expressed in UTC dates; local-time rules
-(shift calendars, tariff periods) are mapped onto UTC minutes by the modules that need them.
+The zone is the programme's (Asia/Shanghai for Guangdong, `timezone` in the catalog) unless
+given; `tz=None` means "not decided yet" and `verify` fills in the programme's. Rollups are
+stored per UTC day; readers rearrange them onto the window's local days (verifier.localtime).
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.errors import VerificationInputError
+
+from .localtime import UTC, check_zone, midnight_ns, zone
 
 DEFAULT_WINDOW_DAYS = 90
 # Stores keep UTC nanoseconds in int64, which cover 1677-09-21 to 2262-04-11: no data can lie
@@ -28,8 +31,11 @@ def _check_range(day: dt.date, what: str) -> None:
 class Window:
     start: dt.date
     end: dt.date  # included
+    tz: str | None = None   # IANA zone; None: the programme's, decided by verify
 
     def __post_init__(self) -> None:
+        if self.tz is not None:
+            check_zone(self.tz, "review window")
         _check_range(self.start, "review window start")
         _check_range(self.end, "review window end")
         if self.end < self.start:
@@ -38,17 +44,25 @@ class Window:
 
     @classmethod
     def last_days(cls, n_days: int = DEFAULT_WINDOW_DAYS, *,
-                  today: dt.date | None = None) -> "Window":
-        """The `n_days` whole days before `today` (today itself is incomplete, so excluded)."""
+                  today: dt.date | None = None, tz: str | None = None) -> "Window":
+        """The `n_days` whole days before `today` (today itself is incomplete, so excluded);
+        today is the zone's (UTC's when no zone is given)."""
         if n_days < 1:
             raise VerificationInputError(f"window must span at least one day, got {n_days}")
-        today = today or dt.datetime.now(dt.timezone.utc).date()
-        return cls(today - dt.timedelta(days=n_days), today - dt.timedelta(days=1))
+        today = today or dt.datetime.now(zone(tz or UTC)).date()
+        return cls(today - dt.timedelta(days=n_days), today - dt.timedelta(days=1), tz)
+
+    @property
+    def zone(self) -> str:
+        return self.tz or UTC
+
+    def in_zone(self, tz: str) -> "Window":
+        return Window(self.start, self.end, tz)
 
     def clip(self, first: dt.date, last: dt.date) -> "Window | None":
         """The part of this window between `first` and `last` (both included), or None."""
         start, end = max(self.start, first), min(self.end, last)
-        return Window(start, end) if start <= end else None
+        return Window(start, end, self.tz) if start <= end else None
 
     def offset(self, day: dt.date) -> int:
         """Index of `day` among the window's days (negative before its start)."""
@@ -65,21 +79,17 @@ class Window:
 
     @property
     def start_ns(self) -> int:
-        return _date_ns(self.start)
+        """Local midnight starting the first day, as UTC ns."""
+        return midnight_ns(self.start, self.zone)
 
     @property
     def end_ns(self) -> int:
-        """Exclusive: midnight UTC after the last day."""
-        return _date_ns(self.end + dt.timedelta(days=1))
+        """Exclusive: local midnight after the last day."""
+        return midnight_ns(self.end + dt.timedelta(days=1), self.zone)
 
     def to_dict(self) -> dict[str, object]:
         return {"from": self.start.isoformat(), "to": self.end.isoformat(), "days": self.n_days,
-                "timezone": "UTC"}
-
-
-def _date_ns(day: dt.date) -> int:
-    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp()) \
-        * 1_000_000_000
+                "timezone": self.zone}
 
 
 def parse_date(text: str, what: str = "date") -> dt.date:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections import Counter
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from asyncua import Client, ua
 from asyncua.common.subscription import (
@@ -19,15 +20,19 @@ from asyncua.crypto import security_policies
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from connectors.opcua.config import NodeAddress, OpcUaConnection, ParsedNodeId, parse_node_id
+from connectors.opcua.config import NodeAddress, OpcUaConnection, parse_target
+from connectors.opcua.monitoring import item_request, percent_deadband_ranges, percent_refusal, record
+from connectors.opcua.paths import BrowsePath
 from connectors.opcua.planner import batches
+from connectors.opcua.resolve import Resolver, Unresolved
+from connectors.opcua.sessions import SharedSession, pool
+from connectors.opcua.values import GATEWAY, Refused, quality_of, scalar, stamp, status_name
 from connectors.opcua.security import (
     ServerTrust, default_application_uri, own_certificate, resolve_password)
 from connectors.reporting import PayloadErrorReporter, ReportsPayloadErrors
-from connectors.timeconv import datetime_to_ns
 from connectors.validation import address_of, connection_of
-from edge.errors import SourceError
-from edge.model import DeviceSpec, IdentityEvidence, Quality, Sample, now_ns
+from edge.errors import ConfigError, SourceError
+from edge.model import DeviceSpec, IdentityEvidence, Quality, Sample
 
 log = logging.getLogger("shangyun.connectors.opcua")
 
@@ -81,19 +86,20 @@ class _QueueFullAtDebug(logging.Filter):
 logging.getLogger("asyncua.common.subscription").addFilter(_QueueFullAtDebug())
 
 
-def quality_of(status: ua.StatusCode | None) -> Quality:
-    """The two top bits of an OPC UA status code: 00 good, 01 uncertain, 10/11 bad."""
-    if status is None:
-        return Quality.GOOD
-    severity = (status.value >> 30) & 0b11
-    return Quality.GOOD if severity == 0 else Quality.UNCERTAIN if severity == 1 else Quality.BAD
-
-
 class OpcUaSource(ReportsPayloadErrors):
     def __init__(self, device: DeviceSpec):
         self.device = device
         self.config = connection_of(OpcUaConnection, device)
-        self._addresses = {s.name: address_of(NodeAddress, device, s) for s in device.signals}
+        addresses = {s.name: address_of(NodeAddress, device, s) for s in device.signals}
+        # Built once: a string address makes a new MonitoredNode on every .monitoring.
+        self._monitoring = {name: a.monitoring for name, a in addresses.items()}
+        self._targets = {name: a.target for name, a in addresses.items()}
+        if self.config.node_root is None:
+            relative = [n for n, t in self._targets.items() if isinstance(t, BrowsePath) and not t.absolute]
+            if relative:
+                raise ConfigError(f"device {device.id}: signals {', '.join(relative)} have relative browse "
+                                  f"paths, which start at the connection's node_root; set node_root or "
+                                  f"start the paths with /Objects/...")
         # The last reading delivered per signal (device timestamp, value, quality), kept across
         # reconnects: a new subscription's first notification repeats the current value, and a
         # poll re-reads an unchanged one; neither is a new reading.
@@ -101,35 +107,66 @@ class OpcUaSource(ReportsPayloadErrors):
         self._poll_nodes: list[ua.NodeId] = []
         self._signals = {s.name: s for s in device.signals}
         self._client: Client | None = None
+        self._session: SharedSession | None = None
+        # Machines behind one aggregating server (each with its node_root) share its session.
+        cfg = self.config
+        self._share_key = None if cfg.node_root is None else (
+            cfg.endpoint, cfg.security_policy, cfg.security_mode, cfg.username, cfg.user_certificate_path,
+            cfg.certificate_path, cfg.application_uri, cfg.pki_dir, cfg.server_trust, cfg.timeout_s,
+            cfg.watchdog_interval_s)
         self._sub: Subscription | None = None
         self._names: dict[ua.NodeId, list[str]] = {}
         self._lost: Exception | None = None
         self._errors = PayloadErrorReporter(log, device.id)
+        self._time_sources: Counter[str] = Counter()
+        self._status_codes: Counter[str] = Counter()
+        self._refused: dict[str, str] = {}       # signal -> why, as of the last connect
+        self._refusals_reported: set[tuple[str, str]] = set()
+
+    @property
+    def refused_signals(self) -> list[str]:
+        """Signals not collected since the last connect (unresolved address, refused item)."""
+        return sorted(self._refused)
+
+    def time_sources(self) -> dict[str, int]:
+        """Samples per timestamp origin since start: device (SourceTimestamp), server
+        (ServerTimestamp), gateway (neither: the time of arrival)."""
+        return dict(self._time_sources)
+
+    def status_counters(self) -> dict[str, Any]:
+        """What the supervisor's `counters` adds to this device's status."""
+        return {"status_codes": self.status_codes()}
+
+    def status_codes(self) -> dict[str, int]:
+        """Samples per OPC UA status code other than Good since start (the code behind an
+        UNCERTAIN or BAD quality: UncertainLastUsableValue, BadSensorFailure...)."""
+        return dict(self._status_codes)
 
     async def connect(self) -> IdentityEvidence:
         await self.close()
         cfg = self.config
-        client = Client(cfg.endpoint, timeout=cfg.timeout_s, watchdog_intervall=cfg.watchdog_interval_s)
-        # asyncua asks for one hour and warns on every connect when a server grants less;
-        # ten minutes is what common servers (asyncua's included) allow, and the watchdog
-        # keeps the session alive anyway.
-        client.session_timeout = 600_000
-        client.connection_lost_callback = self._on_connection_lost
-        self._client, self._lost = client, None
+        self._lost = None
         try:
-            if cfg.username is not None:
-                client.set_user(cfg.username)
-                client.set_password(resolve_password(cfg.password, cfg.password_env, cfg.password_file) or "")
-            if cfg.security_policy != "None":
-                await self._secure(client)
-            await asyncio.wait_for(client.connect(), cfg.timeout_s * 2)
-            namespaces = await client.get_namespace_array()
-            identity = await self._identity(client, namespaces)
-            self._names = self._node_names(namespaces)
+            if self._share_key is not None:
+                self._session = await pool().acquire(self._share_key, self._open_client, self._on_connection_lost)
+                client = self._session.client
+            else:
+                client = await self._open_client(self._on_connection_lost)
+            self._client = client
+            resolver = Resolver(client, await client.get_namespace_array(), max_per_call=cfg.max_items_per_call)
+            if cfg.node_root is not None:
+                try:
+                    resolver = await resolver.with_root(cfg.node_root, parse_target(cfg.node_root))
+                except Unresolved as err:
+                    raise SourceError(f"{cfg.endpoint}: {err}") from None
+            identity = await self._identity(client, resolver)
+            self._refused = {}
+            self._names = await self._node_names(resolver)
             if cfg.mode == "subscribe":
                 await self._subscribe(client)
             else:
                 self._poll_nodes = list(self._names)
+            self._report_refusals()
             return identity
         except SourceError:
             await self.close()
@@ -143,6 +180,39 @@ class OpcUaSource(ReportsPayloadErrors):
             await self.close()
             log.debug("device %s: connect failed", self.device.id, exc_info=True)
             raise SourceError(f"{cfg.endpoint}: {type(err).__name__}: {err}".rstrip(": ")) from err
+
+    async def _open_client(self, on_lost: Callable[[Exception], Awaitable[None]]) -> Client:
+        """A connected client: secure channel, session, user identity."""
+        cfg = self.config
+        client = Client(cfg.endpoint, timeout=cfg.timeout_s, watchdog_intervall=cfg.watchdog_interval_s)
+        # asyncua asks for one hour and warns on every connect when a server grants less;
+        # ten minutes is what common servers (asyncua's included) allow, and the watchdog
+        # keeps the session alive anyway.
+        client.session_timeout = 600_000
+        client.connection_lost_callback = on_lost
+        try:
+            await self._user_identity(client)
+            if cfg.security_policy != "None":
+                await self._secure(client)
+            await asyncio.wait_for(client.connect(), cfg.timeout_s * 2)
+        except BaseException:
+            await _disconnect(client, cfg.timeout_s, self.device.id)
+            raise
+        return client
+
+    async def _user_identity(self, client: Client) -> None:
+        cfg = self.config
+        if cfg.username is not None:
+            client.set_user(cfg.username)
+            client.set_password(resolve_password(cfg.password, cfg.password_env, cfg.password_file) or "")
+        elif cfg.user_certificate_path is not None and cfg.user_private_key_path is not None:
+            try:
+                await client.load_client_certificate(cfg.user_certificate_path)
+                await client.load_private_key(Path(cfg.user_private_key_path))
+            except (OSError, ValueError) as err:
+                raise ConfigError(f"device {self.device.id}: user certificate "
+                                  f"{cfg.user_certificate_path} / key {cfg.user_private_key_path}: "
+                                  f"{getattr(err, 'strerror', None) or err}") from None
 
     async def _secure(self, client: Client) -> None:
         cfg = self.config
@@ -218,12 +288,18 @@ class OpcUaSource(ReportsPayloadErrors):
             await asyncio.sleep(next_at - loop.time())
 
     async def close(self) -> None:
-        client, self._client, self._sub = self._client, None, None
-        if client is not None:
-            try:
-                await asyncio.wait_for(client.disconnect(), self.config.timeout_s)
-            except Exception:  # the link may already be dead; closing must not fail
-                log.debug("device %s: disconnect failed", self.device.id, exc_info=True)
+        client, self._client, sub, self._sub = self._client, None, self._sub, None
+        session, self._session = self._session, None
+        timeout = self.config.timeout_s
+        if session is not None:
+            if sub is not None and not session.lost:
+                try:   # the others on this session keep theirs
+                    await asyncio.wait_for(sub.delete(), timeout)
+                except Exception:  # noqa: BLE001 - the link may be dying; release it anyway
+                    log.debug("device %s: deleting the subscription failed", self.device.id, exc_info=True)
+            await pool().release(session, self._on_connection_lost, timeout)
+        elif client is not None:
+            await _disconnect(client, timeout, self.device.id)
 
     def _raise_if_lost(self) -> None:
         if self._lost is not None:
@@ -251,82 +327,100 @@ class OpcUaSource(ReportsPayloadErrors):
         return self._samples_of(event.node.nodeid, event.data.monitored_item.Value, event.value)
 
     def _samples_of(self, node_id: ua.NodeId, dv: ua.DataValue | None, raw: Any) -> list[Sample]:
-        ts_ns, from_device = _timestamp_ns(dv)
-        status_q = quality_of(dv.StatusCode if dv is not None else None)
+        ts_ns, origin = stamp(dv)
+        status = dv.StatusCode if dv is not None else None
+        status_q = quality_of(status)
         out = []
         for name in self._names.get(node_id, ()):
-            if from_device:
+            if origin != GATEWAY:
                 seen = (ts_ns, raw, status_q)
                 if self._last.get(name) == seen:
                     continue  # already delivered: a re-sent current value, not a new reading
                 self._last[name] = seen
-            if raw is None or status_q is Quality.BAD:
-                out.append(Sample(self.device.id, name, ts_ns, BAD_VALUE, Quality.BAD))
-                continue
-            value_in = raw
-            if not isinstance(value_in, (bool, int, float, str)):
-                value_in = str(value_in)  # LocalizedText, enums...: keep what the server said, as text
-            value, conv_q, problem = self._signals[name].check(value_in)
-            if problem is not None:   # wrong type or range for the role: counted, not GOOD
-                self._errors.report(problem, signal=name, node=str(node_id))
-            out.append(Sample(self.device.id, name, ts_ns, value, max(status_q, conv_q)))
+            self._time_sources[origin] += 1
+            if status_q is not Quality.GOOD:
+                self._status_codes[status_name(status)] += 1
+            out.append(self._sample(name, node_id, ts_ns, raw, status_q))
         return out
 
-    def _resolve(self, parsed: ParsedNodeId, namespaces: list[str]) -> str:
-        if parsed.namespace_uri is None:
-            return parsed.with_index(parsed.namespace_index or 0)
+    def _sample(self, name: str, node_id: ua.NodeId, ts_ns: int, raw: Any, status_q: Quality) -> Sample:
+        if raw is None or status_q is Quality.BAD:
+            return Sample(self.device.id, name, ts_ns, BAD_VALUE, Quality.BAD)
         try:
-            return parsed.with_index(namespaces.index(parsed.namespace_uri))
-        except ValueError:
-            raise SourceError(f"{self.config.endpoint}: server has no namespace {parsed.namespace_uri!r} "
-                              f"(it has {namespaces})") from None
+            value_in = scalar(raw, index=self._monitoring[name].index,
+                              datetimes=self.config.datetime_values)
+        except Refused as err:
+            self._errors.report(err, signal=name, node=node_id.to_string())
+            return Sample(self.device.id, name, ts_ns, BAD_VALUE, Quality.BAD)
+        value, conv_q, problem = self._signals[name].check(value_in)
+        if problem is not None:   # wrong type or range for the role: counted, not GOOD
+            self._errors.report(problem, signal=name, node=node_id.to_string())
+        return Sample(self.device.id, name, ts_ns, value, max(status_q, conv_q))
 
-    def _node_names(self, namespaces: list[str]) -> dict[ua.NodeId, list[str]]:
+    def _refuse(self, name: str, why: str) -> None:
+        self._refused[name] = why
+
+    def _report_refusals(self) -> None:
+        """Each refusal once per source, however often it reconnects; other signals go on."""
+        for name, why in sorted(self._refused.items()):
+            if (name, why) in self._refusals_reported:
+                continue
+            self._refusals_reported.add((name, why))
+            self._errors.report_distinct(SourceError(f"signal {name} not collected: {why}"), signal=name)
+
+    async def _node_names(self, resolver: Resolver) -> dict[ua.NodeId, list[str]]:
+        found, failed = await resolver.resolve(self._targets)
+        for name, why in failed.items():
+            self._refuse(name, why)
         names: dict[ua.NodeId, list[str]] = {}
-        for name, address in self._addresses.items():
-            node_id = ua.NodeId.from_string(self._resolve(address.parsed, namespaces))
+        for name, node_id in found.items():
             names.setdefault(node_id, []).append(name)
         if not names:
-            raise SourceError(f"device {self.device.id}: no signals to subscribe to")
+            self._report_refusals()
+            raise SourceError(f"device {self.device.id}: none of the signal addresses resolved: "
+                              + "; ".join(f"{n}: {w}" for n, w in sorted(failed.items())))
         return names
 
-    def _item_request(self, sub: Subscription, client: Client, node_id: ua.NodeId) -> ua.MonitoredItemCreateRequest:
-        """One monitored item with the parameters of its (first) signal, else the connection's."""
-        cfg = self.config
-        mon = self._addresses[self._names[node_id][0]].monitoring
-        sampling = mon.sampling_interval_ms if mon.sampling_interval_ms is not None else cfg.sampling_interval_ms
-        mfilter = None
-        if mon.deadband is not None:
-            mfilter = ua.DataChangeFilter(
-                Trigger=ua.DataChangeTrigger.StatusValue,
-                DeadbandType=ua.DeadbandType.Absolute if mon.deadband.type == "absolute" else ua.DeadbandType.Percent,
-                DeadbandValue=mon.deadband.value)
-        return sub._make_monitored_item_request(
-            client.get_node(node_id), ua.AttributeIds.Value, mfilter, mon.queue_size or cfg.queue_size,
-            ua.MonitoringMode.Reporting, cfg.publishing_interval_ms if sampling is None else sampling)
+    async def _percent_checked(self, client: Client, names: dict[ua.NodeId, list[str]]) -> None:
+        """Drops (and refuses) the items whose percent deadband has no EURange to refer to."""
+        percent = [n for n, signals in names.items()
+                   if (db := self._monitoring[signals[0]].deadband) is not None and db.type == "percent"]
+        if not percent:
+            return
+        problems = await percent_deadband_ranges(client, percent, max_per_call=self.config.max_items_per_call)
+        for node_id, why in problems.items():
+            if why is not None:
+                for name in names.pop(node_id):
+                    self._refuse(name, percent_refusal(node_id.to_string(), why))
 
     async def _subscribe(self, client: Client) -> None:
         names = self._names
+        await self._percent_checked(client, names)
         sub = await client.create_subscription(
             self.config.publishing_interval_ms, handler=None,
             queue_maxsize=QUEUE_MAX, overflow=OverflowPolicy.DISCONNECT)
         sub.set_overflow_disconnect_handler(lambda: self._fell_behind(client))
         self._sub = sub
-        failed: list[str] = []
+        recorder = record(sub)
         for chunk in batches(list(names), self.config.max_items_per_call):
-            results = await sub.create_monitored_items([self._item_request(sub, client, n) for n in chunk])
+            requests = [item_request(sub, client, n, self._monitoring[names[n][0]], self.config)
+                        for n in chunk]
+            results = await sub.create_monitored_items(requests)
             for node_id, result in zip(chunk, results):
                 if isinstance(result, ua.StatusCode):
-                    failed.append(f"{node_id.to_string()} ({result.name})")
-                    del names[node_id]
-        if failed:
-            # A missing node is a template/device mismatch: say so, and keep the good ones.
-            self._errors.report(SourceError(f"cannot subscribe to {', '.join(failed)}"), what="subscribe")
+                    # A missing node is a template/device mismatch: say so, and keep the good ones.
+                    for name in names.pop(node_id):
+                        self._refuse(name, f"server refused to monitor {node_id.to_string()} ({result.name})")
+        summary = recorder.revisions().summary(self.device.id)
+        if summary is not None:
+            log.info("%s", summary)
         if not names:
+            self._report_refusals()
             raise SourceError(f"{self.config.endpoint}: none of the signal nodes could be subscribed: "
-                              f"{', '.join(failed)}")
+                              + "; ".join(f"{n}: {w}" for n, w in sorted(self._refused.items())))
 
-    async def _identity(self, client: Client, namespaces: list[str]) -> IdentityEvidence:
+    async def _identity(self, client: Client, resolver: Resolver) -> IdentityEvidence:
+        cfg = self.config
         app_uri, cert = "", client.security_policy.peer_certificate or b""
         try:
             for ep in await client.get_endpoints():
@@ -336,15 +430,21 @@ class OpcUaSource(ReportsPayloadErrors):
             log.info("device %s: GetEndpoints refused (%s); identity without it", self.device.id, err)
         details = await self._read_strings(client, {k: ua.NodeId(v) for k, v in _BUILD_INFO.items()})
         serial = ""
-        if self.config.serial_node:
-            node = ua.NodeId.from_string(self._resolve(parse_node_id(self.config.serial_node), namespaces))
-            serial = (await self._read_strings(client, {"serial": node})).get("serial", "")
+        if cfg.serial_node:
+            found, failed = await resolver.resolve({"serial": parse_target(cfg.serial_node)})
+            if "serial" in failed:
+                log.info("device %s: serial_node %s: %s", self.device.id, cfg.serial_node, failed["serial"])
+            else:
+                serial = (await self._read_strings(client, found)).get("serial", "")
+        extra = {"security": f"{cfg.security_policy}/{cfg.security_mode}"}
+        if cfg.node_root is not None:
+            # One aggregating server serves many machines: the root tells them apart.
+            extra["node_root"] = cfg.node_root
         return IdentityEvidence(
-            protocol="opcua", endpoint=self.config.endpoint, application_uri=app_uri,
+            protocol="opcua", endpoint=cfg.endpoint, application_uri=app_uri,
             serial_number=serial,
             certificate_sha256=hashlib.sha256(_first_certificate(cert)).hexdigest() if cert else "",
-            details={**{k: v for k, v in details.items() if v},
-                     "security": f"{self.config.security_policy}/{self.config.security_mode}"})
+            details={**{k: v for k, v in details.items() if v}, **extra})
 
     async def _read_strings(self, client: Client, nodes: dict[str, ua.NodeId]) -> dict[str, str]:
         """Values as text; a node the server lacks is left out rather than failing identity."""
@@ -373,20 +473,19 @@ def _queued(sub: Subscription) -> Any:
     return event
 
 
+async def _disconnect(client: Client, timeout_s: float, device_id: str) -> None:
+    try:
+        await asyncio.wait_for(client.disconnect(), timeout_s)
+    except Exception:  # the link may already be dead; closing must not fail
+        log.debug("device %s: disconnect failed", device_id, exc_info=True)
+
+
 def _status_text(err: ua.UaStatusCodeError) -> str:
     code = getattr(err, "code", None)
     if code is None:
         return str(err)
     status = ua.StatusCode(code)
     return f"{status.name} ({status.doc})" if status.doc else status.name
-
-
-def _timestamp_ns(dv: ua.DataValue | None) -> tuple[int, bool]:
-    """The source timestamp, else the server's, else now; and whether it came from the device."""
-    for ts in (dv.SourceTimestamp, dv.ServerTimestamp) if dv is not None else ():
-        if ts is not None:
-            return datetime_to_ns(ts), True
-    return now_ns(), False
 
 
 def _first_certificate(der: bytes) -> bytes:

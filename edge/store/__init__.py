@@ -22,6 +22,11 @@ much waits) moves them into per-series chunks. A redelivered sample replaces the
 every read and count. `set_write_hook` is where a module that must commit with the samples (the
 outbox) joins their transaction.
 
+The evidence ledger (edge.store.ledger) is written in the same transactions: every sample batch
+folds into its pending digest and capture counts, upsert_device and set_identity add entries;
+`checkpoint` seals final rollup days and signs the chain's head, `verify_ledger` recomputes it
+(edge.store.ledger_facade holds those methods).
+
 Timestamps are UTC nanoseconds; ranges are half-open [start_ns, end_ns). Rollup days are UTC.
 Schema changes live in edge.migrations; connections and the file itself in edge.store.db; sample
 validation in edge.store.validate.
@@ -48,7 +53,8 @@ from ..sqlite_errors import Condition, condition
 from ..storelock import StoreLock
 from ..rollup import RollupConfig
 from ..rollup_codec import SUMMARY_COLUMNS, pack_day, summarize_day, unpack_day, upsert_day
-from . import db, registry, wear
+from . import db, ledger, registry, wear
+from .ledger_facade import LedgerFacade
 from . import samples as raw
 from .validate import QUALITIES, check_sample, sample_problem
 
@@ -66,12 +72,13 @@ COMPACT_AFTER = 1_000_000
 WriteHook = Callable[[sqlite3.Connection, list[tuple[int, int, Any, int]]], None]
 
 
-class Store:
+class Store(LedgerFacade):
     """The embedded SQLite store. Build it with `Store.open`; close it with `close()`."""
 
     def __init__(self, path: str, writer: sqlite3.Connection | None, reader: sqlite3.Connection,
                  *, retention_days: float, rollup: RollupConfig, lock: StoreLock | None = None,
-                 dead_letter_rows: int = deadletters.DEFAULT_KEEP) -> None:
+                 dead_letter_rows: int = deadletters.DEFAULT_KEEP,
+                 ledger_state: ledger.Ledger | None = None) -> None:
         self.path = path
         self.readonly = writer is None
         self.retention_days = retention_days
@@ -89,12 +96,15 @@ class Store:
         self._compact_backoff = 0        # samples pending when an automatic compaction failed
         self._pending = 0 if writer is None else raw.pending(writer)
         self._wear = wear.Meter()
+        self._ledger = ledger_state
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
     def open(cls, path: str | Path, *, retention_days: float = 30, readonly: bool = False,
              rollup: RollupConfig | None = None,
-             dead_letter_rows: int = deadletters.DEFAULT_KEEP) -> "Store":
+             dead_letter_rows: int = deadletters.DEFAULT_KEEP,
+             backfill_after_s: float = ledger.DEFAULT_BACKFILL_AFTER_S,
+             ledger_hooks: bool = True) -> "Store":
         """Open (creating and migrating if needed) the store at `path`.
 
         `readonly=True` opens an existing store for reading only (another process may be writing);
@@ -102,6 +112,9 @@ class Store:
         another shangyun has it open) and refuses a damaged file (StoreError saying how to
         recover). Raises StoreVersionError for a file written by a newer shangyun and StoreError
         for anything else that prevents opening. `dead_letter_rows` bounds the dead letters kept.
+        Samples whose source time is more than `backfill_after_s` before their capture count as
+        backfilled in the ledger's capture records. `ledger_hooks=False` writes no ledger at
+        all: only for the benchmark that measures what the ledger costs.
         """
         if retention_days <= 0:
             raise ValueError(f"retention_days must be > 0, got {retention_days}")
@@ -144,8 +157,9 @@ class Store:
                 writer.close()
             lock.release()
             raise
+        state = ledger.Ledger(backfill_after_s=backfill_after_s) if ledger_hooks else None
         return cls(p, writer, reader, retention_days=retention_days, rollup=cfg, lock=lock,
-                   dead_letter_rows=dead_letter_rows)
+                   dead_letter_rows=dead_letter_rows, ledger_state=state)
 
     def close(self) -> None:
         with self._wlock, self._rlock:
@@ -193,6 +207,8 @@ class Store:
                 # ROLLBACK then fails and would hide the error that tells us what happened.
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                if self._ledger is not None:
+                    self._ledger.forget()     # its cached head may be a rolled-back entry
                 raise
             return result
 
@@ -266,6 +282,9 @@ class Store:
             [(d, min(b.ts), max(b.ts)) for d, b in by_device.items()])
         # Same transaction: a sample is never stored without being queued for the sinks.
         outbox.enqueue_samples(conn, samples)
+        # The batch's ledger record commits with it (edge.store.ledger).
+        if self._ledger is not None:
+            self._ledger.on_samples(conn, samples, {d: b.ts for d, b in by_device.items()})
         # The one place another module sharing the samples' transaction hooks in.
         if self._on_write is not None:
             self._on_write(conn, [(sid, t, v, int(q)) for b in by_device.values()
@@ -452,7 +471,12 @@ class Store:
     # ------------------------------------------------------------------ device registry
     def upsert_device(self, spec: DeviceSpec) -> None:
         """Register or update a device from its config; keeps its status and identity."""
-        self._write(registry.upsert_device, spec)
+        self._write(self._upsert_device, spec)
+
+    def _upsert_device(self, conn: sqlite3.Connection, spec: DeviceSpec) -> None:
+        registry.upsert_device(conn, spec)
+        if self._ledger is not None:
+            self._ledger.on_device(conn, spec)
 
     def devices(self) -> list[DeviceRecord]:
         return [registry.device_record(r) for r in self._read(registry.SELECT_DEVICES + " ORDER BY d.id")]
@@ -468,7 +492,13 @@ class Store:
     def set_identity(self, device_id: str, identity: IdentityEvidence, ts_ns: int) -> None:
         """Store the device's identity evidence (edge.store.registry.set_identity: a change of a
         known fingerprint is an `identity_changed` event in the same transaction)."""
-        self._write(registry.set_identity, device_id, identity, ts_ns)
+        self._write(self._set_identity, device_id, identity, ts_ns)
+
+    def _set_identity(self, conn: sqlite3.Connection, device_id: str, identity: IdentityEvidence,
+                      ts_ns: int) -> None:
+        changed_from = registry.set_identity(conn, device_id, identity, ts_ns)
+        if self._ledger is not None:
+            self._ledger.on_identity(conn, device_id, identity, changed_from)
 
     # ------------------------------------------------------------------ events
     def add_event(self, kind: str, ts_ns: int, device_id: str | None = None,

@@ -47,13 +47,15 @@ def set_status(conn: sqlite3.Connection, device_id: str, online: bool, ts_ns: in
 
 
 def set_identity(conn: sqlite3.Connection, device_id: str, identity: IdentityEvidence,
-                 ts_ns: int) -> None:
+                 ts_ns: int) -> str | None:
     """Store the evidence. The first time it is simply stored; when a stored identity with a
     fingerprint differs, an `identity_changed` event with both (`old`, `new`, and their
-    fingerprints) is recorded in the same transaction, so the change is never silent."""
+    fingerprints) is recorded in the same transaction, so the change is never silent.
+    Returns the old fingerprint when it was such a change (the ledger records it too)."""
     row = conn.execute("SELECT identity FROM devices WHERE id = ?", (device_id,)).fetchone()
     if row is None:
         raise StoreError(f"unknown device {device_id!r}: upsert_device it first")
+    changed_from = None
     if row[0] is not None:
         old = IdentityEvidence.from_dict(json.loads(row[0]))
         # Unknown before (no evidence presented) is not a change, only a first sighting.
@@ -62,8 +64,10 @@ def set_identity(conn: sqlite3.Connection, device_id: str, identity: IdentityEvi
                 "old": old.to_dict(), "new": identity.to_dict(),
                 "old_fingerprint": old.fingerprint(),
                 "new_fingerprint": identity.fingerprint()})
+            changed_from = old.fingerprint()
     conn.execute("UPDATE devices SET identity = ? WHERE id = ?",
                  (json.dumps(identity.to_dict(), sort_keys=True), device_id))
+    return changed_from
 
 
 def insert_event(conn: sqlite3.Connection, kind: str, ts_ns: int, device_id: str | None,

@@ -51,6 +51,8 @@ def test_short_demo_with_history_prints_a_summary_and_a_verdict(tmp_path):
     assert any("SIMULATED DATA ACCEPTED" in n for n in verification["notes"])
     report_text = (out_dir / "verification.txt").read_text(encoding="utf-8")
     assert "VERDICT:" in report_text and "SIMULATED DATA ACCEPTED" in report_text
+    # ... and so is its backfill, seen from capture times alone (the demo passes --accept-backfill).
+    assert "BACKFILLED DATA ACCEPTED" in report_text and "COUNTED anyway" in report_text
     assert json.loads((out_dir / "verification.json").read_text())["schema"] == "shangyun.verify/1"
     # The generated config is a real config, and the history is marked as simulated.
     assert (out_dir / "gateway.yaml").read_text().count("type: ") == 6

@@ -36,7 +36,8 @@ def verdict_at(tmp_path, end: dt.datetime, days: int) -> tuple[str, dict]:
     with StoreReader([config.store_path]) as reader:
         report = verify(reader, window=Window.last_days(days, today=end.date()),
                         voucher=sample_voucher(MACHINES),
-                        config=VerifyConfig(accept_simulated=True)).to_dict()
+                        config=VerifyConfig(accept_simulated=True,
+                                            accept_backfill=True)).to_dict()
     return report["verdict"], {d["id"]: d["reasons"] for d in report["devices"] if not d["counted"]}
 
 

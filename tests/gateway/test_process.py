@@ -23,9 +23,20 @@ MACHINE = MachineSpec(id="m01", name="Press", protocol="modbus", line="L1", seri
 
 
 def start_gateway(config_path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(config_path),
-                             "--status-interval", "1"], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """The gateway's output goes to a file beside its config, not to a pipe: a pipe read only at
+    the end fills after 64 KiB of log lines and then blocks the gateway mid-test."""
+    log = open(f"{config_path}.log", "a", encoding="utf-8")
+    try:
+        return subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(config_path),
+                                 "--status-interval", "1"], stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, text=True)
+    finally:
+        log.close()    # the child holds its own descriptor
+
+
+def output_of(config_path) -> str:
+    with open(f"{config_path}.log", encoding="utf-8", errors="replace") as f:
+        return f.read()
 
 
 def count(db: str) -> int:
@@ -52,7 +63,8 @@ async def test_sigterm_drains_and_exits_zero_sigkill_loses_no_stored_data(tmp_pa
         proc = start_gateway(config)
         await wait_for(lambda: count(db) > 20, "samples from the gateway process")
         proc.send_signal(signal.SIGTERM)
-        out, err = await asyncio.to_thread(proc.communicate, timeout=60)
+        await asyncio.to_thread(proc.wait, 60)
+        err = output_of(config)
         assert proc.returncode == 0, err[-2000:]
         assert "gateway stopped" in err
         store = Store.open(db, readonly=True)
@@ -74,8 +86,8 @@ async def test_sigterm_drains_and_exits_zero_sigkill_loses_no_stored_data(tmp_pa
         proc = start_gateway(config)
         await wait_for(lambda: count(db) > after_kill + 10, "samples after restarting a killed gateway")
         proc.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(proc.communicate, timeout=60)
-        assert proc.returncode == 0
+        await asyncio.to_thread(proc.wait, 60)
+        assert proc.returncode == 0, output_of(config)[-2000:]
         store = Store.open(db, readonly=True)
         try:
             assert len(store.events(kind="gateway_started")) == 3
@@ -104,5 +116,5 @@ async def test_a_second_gateway_on_the_same_store_is_refused(tmp_path):
         assert first.poll() is None            # the first one carries on
     finally:
         first.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(first.communicate, timeout=60)
+        await asyncio.to_thread(first.wait, 60)
         await factory.stop()

@@ -262,3 +262,28 @@ def network_timestamps(start: np.datetime64, days: float, interval_s: float = 1.
     grid = regular_timestamps(start, days, interval_s)
     rng = np.random.default_rng(seed)
     return grid + (rng.gamma(2.0, jitter_ms / 2.0, size=len(grid)) * 1e6).astype(np.int64)
+
+
+# --- honest plants that look alike ------------------------------------------------------------
+
+def reliable_shared_calendar(cube: RollupCube, late_start_max_min: int = 60,
+                             seed: int = 11) -> RollupCube:
+    """Honest machines that hardly stop on their own (idle minutes become running) on one
+    calendar whose shift starts late by the same 0..`late_start_max_min` minutes on a given day
+    for the whole plant: what is left after each machine's typical day is mostly the plant's."""
+    data = cube.data.copy()
+    idle = data[:, :, F["idle_s"]] > 0
+    data[:, :, F["running_s"]] = np.where(idle, 60.0, data[:, :, F["running_s"]])
+    data[:, :, F["idle_s"]] = 0
+    data[:, :, F["power_mean_kw"]] = np.where(idle, data[:, :, F["power_mean_kw"]] * 3.2,
+                                              data[:, :, F["power_mean_kw"]])
+    rng = np.random.default_rng(seed)
+    for k in range(len(cube.days)):
+        late = slice(360, 360 + int(rng.integers(0, late_start_max_min + 1)))
+        data[:, k, F["running_s"], late] = 0
+        data[:, k, F["planned_stop_s"], late] = 60
+        data[:, k, F["power_mean_kw"], late] *= 0.05
+        for name in ("count_total", "count_good"):
+            data[:, k, F[name], late] = 0
+    data[:, :, F["energy_kwh"]] = data[:, :, F["power_mean_kw"]] / 60
+    return _cube(list(cube.devices), cube.days[0], len(cube.days), data)

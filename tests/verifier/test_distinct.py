@@ -88,7 +88,8 @@ def test_days_without_data_or_change_are_not_compared(small):
 
 
 def test_clone_starting_first_is_kept_and_the_original_flagged(small):
-    """Keeping is by earliest data, not by who copied whom: the reviewer sees both ids."""
+    """With no lag to tell who copies whom (an exact copy) and identities alike, keeping is by
+    earliest data: the reviewer sees both ids."""
     src = small.device_ids[2]
     late = sc.clone(small, src, "zz-late", shift_min=0)
     # Remove the first three days of the source: the clone (same data) now has earlier data.

@@ -22,7 +22,9 @@ from .cubes import START, device, empty_cube, set_state, minutes
 
 GOLDEN = Path(__file__).parent / "golden" / "verify_small.json"
 N_DAYS = 8
-WINDOW = Window(START, START + dt.timedelta(days=N_DAYS - 1))
+# The hand-made rollups are UTC days and every figure here was worked out on them: these tests
+# review UTC days (local review days have tests of their own, test_local_days.py).
+WINDOW = Window(START, START + dt.timedelta(days=N_DAYS - 1), "UTC")
 
 
 def small_factory():
@@ -174,7 +176,7 @@ def data_days_only():
 
 
 def test_window_reaching_a_century_past_the_data_reads_only_the_data_days():
-    long = Window(START - dt.timedelta(days=36_500), WINDOW.end + dt.timedelta(days=3650))
+    long = Window(START - dt.timedelta(days=36_500), WINDOW.end + dt.timedelta(days=3650), "UTC")
     report = verify(data_days_only(), window=long, voucher=Voucher(item="设备物联", amount=1500))
     doc = report.to_dict()
     assert doc["window"]["days"] == long.n_days
@@ -199,17 +201,32 @@ class NoSpan:
 
 
 def test_reader_without_data_span_is_read_over_the_whole_window():
-    w = Window(START, WINDOW.end + dt.timedelta(days=2))
+    w = Window(START, WINDOW.end + dt.timedelta(days=2), "UTC")
     report = verify(NoSpan(small_factory()), window=w, voucher=Voucher(item="设备物联", amount=1500))
     assert report.analysed == w and report.to_dict()["window"]["analysed"]["days"] == 10
 
 
-@pytest.mark.parametrize("before,after,bunched", [(0, 8, False), (8, 0, True)])
-def test_activity_rules_use_the_whole_window_when_only_part_is_read(before, after, bunched):
-    # 8 days of data in a 16-day window: too few days either way; bunched at the end only
-    # when the data sits in the window's second half.
-    w = Window(START - dt.timedelta(days=before), WINDOW.end + dt.timedelta(days=after))
+@pytest.mark.parametrize("before,after", [(0, 8), (8, 0)])
+def test_activity_rules_use_the_whole_window_when_only_part_is_read(before, after):
+    # 8 days of data in a 16-day window: too few days either way. When the data sits in the
+    # window's second half the whole plant started then: said once at plant level, not as every
+    # device's bunched_at_end (this test expected bunched_at_end before issue 9).
+    w = Window(START - dt.timedelta(days=before), WINDOW.end + dt.timedelta(days=after), "UTC")
     report = verify(data_days_only(), window=w, voucher=Voucher(item="设备物联", amount=1500))
-    got = reasons(report)["m000"]
-    assert "too_few_days" in got
-    assert ("bunched_at_end" in got) == bunched
+    got = reasons(report)
+    assert all("too_few_days" in r for r in got.values())
+    # m003 is the one machine that only ran at the end of the plant's 8 days.
+    assert [d for d, r in got.items() if "bunched_at_end" in r] == ([] if after else ["m003"])
+    installed = [n for n in report.notes if "before installation" in n]
+    assert installed == ([f"data starts {START}; the 8 days before are before installation: "
+                          "they count as days without data, and whether a device's active days "
+                          f"are bunched at the window's end is judged from {START} on"]
+                         if before else [])
+
+
+def test_a_device_installed_after_the_rest_is_still_bunched_at_the_end():
+    w = Window(START - dt.timedelta(days=8), WINDOW.end, "UTC")
+    report = verify(data_days_only(), window=w, voucher=Voucher(item="设备物联", amount=1500))
+    # m003 has data on the last 2 of the plant's 8 days only.
+    assert "bunched_at_end" in reasons(report)["m003"]
+    assert sum("before installation" in n for n in report.notes) == 1

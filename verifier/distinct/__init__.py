@@ -23,8 +23,13 @@ Reason codes (`Flag.reason`) and their measures (`Flag.measure`, `value` against
 | `claimed_before` | already claimed in an `--against` source: same fingerprint, serial number or id, or identical days | `identity_fingerprint` / `serial_number` / `device_id` (no threshold), or `identical_days_in_earlier_claim` ≥ `replay_min_days` |
 
 Grouping: `shared_identity`, `shared_endpoint`, `clone_of` and same-day `replay` say two ids are
-one machine. Such links join devices into groups; of each group exactly one device is kept — the
-one with the earliest first data, then the smallest id — and each other member is flagged with
+one machine. Such links join devices into groups; of each group exactly one device is kept — not
+one whose signal lags another's (a clone follows its original; `clone_of` evidence gives
+`follower_lag_min` measured on the window's last days at minute resolution; with no minute lag,
+raw sample instants where both have them: `follower_delay_ms`, a copy re-published a steady
+few ms after each original sample), then the one with
+identity evidence of its own (over shared evidence, over none), then the earliest first data, then
+the smallest id — and each other member is flagged with
 the link to a device ahead of it (`other_device`; `evidence["kept_device"]` names the kept one).
 A replay of *earlier* days flags the device showing the repeat, whoever started first.
 `flat_signal`, `regular_signal`, `regular_timestamps` and `claimed_before` concern one device

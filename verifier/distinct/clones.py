@@ -8,11 +8,13 @@ when any signal reaches `clone_min_corr`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Mapping
 
 import numpy as np
 
 from .config import DistinctConfig
+from .direction import follower_by_timestamps, follower_lag
 from .features import FeatureBlock
 from .links import Link
 from .series import SERIES_SIGNALS
@@ -50,6 +52,25 @@ def clone_links(block: FeatureBlock, config: DistinctConfig) -> list[Link]:
             continue
         links.append(_link(block, a, b, score, bin_min, config))
     return links
+
+
+def with_raw_direction(links: list[Link], ids: list[str],
+                       raw_timing: Mapping[str, np.ndarray] | None) -> list[Link]:
+    """Clone links whose minute series showed no lag, directed by raw sample instants where
+    both devices have them (`direction.follower_by_timestamps`)."""
+    if not raw_timing:
+        return links
+    out = []
+    for link in links:
+        ta, tb = raw_timing.get(ids[link.a]), raw_timing.get(ids[link.b])
+        found = None if link.follower is not None or ta is None or tb is None \
+            else follower_by_timestamps(ta, tb)
+        if found is not None:
+            follower = link.b if found[0] > 0 else link.a
+            link = replace(link, follower=follower, evidence={
+                **link.evidence, "follower": ids[follower], "follower_delay_ms": found[1]})
+        out.append(link)
+    return out
 
 
 def _coarse_unit_series(series: np.ndarray, factor: int) -> np.ndarray:
@@ -202,6 +223,12 @@ def _link(block: FeatureBlock, a: int, b: int, score: PairScore, bin_min: int, c
         both = has_a[-lag:] & has_b[:len(has_b) + lag]
         offset = -lag
     day_idx = np.unique((np.nonzero(both)[0] + offset) // bpd)
+    # Who copies whom, from the minute-resolution tails: the one that lags is the copy.
+    fine = follower_lag(block.minute_tail[a], block.minute_tail[b], lag_min)
+    follower = None if not fine else (b if fine > 0 else a)
+    direction: dict[str, object] = {"follower_lag_min": fine}
+    if follower is not None:
+        direction["follower"] = block.device_ids[follower]
     return Link(
         a=a, b=b, reason="clone_of",
         message=(f"{{device}} tracks {{other}}: {score.signal} residual correlation "
@@ -216,5 +243,7 @@ def _link(block: FeatureBlock, a: int, b: int, score: PairScore, bin_min: int, c
             "per_signal_corr": score.per_signal,
             "overlap_days": round(score.overlap_bins / bpd, 2),
             "resolution_min": bin_min,
+            **direction,
         },
+        follower=follower,
     )

@@ -46,6 +46,9 @@ class DistinctConfig:
     0.23 over 30-90 days, 0.51 over a 7-day window; clones score 0.93-1.0."""
     clone_min_overlap_days: float = 3.0
     """A pair is judged only when both have data over at least this many common days (at the lag)."""
+    direction_tail_days: int = 7
+    """Days at the window's end kept at minute resolution to tell which of two near-copies lags
+    (the copy): a week of minutes is 20 kB per device and signal in float16."""
 
     # --- replay ---------------------------------------------------------------------------
     replay_min_days: int = 1

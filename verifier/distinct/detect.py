@@ -7,10 +7,11 @@ import numpy as np
 
 from ..cube import DeviceInfo, Flag
 from .claimed import AgainstSet, claimed_flags
-from .clones import clone_links
+from .clones import clone_links, with_raw_direction
 from .config import DistinctConfig
 from .features import FeatureBlock
 from .identity import identity_links
+from .keeper import keep_key
 from .links import flags_from_links
 from .regularity import regularity_flags
 from .replays import replay_findings
@@ -27,7 +28,8 @@ def find_flags(
     """Flags of devices not to count as distinct, in a stable order (device order, then reason).
 
     `devices` are in block order. Of each group of devices found to be one machine exactly one
-    is kept (earliest first data, then id); the others are flagged.
+    is kept (see `keeper`: not the one that lags, then identity evidence, then earliest first
+    data and id); the others are flagged.
     """
     config = config or DistinctConfig()
     if [d.id for d in devices] != block.device_ids:
@@ -37,9 +39,9 @@ def find_flags(
     links = list(identity_links(devices, config, order_key))
     replay_flags, replay_links = replay_findings(block, config, order_key)
     links += replay_links
-    links += clone_links(block, config)
+    links += with_raw_direction(clone_links(block, config), block.device_ids, raw_timing)
 
-    flags = flags_from_links(links, block.device_ids, order_key)
+    flags = flags_from_links(links, block.device_ids, keep_key(links, devices, order_key))
     flags += replay_flags
     flags += regularity_flags(block, config)
     flags += timestamp_flags(block.device_ids, raw_timing, config)

@@ -14,8 +14,10 @@ import numpy as np
 from edge.rollup_layout import F, MINUTES_PER_DAY
 
 from ..cube import RollupCube
+from ..localtime import slot_minutes
 from .config import DistinctConfig
 from .digests import day_digests
+from .direction import minute_tail
 from .series import SERIES_SIGNALS, binned_signals, residual_series
 from .stats import day_sums
 
@@ -25,10 +27,11 @@ NO_DATA = np.iinfo(np.int64).max
 
 @dataclass
 class FeatureBlock:
-    """Features of a list of devices over one window of consecutive UTC days.
+    """Features of a list of devices over one window of consecutive (local) days.
 
     first/last_data_min are epoch minutes (UTC). series is float16 residual z-scores
     (devices, SERIES_SIGNALS, days × bins), NaN where there is no data or no own variance.
+    minute_tail is the last days at minute resolution (verifier.distinct.direction).
     """
 
     device_ids: list[str]
@@ -39,6 +42,7 @@ class FeatureBlock:
     day_informative: np.ndarray
     series: np.ndarray
     day_stats: np.ndarray
+    minute_tail: np.ndarray           # (devices, TAIL_SIGNALS, tail minutes), see direction
     settings: dict[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -63,6 +67,7 @@ def _settings(config: DistinctConfig) -> dict[str, float]:
         "weekday_profile_min_days": config.weekday_profile_min_days,
         "replay_round_decimals": config.replay_round_decimals,
         "replay_min_changes": config.replay_min_changes,
+        "direction_tail_days": config.direction_tail_days,
     }
 
 
@@ -73,7 +78,7 @@ def device_features(cube: RollupCube, config: DistinctConfig | None = None) -> F
         raise ValueError(f"series_bin_min {config.series_bin_min} must divide {MINUTES_PER_DAY}")
     data = cube.data
     days = np.asarray(cube.days).astype("datetime64[D]")
-    first, last = _data_span(data, days)
+    first, last = _data_span(data, days, cube.tz)
     digest, informative = day_digests(data, config.replay_round_decimals, config.replay_min_changes)
     binned = binned_signals(data, config.series_bin_min)
     series = residual_series(binned, days, config.weekday_profile_min_days)
@@ -86,17 +91,18 @@ def device_features(cube: RollupCube, config: DistinctConfig | None = None) -> F
         day_informative=informative & cube.present,
         series=series,
         day_stats=day_sums(data, config.full_running_s),
+        minute_tail=minute_tail(data, config.direction_tail_days),
         settings=_settings(config),
     )
 
 
-def _data_span(data: np.ndarray, days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _data_span(data: np.ndarray, days: np.ndarray, tz: str) -> tuple[np.ndarray, np.ndarray]:
     has = (data[:, :, F["samples"], :] > 0).reshape(data.shape[0], -1)
     any_data = has.any(axis=1)
-    start = int(days[0].astype(np.int64)) * MINUTES_PER_DAY if len(days) else 0
-    first = np.where(any_data, start + has.argmax(axis=1), NO_DATA).astype(np.int64)
+    slots = slot_minutes(days, tz)[0].reshape(-1) if len(days) else np.zeros(1, np.int64)
+    first = np.where(any_data, slots[has.argmax(axis=1)], NO_DATA).astype(np.int64)
     last_idx = has.shape[1] - 1 - has[:, ::-1].argmax(axis=1)
-    last = np.where(any_data, start + last_idx, NO_DATA).astype(np.int64)
+    last = np.where(any_data, slots[last_idx], NO_DATA).astype(np.int64)
     return first, last
 
 
@@ -123,6 +129,7 @@ def concat_features(blocks: Sequence[FeatureBlock]) -> FeatureBlock:
         day_informative=cat("day_informative"),
         series=cat("series"),
         day_stats=cat("day_stats"),
+        minute_tail=cat("minute_tail"),
         settings=dict(head.settings),
     )
 

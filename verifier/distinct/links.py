@@ -2,7 +2,8 @@
 
 Checks that compare two devices (shared identity, shared endpoint, clone, same-day copy) emit
 `Link`s. Links join devices into groups (connected components); of each group exactly one device
-is kept — earliest first data, then id — and every other member is flagged with the link that
+is kept (`keeper.keep_key`: not a follower, then identity evidence, then earliest first data
+and id) and every other member is flagged with the link that
 ties it to a device ahead of it, so the reviewer can follow the chain back to the kept one.
 """
 from __future__ import annotations
@@ -24,12 +25,13 @@ class Link:
     threshold: float | None = None
     days: tuple[str, ...] = ()
     evidence: dict[str, Any] = field(default_factory=dict)
+    follower: int | None = None    # a or b when the link says which one copies the other
 
 
 def flags_from_links(
     links: Iterable[Link],
     ids: list[str],
-    order_key: Callable[[int], tuple[int, str]],
+    order_key: Callable[[int], tuple],
 ) -> list[Flag]:
     links = list(links)
     parent = list(range(len(ids)))

@@ -3,7 +3,7 @@
 //   node server.js '{"port": 4840, "pki": "/tmp/pki", "security": true, "users": {"op": "secret"}}'
 //
 // It serves the variables of tests/connectors/servers.py (namespace urn:shangyun:test, string
-// node ids m1.State, m1.PowerKw, m1.Alarm, m1.SerialNumber), prints "READY <endpoint>" once
+// node ids m1.State, m1.PowerKw, m1.Alarm, m1.SerialNumber; m1.Level has an EURange), prints "READY <endpoint>" once
 // listening, and takes commands on stdin, one JSON object a line: {"set": "State", "value": 2}
 // sets a value (new source timestamp, Good). It exits when stdin closes, so a test that dies
 // leaves no server behind.
@@ -18,7 +18,8 @@ const { MessageSecurityMode, SecurityPolicy } = require("node-opcua-secure-chann
 const opts = JSON.parse(process.argv[2] || "{}");
 const NS_URI = "urn:shangyun:test";
 const TYPES = { State: [DataType.Int32, 1], PowerKw: [DataType.Double, 0.0],
-  Alarm: [DataType.Boolean, false], SerialNumber: [DataType.String, "SN-NODE-1"] };
+  Alarm: [DataType.Boolean, false], SerialNumber: [DataType.String, "SN-NODE-1"],
+  Level: [DataType.Double, 0.0] };
 
 async function main() {
   const pki = opts.pki;
@@ -51,11 +52,17 @@ async function main() {
   const machine = ns.addObject({ organizedBy: addressSpace.rootFolder.objects, browseName: "m1" });
   const vars = {};
   for (const [name, [dataType, value]] of Object.entries(TYPES)) {
+    if (name === "Level") continue;   // an AnalogItem, added below
     vars[name] = ns.addVariable({
       componentOf: machine, browseName: name, nodeId: `s=m1.${name}`, dataType,
       value: new Variant({ dataType, value }),
     });
   }
+  // An AnalogItem with an EURange: the base of a percent deadband (OPC UA Part 8).
+  vars.Level = ns.addAnalogDataItem({
+    componentOf: machine, browseName: "Level", nodeId: "s=m1.Level", dataType: "Double",
+    engineeringUnitsRange: { low: 0, high: 200 }, value: new Variant({ dataType: DataType.Double, value: 0 }),
+  });
   await server.start();
   process.stdout.write(`READY ${server.getEndpointUrl()}\n`);
 
