@@ -65,6 +65,7 @@ class EndpointInfo:
 class VariableFound:
     node_id: str          # nsu=<uri>;s=... (i=... in namespace 0)
     path: tuple[str, ...]   # browse names from the machine object down to the variable
+    browse_path: str = ""   # the same as a browse path relative to the machine ("" if not writable as one)
     data_type: str = ""
     access: str = ""      # r, w, rw or "" (not readable)
     unit: str = ""
@@ -82,6 +83,7 @@ class MachineFound:
     node_id: str
     name: str
     path: tuple[str, ...]          # browse names from Objects down to the machine object
+    browse_path: str = ""          # /Objects/nsu=...;Machine ("" if its names cannot be written as a path)
     variables: list[VariableFound] = field(default_factory=list)
     serial_node: str = ""
     serial_number: str = ""
@@ -169,12 +171,17 @@ class _Node:
     parent: "_Node | None"
     depth: int
     is_property: bool = False
+    ns: int = 0                    # the browse name's namespace index
     children: list["_Node"] = field(default_factory=list)
 
     def path(self) -> tuple[str, ...]:
+        return tuple(name for _, name in self.qualified_path())
+
+    def qualified_path(self) -> tuple[tuple[int, str], ...]:
+        """(namespace index, browse name) from below Objects down to this node."""
         out, node = [], self
         while node is not None and node.parent is not None:
-            out.append(node.browse_name)
+            out.append((node.ns, node.browse_name))
             node = node.parent
         return tuple(reversed(out))
 
@@ -242,7 +249,8 @@ async def browse(client: Client, *, depth: int, max_nodes: int,
                     break
                 seen.add(nid)
                 node = _Node(nid, ref.BrowseName.Name, ref.DisplayName.Text or ref.BrowseName.Name,
-                             ref.NodeClass, parent, parent.depth + 1, ref.ReferenceTypeId == _HAS_PROPERTY)
+                             ref.NodeClass, parent, parent.depth + 1, ref.ReferenceTypeId == _HAS_PROPERTY,
+                             ref.BrowseName.NamespaceIndex)
                 parent.children.append(node)
                 found.append(node)
                 next_level.append(node)
@@ -345,6 +353,27 @@ def _machine_of(node: _Node) -> _Node | None:
     return nearest
 
 
+_UNWRITABLE_SEGMENT = re.compile(r"^(nsu=|\d+:)|/")
+
+
+def _path_text(segments: tuple[tuple[int, str], ...], namespaces: list[str], *, absolute: bool) -> str:
+    """Browse names as a browse path (connectors/opcua/paths.py): a name carries its namespace
+    (by URI, which survives a server's re-indexing) where it differs from the one before; a
+    relative path names its first namespace, an absolute one starts at /Objects. "" for names the
+    syntax cannot carry (a '/', a leading `nsu=` or `2:`): such a signal keeps its node id."""
+    out, prev = [], 0 if absolute else -1
+    for ns, name in segments:
+        if _UNWRITABLE_SEGMENT.search(name) or not name.strip():
+            return ""
+        if ns == prev:
+            out.append(name)
+        else:
+            uri = namespaces[ns] if ns < len(namespaces) else ""
+            out.append(f"nsu={uri};{name}" if ns and uri and ";" not in uri else f"{ns}:{name}")
+        prev = ns
+    return ("/Objects/" if absolute else "") + "/".join(out)
+
+
 def group(nodes: list[_Node], described: dict[ua.NodeId, VariableFound], namespaces: list[str]) -> list[MachineFound]:
     machines: dict[ua.NodeId, MachineFound] = {}
     for node in nodes:
@@ -355,10 +384,12 @@ def group(nodes: list[_Node], described: dict[ua.NodeId, VariableFound], namespa
             continue
         m = machines.get(machine.node_id)
         if m is None:
+            root_path = _path_text(machine.qualified_path(), namespaces, absolute=True)
             m = machines[machine.node_id] = MachineFound(_nsu(machine.node_id, namespaces), machine.display,
-                                                         machine.path())
+                                                         machine.path(), root_path)
         var = described[node.node_id]
         var.path = var.path[len(m.path):]
+        var.browse_path = _path_text(node.qualified_path()[len(m.path):], namespaces, absolute=False)
         if var.name == "SerialNumber" and var.collectable and not m.serial_node:
             m.serial_node = var.node_id
         m.variables.append(var)
@@ -426,18 +457,30 @@ def _offers(endpoints: list[EndpointInfo]) -> str:
     return "; ".join(f"{e.policy}/{e.mode} ({', '.join(e.user_tokens)})" for e in endpoints) or "no endpoints"
 
 
+def _collected(m: MachineFound) -> list[VariableFound]:
+    return [v for v in m.variables if v.collectable and v.name != "SerialNumber"]
+
+
 def device_entries(found: Discovery, conn: OpcUaConnection) -> list[dict[str, Any]]:
-    """One device per machine with at least one collectable variable, in the config's own form."""
+    """One device per machine with at least one collectable variable, in the config's own form.
+
+    Several machines behind one endpoint (an aggregating server) get a `node_root` each, the
+    machine's folder as an absolute browse path, with signals as paths relative to it: the
+    root tells the machines apart in their identity, and browse names survive a rebuilt
+    project where numeric ids move. Their identity block is left out: the configured identity
+    cannot carry the root, so the gateway would see every connect as a changed identity.
+    """
     base = conn.model_dump(exclude_unset=True)
+    aggregated = sum(1 for m in found.machines if _collected(m)) > 1
     entries, ids = [], set()
     for m in found.machines:
         signals, names = [], set()
-        for v in m.variables:
-            if not v.collectable or v.name == "SerialNumber":
-                continue
+        rooted = aggregated and bool(m.browse_path)
+        for v in _collected(m):
             s = v.suggestion
+            address = v.browse_path if rooted and v.browse_path else v.node_id
             sig: dict[str, Any] = {"name": _unique(s.role if s else _signal_name(v.path), names, sep="_"),
-                                   "address": v.node_id}
+                                   "address": address}
             if s is not None and s.scale != 1.0:
                 sig["scale"] = s.scale
             if s is not None and s.states:
@@ -448,12 +491,12 @@ def device_entries(found: Discovery, conn: OpcUaConnection) -> list[dict[str, An
         connection = {**base}
         if m.serial_node:
             connection["serial_node"] = m.serial_node
-        if "node_root" in OpcUaConnection.model_fields:
-            connection["node_root"] = m.node_id   # aggregating servers: the root tells machines apart
+        if rooted:
+            connection["node_root"] = m.browse_path
         dev_id = _unique(_NON_ID.sub("-", m.name).strip("-._")[:60] or "machine", ids, sep="-")
         entry: dict[str, Any] = {"id": dev_id, "name": m.name, "type": "opcua", "connection": connection,
                                  "signals": signals}
-        identity = _identity_entry(found.identity, m)
+        identity = {} if rooted else _identity_entry(found.identity, m)
         if identity:
             entry["identity"] = identity
         entries.append(entry)

@@ -140,7 +140,8 @@ async def test_node_opcua_discovered_and_collected_by_the_gateway(node_server, t
     out = tmp_path / "devices.yaml"
     assert await run_cli("discover", "opcua", node_server.endpoint, "-o", str(out)) == 0
     m1 = f"nsu={NS_URI};s=m1"
-    assert signals_of(out) == {"m1": {"state": f"{m1}.State", "power_kw": f"{m1}.PowerKw", "alarm": f"{m1}.Alarm"}}
+    assert signals_of(out) == {"m1": {"state": f"{m1}.State", "power_kw": f"{m1}.PowerKw", "alarm": f"{m1}.Alarm",
+                                      "Level": f"{m1}.Level"}}
     (written,) = yaml.safe_load(out.read_text(encoding="utf-8"))["devices"]
     assert written["identity"]["serial_number"] == "SN-NODE-1"
     assert written["identity"]["application_uri"] == "urn:shangyun:test:node-opcua"
@@ -284,17 +285,22 @@ async def test_companion_specs_units_and_names_suggest_roles_per_machine(compani
     assert {s["name"] for s in tool["signals"]} == {"state", "power_kw", "Monitoring.Power", "count_total"}
     imm = devices["IMM-7"]
     assert imm["connection"]["serial_node"] == f"nsu={COMPANION_NS};s=IMM.MachineInformation.SerialNumber"
+    # Many machines on one endpoint: each gets its folder as node_root, signals as browse paths
+    # under it (names survive a rebuilt project), and no identity block (it cannot carry the root).
+    assert imm["connection"]["node_root"] == f"/Objects/nsu={COMPANION_NS};IMM-7"
+    assert tool["connection"]["node_root"] == f"/Objects/nsu={COMPANION_NS};Machines/MyMachineTool"
+    assert "identity" not in imm
     by_name = {s["name"]: s for s in imm["signals"]}
-    assert by_name["count_total"]["address"] == f"nsu={COMPANION_NS};s=IMM.Job.JobPartsCounter"
-    assert by_name["count_good"]["address"] == f"nsu={COMPANION_NS};s=IMM.Job.JobGoodPartsCounter"
-    assert by_name["count_reject"]["address"] == f"nsu={COMPANION_NS};s=IMM.Job.JobBadPartsCounter"
-    assert by_name["energy_kwh"] == {"name": "energy_kwh", "address": f"nsu={COMPANION_NS};s=IMM.EnergyTotal",
+    assert by_name["count_total"]["address"] == f"nsu={COMPANION_NS};ActiveJobValues/JobPartsCounter"
+    assert by_name["count_good"]["address"] == f"nsu={COMPANION_NS};ActiveJobValues/JobGoodPartsCounter"
+    assert by_name["count_reject"]["address"] == f"nsu={COMPANION_NS};ActiveJobValues/JobBadPartsCounter"
+    assert by_name["energy_kwh"] == {"name": "energy_kwh", "address": f"nsu={COMPANION_NS};EnergyTotal",
                                      "scale": 0.001}                                # Wh -> kWh
     # One device per machine behind an aggregating server; its own _ folders are no machines.
     assert {"Press1", "Press2"} <= set(devices)
     assert [d["name"] for d in devices.values() if d["name"].startswith("_")] == []
-    assert devices["Press1"]["signals"] == [{"name": "count_total",
-                                             "address": f"nsu={COMPANION_NS};s=Channel1.Press1.PartCount"}]
+    assert devices["Press1"]["signals"] == [{"name": "count_total", "address": f"nsu={COMPANION_NS};PartCount"}]
+    assert devices["Press1"]["connection"]["node_root"] == f"/Objects/nsu={COMPANION_NS};Channel1/Press1"
     assert devices["Press1"]["connection"]["endpoint"] == devices["Press2"]["connection"]["endpoint"]
     # The deep chain is cut at --depth 5 and says so; the YAML is still a valid config.
     assert "--depth 5 reached" in found.truncated
@@ -307,6 +313,13 @@ async def test_companion_specs_units_and_names_suggest_roles_per_machine(compani
     try:
         await wait_for(lambda: all(s in gw.store.signals("IMM-7") for s in by_name), "IMM-7 signals")
         assert [s.value for s in gw.store.samples("IMM-7", "energy_kwh")][-1] == pytest.approx(123.456)
+        await wait_for(lambda: all("count_total" in gw.store.signals(d) for d in ("Press1", "Press2")),
+                       "both presses behind the aggregating server")
+        press = {d: gw.store.device(d) for d in ("Press1", "Press2")}
+        assert all(r is not None and r.identity is not None for r in press.values())
+        fingerprints = {r.identity.fingerprint() for r in press.values()}   # type: ignore[union-attr]
+        assert len(fingerprints) == 2          # distinct machines: their roots tell them apart
+        assert gw.store.events(kind="identity_changed") == []
     finally:
         await gw.stop()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 import pytest
 from asyncua import Server, ua
@@ -79,7 +79,6 @@ async def test_falling_behind_is_one_line_and_a_clear_error(library_logging, cap
         await src.connect()
         # Nobody reads the samples: the queue fills with the first publish responses.
         await eventually(lambda: src._lost is not None, timeout_s=30, what="the link dropped")
-        err: Any = None
         with pytest.raises(SourceError) as err:
             async for _ in src.samples():
                 pass
