@@ -66,6 +66,8 @@ test-packages: system-packages
 	  echo "installing with apt: mosquitto-clients"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto-clients; }
 	npm ci --silent --no-audit --no-fund --ignore-scripts --prefix tests/peers/node-opcua
+	@# Sparkplug B: Eclipse Tahu's encoder (sparkplug-payload) and mqtt.js as an edge node (tests/peers/sparkplug).
+	npm ci --silent --no-audit --no-fund --ignore-scripts --prefix tests/peers/sparkplug
 
 $(VENV)/.installed: pyproject.toml $(LOCK) | system-packages
 	$(PYTHON) -m venv $(VENV)

@@ -3,16 +3,23 @@
 The first payload error of a source is logged (and reported as an event) with its full
 context; after that only a summary count every `summary_interval_s`, so a device that sends
 garbage every second costs one log line a minute, not sixty.
+
+A payload refused as a whole is also a dead letter (edge.rejects): `report(..., reject=...)` hands
+it to `on_reject` (wired by the supervisor to the gateway, None when nobody listens), every time,
+not throttled like the log: the gateway queues and bounds them.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from typing import Any, Callable, Mapping
 
 from connectors.base import EventCallback
+from edge.rejects import Reject
 
 PAYLOAD_ERROR = "payload_error"
+RejectCallback = Callable[[Reject], None]
 
 
 class PayloadErrorReporter:
@@ -26,6 +33,8 @@ class PayloadErrorReporter:
     ):
         self.count = 0
         self.on_event: EventCallback | None = None
+        self.on_reject: RejectCallback | None = None
+        self.rejects: collections.Counter[str] = collections.Counter()   # reason -> payloads
         self._log = logger
         self._device_id = device_id
         self._interval_s = summary_interval_s
@@ -33,8 +42,13 @@ class PayloadErrorReporter:
         self._last_report: float | None = None
         self._unreported = 0
 
-    def report(self, error: Exception, **context: Any) -> None:
-        """Count one bad message/register; `context` says where (topic, first bytes, signal...)."""
+    def report(self, error: Exception, *, reject: Reject | None = None, **context: Any) -> None:
+        """Count one bad message/register; `context` says where (topic, first bytes, signal...).
+        `reject`: the whole payload was refused, and is kept as a dead letter."""
+        if reject is not None:
+            self.rejects[reject.reason] += 1
+            if self.on_reject is not None:
+                self.on_reject(reject)
         self.count += 1
         self._unreported += 1
         now = self._clock()
@@ -93,6 +107,19 @@ class ReportsPayloadErrors:
     @on_event.setter
     def on_event(self, callback: EventCallback | None) -> None:
         self._errors.on_event = callback
+
+    @property
+    def on_reject(self) -> RejectCallback | None:
+        return self._errors.on_reject
+
+    @on_reject.setter
+    def on_reject(self, callback: RejectCallback | None) -> None:
+        self._errors.on_reject = callback
+
+    @property
+    def payload_rejects(self) -> dict[str, int]:
+        """reason -> payloads refused as a whole since start."""
+        return dict(self._errors.rejects)
 
     @property
     def payload_errors(self) -> int:

@@ -93,6 +93,9 @@ class DeviceSupervisor:
         self._stop_requested = False
         if hasattr(source, "on_event"):
             source.on_event = self._source_event  # type: ignore[attr-defined]
+        on_reject = getattr(observer, "on_reject", None)   # payload dead letters (edge.rejects)
+        if on_reject is not None and hasattr(source, "on_reject"):
+            source.on_reject = on_reject  # type: ignore[attr-defined]
         if isinstance(source, ReportsIdentity):
             source.on_identity = self._late_identity
 

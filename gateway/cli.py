@@ -166,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="samples per second over the last S seconds (default 60)")
     p.set_defaults(func=_cmd_status)
 
+    from . import cli_deadletters
+
+    cli_deadletters.add_parser(sub)
+
     from connectors.modbus import discover as modbus_discover
     from connectors.mqtt import discover as mqtt_discover
     from connectors.opcua import discover as opcua_discover

@@ -1,6 +1,6 @@
 """The gateway's YAML configuration: models, loading, and conversion to edge DeviceSpecs.
 
-A config file has up to three sections:
+A config file has up to four sections:
 
     gateway:                 # all optional, defaults shown in GatewaySettings
       store: {path: shangyun.db, retention_days: 30}
@@ -10,12 +10,17 @@ A config file has up to three sections:
     sinks:                   # optional: the central side, fed from the outbox (edge/sinks/)
       - {type: influxdb, url: "http://influx:8086", org: factory, bucket: shangyun, token: "${INFLUX_TOKEN}"}
       - {type: mqtt, broker: "mqtts://central:8883", topic: "shangyun/{site}/{device}"}
+    mqtt_brokers:            # optional: MQTT connections shared by the devices naming them (docs/mqtt.md)
+      - {name: plant, host: broker.plant.local, ca_file: plant-ca.pem}
     devices:
       - id: press-01         # letters, digits, '-', '_', '.'
         type: modbus         # a connector name: see `shangyun run --help` / connectors.registry
         profile: sim-modbus  # optional template from gateway/templates/ supplying `signals`
         connection: {...}    # validated by the connector's own model
         signals: [...]       # name (a role or any name), address, scale, offset, states
+      - ids: "m{01..50}"     # MQTT: one block, one device per id, on a topic template
+        type: mqtt
+        connection: {broker: plant, topic: "factory/{line}/{device}/telemetry"}
 
 Validation happens in two passes: the common shape here, then each device's `connection` and
 signal `address` against its connector's models, so every error carries the file and line.
@@ -30,9 +35,11 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError,
+                      field_validator, model_validator)
 
 from connectors import registry
+from connectors.mqtt.config import MqttBroker, MqttConnection, with_broker
 from edge import sinks
 from edge.errors import ConfigError
 from edge.model import DeviceSpec, IdentityEvidence, SignalSpec, State
@@ -44,6 +51,8 @@ if TYPE_CHECKING:
     from verifier.oee import OeeConfig
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_ID_RULE = "device ids are 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit"
+_ID_RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
 
 
 class _Strict(BaseModel):
@@ -125,7 +134,9 @@ class IdentityConfig(_Strict):
 
 
 class DeviceConfig(_Strict):
-    id: str
+    id: str = ""
+    # MQTT topic templates: one block for many devices on a shared connection (docs/mqtt.md).
+    ids: list[str] | str | None = None
     type: str
     name: str = ""
     profile: str = ""
@@ -141,15 +152,23 @@ class DeviceConfig(_Strict):
     @field_validator("id")
     @classmethod
     def _id(cls, v: str) -> str:
-        if not _ID.match(v):
-            raise ValueError("device ids are 1-64 letters, digits, '_', '-' or '.', starting "
-                             "with a letter or digit")
+        if v and not _ID.match(v):
+            raise ValueError(_ID_RULE)
         return v
+
+    @model_validator(mode="after")
+    def _one_id(self) -> "DeviceConfig":
+        if bool(self.id) == (self.ids is not None):
+            raise ValueError("give `id:` (one device) or `ids:` (an MQTT topic template block), not "
+                             + ("both" if self.id else "neither"))
+        return self
 
 
 class GatewayConfig(_Strict):
     gateway: GatewaySettings = GatewaySettings()
     devices: list[DeviceConfig] = []
+    # Shared MQTT connections (connectors.mqtt.config.MqttBroker), named by devices' `broker:`.
+    mqtt_brokers: list[Any] = []
     # Upstream sinks (edge.sinks): validated by their own models in load_config, which names
     # the line of the entry that is wrong.
     sinks: list[Any] = []
@@ -213,8 +232,10 @@ def load_config(path: str | Path, text: str | None = None) -> LoadedConfig:
     seen: dict[str, int] = {}
     specs = []
     lines = {loc: line for loc, line in doc.lines.items() if loc[:1] == ("gateway",)}
-    for i, dev in enumerate(cfg.devices):
-        loc = ("devices", i)
+    brokers = _mqtt_brokers(doc, cfg.mqtt_brokers)
+    blocks = [(("devices", i), one) for i, dev in enumerate(cfg.devices) for one in _expand_ids(doc, dev, ("devices", i))]
+    for loc, dev in blocks:
+        i = loc[1]
         keys = [("id",), ("type",), ("connection",), *(("connection", k) for k in dev.connection)]
         for key in keys:
             line = doc.line_of(loc + key)
@@ -227,7 +248,7 @@ def load_config(path: str | Path, text: str | None = None) -> LoadedConfig:
                               path=doc.path, line=doc.line_of(loc + ("id",)))
         seen[dev.id] = doc.line_of(loc + ("id",)) or 0
         if dev.enabled:
-            specs.append(_device_spec(doc, dev, loc))
+            specs.append(_device_spec(doc, dev, loc, brokers))
     loaded = LoadedConfig(doc.path, cfg.gateway, specs, lines)
     loaded.sinks = _sinks(doc, cfg.sinks)
     if loaded.calendar_path:
@@ -260,14 +281,67 @@ def _sinks(doc: LocatedYaml, blocks: list[Any]) -> list[SinkConfig]:
     return out
 
 
-def _device_spec(doc: LocatedYaml, dev: DeviceConfig, loc: tuple) -> DeviceSpec:
+# --- MQTT: shared broker connections and topic-template blocks (docs/mqtt.md) -----------------
+
+def _mqtt_brokers(doc: LocatedYaml, blocks: list[Any]) -> dict[str, MqttBroker]:
+    out: dict[str, MqttBroker] = {}
+    for i, block in enumerate(blocks):
+        loc = ("mqtt_brokers", i)
+        broker = validate(doc, MqttBroker, block, loc)
+        try:
+            MqttConnection.model_validate({"topic": "#", **broker.connection_keys()})
+        except (ValueError, ValidationError) as exc:
+            raise ConfigError(f"mqtt_brokers[{i}] ({broker.name}): {exc}", path=doc.path,
+                              line=doc.line_of(loc)) from None
+        if broker.name in out:
+            raise ConfigError(f"mqtt_brokers[{i}]: a second broker named {broker.name!r}",
+                              path=doc.path, line=doc.line_of(loc))
+        out[broker.name] = broker
+    return out
+
+
+def _expand_ids(doc: LocatedYaml, dev: DeviceConfig, loc: tuple) -> list[DeviceConfig]:
+    """A block with `ids:` is one device per id, all on its topic template: `ids: [m01, m02]`
+    or `ids: "m{01..50}"` (a range keeps the width of its first number)."""
+    if dev.ids is None:
+        return [dev]
+    where = {"path": doc.path, "line": doc.line_of(loc + ("ids",))}
+    if dev.type != "mqtt" or "{device}" not in str(dev.connection.get("topic", "")):
+        raise ConfigError(f"{format_loc(loc + ('ids',))}: `ids:` is for MQTT devices whose topic "
+                          "has a {device} level (e.g. factory/{line}/{device}/telemetry)", **where)
+    ids: list[str] = []
+    for entry in [dev.ids] if isinstance(dev.ids, str) else dev.ids:
+        m = _ID_RANGE.search(entry)
+        if m is None:
+            ids.append(entry)
+            continue
+        lo, hi = int(m.group(1)), int(m.group(2))
+        if hi < lo or hi - lo >= 10_000:
+            raise ConfigError(f"{format_loc(loc + ('ids',))}: range {m.group(0)} must count up, "
+                              "at most 10000 ids", **where)
+        ids += [entry[:m.start()] + str(n).zfill(len(m.group(1))) + entry[m.end():] for n in range(lo, hi + 1)]
+    bad = [x for x in ids if not _ID.match(x)]
+    if bad or not ids:
+        raise ConfigError(f"{format_loc(loc + ('ids',))}: {bad[0] if bad else 'no ids'}: {_ID_RULE}", **where)
+    return [dev.model_copy(update={"id": x, "ids": None}) for x in ids]
+
+
+def _device_spec(doc: LocatedYaml, dev: DeviceConfig, loc: tuple,
+                 brokers: dict[str, MqttBroker] | None = None) -> DeviceSpec:
     try:
         connector = registry.get(dev.type)
     except ConfigError:
         valid = ", ".join(registry.names())
         raise ConfigError(f"{format_loc(loc + ('type',))}: unknown connector type {dev.type!r}; "
                           f"valid: {valid}", path=doc.path, line=doc.line_of(loc + ("type",))) from None
-    connection = validate(doc, connector.connection_model, dev.connection, loc + ("connection",))
+    raw_connection = dev.connection
+    if dev.type == "mqtt":
+        try:
+            raw_connection = with_broker(dev.connection, brokers or {})
+        except ValueError as exc:
+            raise ConfigError(f"{format_loc(loc + ('connection',))}: {exc}", path=doc.path,
+                              line=doc.line_of(loc + ("connection", "broker"))) from None
+    connection = validate(doc, connector.connection_model, raw_connection, loc + ("connection",))
     signal_loc = loc + ("signals",)
     signals = dev.signals
     if not signals and dev.profile:

@@ -17,6 +17,7 @@ from connectors import registry
 from connectors.supervisor import IDENTITY_CHANGED, DeviceSupervisor, stop_all
 from edge.model import NS_PER_S, DeviceSpec, IdentityEvidence, Quality, Sample, now_ns
 from edge import outbox, sinks
+from edge.rejects import Reject, RejectQueue
 from edge.forwarder import Forwarder
 from edge.pipeline import Pipeline
 from edge.store import Store
@@ -52,6 +53,16 @@ class StoreObserver:
         # records any change itself (Store.set_identity), so the supervisor's event is the same
         # change a second time and is not written again.
         self._store_compared: set[str] = set()
+        # Payload dead letters wait here and are written in batches (Gateway._report): a device
+        # sending garbage as fast as it can must not cost a transaction per message.
+        self.rejects = RejectQueue()
+
+    def on_reject(self, reject: Reject) -> None:
+        self.rejects.put(reject)
+
+    def write_rejects(self) -> None:
+        items, dropped = self.rejects.take()
+        self._guard("payload dead letters", "*", lambda: self.store.add_rejects(items, dropped))
 
     def _guard(self, what: str, device_id: str, write: Callable[[], Any]) -> None:
         try:
@@ -132,6 +143,7 @@ class Gateway:
         self._tasks: list[asyncio.Task] = []
         self.checkpointer: Checkpointer | None = None
         self._device_tasks: dict[DeviceSupervisor, asyncio.Task] = {}
+        self.mqtt: Any = None    # connectors.mqtt.shared.SharedConnections, once a device needs it
 
     @property
     def devices(self) -> list[DeviceSpec]:
@@ -143,7 +155,7 @@ class Gateway:
             self.store.upsert_device(spec)
         await self.pipeline.start()
         for spec in self.devices:
-            source = registry.get(spec.protocol).make_source(spec)
+            source = self._make_source(spec)
             sup = DeviceSupervisor(source, self.pipeline.put_many, self.observer,
                                    max_past_s=self.settings.store.retention_days * 86_400)
             self.supervisors[spec.id] = sup
@@ -173,6 +185,8 @@ class Gateway:
         if stuck:
             log.error("devices %s did not stop within the timeout; stopping without them", stuck)
         self._device_tasks.clear()
+        if self.mqtt is not None:
+            await self.mqtt.close()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -184,6 +198,7 @@ class Gateway:
                 await forwarder.sink.close()
         self.forwarders.clear()
         await self._mark_stopped()
+        self.observer.write_rejects()
         dropped = await self.pipeline.stop(timeout_s=DRAIN_TIMEOUT_S)
         # Everything received is final now (the stop samples closed every state), so roll up
         # through the end of the current minute; a restart within it recomputes that minute.
@@ -204,6 +219,31 @@ class Gateway:
         if self._own_store:
             self.store.close()
         log.info("gateway stopped")
+
+    # --- MQTT shared broker connections (connectors/mqtt/shared.py) -------------------------
+    def _make_source(self, spec: DeviceSpec) -> Any:
+        if spec.protocol == "mqtt":
+            from connectors.mqtt.shared import SharedConnections   # paho only when MQTT is used
+
+            if SharedConnections.handles(spec):
+                if self.mqtt is None:
+                    self.mqtt = SharedConnections(on_event=self._connection_event,
+                                                  on_reject=self._route_reject)
+                return self.mqtt.source(spec)
+        return registry.get(spec.protocol).make_source(spec)
+
+    def _connection_event(self, kind: str, data: dict[str, Any]) -> None:
+        """An event of a shared connection about no configured device (`unconfigured_device`)."""
+        try:
+            self.store.add_event(kind, now_ns(), None, data)
+        except Exception as e:  # noqa: BLE001 - as StoreObserver: never stops collection
+            log.warning("could not record %s in the store: %s", kind, e)
+    def _route_reject(self, reject: Any) -> None:
+        """A message a shared connection refused as a whole: a payload dead letter."""
+        from connectors.mqtt.rejects import from_route
+
+        self.observer.on_reject(from_route(reject))
+    # --- end MQTT shared broker connections ---------------------------------------------------
 
     async def _mark_stopped(self) -> None:
         """A clean stop ends every device's held state now, as a disconnect would; otherwise
@@ -294,6 +334,7 @@ class Gateway:
             flush = getattr(sup.source, "flush_payload_errors", None)
             if flush is not None:
                 flush()
+        await asyncio.to_thread(self.observer.write_rejects)
         await asyncio.to_thread(self.runtime.write)
 
     async def _prune(self) -> None:

@@ -25,6 +25,7 @@ from edge.store import Store
 
 from .evidence import evidence_line, evidence_status
 from .runtime_status import read_runtime_status, sink_stats
+from .unconfigured import render_unconfigured, unconfigured_devices
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ def device_status(store: Store, *, window_s: float = 60.0,
         "evidence": evidence_status(store, now),
         "health": (runtime or {}).get("health"),
         "window_s": window_s,
+        "unconfigured": unconfigured_devices(store),   # MQTT template ids no block configures
     }
 
 
@@ -242,6 +244,7 @@ def render(status: dict[str, Any]) -> str:
         lines.append(_storage_line(status["store"]))
     if status.get("evidence"):
         lines.append(evidence_line(status["evidence"]))
+    lines += render_unconfigured(status.get("unconfigured") or [])
     return "\n".join(lines)
 
 

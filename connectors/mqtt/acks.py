@@ -16,13 +16,21 @@ from typing import Callable, Iterable
 
 
 class Pending:
-    """One received QoS 1 message waiting for its acknowledgement."""
+    """One received QoS 1 message waiting for its acknowledgement.
 
-    __slots__ = ("mid", "settled")
+    `waiting` counts the holds on it: one per batch holding some of its samples (on a shared
+    connection one message may carry samples of several devices, each device's batch committed
+    on its own), so it is settled when the last of them is."""
+
+    __slots__ = ("mid", "waiting")
 
     def __init__(self, mid: int):
         self.mid = mid
-        self.settled = False
+        self.waiting = 1
+
+    @property
+    def settled(self) -> bool:
+        return self.waiting <= 0
 
 
 class InOrderAcks:
@@ -44,12 +52,12 @@ class InOrderAcks:
         return entry
 
     def settle(self, entries: Iterable[Pending]) -> None:
-        """These messages are durable (or need no storing): acknowledge every message from the
-        oldest on that is settled."""
+        """These messages (one hold on each) are durable or need no storing: acknowledge every
+        message from the oldest on that is settled."""
         for entry in entries:
-            entry.settled = True
+            entry.waiting -= 1
         queue = self._queue
-        while queue and queue[0].settled:
+        while queue and queue[0].waiting <= 0:
             mid = queue.popleft().mid
             if not self._closed:
                 self._send(mid)

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
 
-from connectors.mqtt.topics import topic_filter_problem
+from connectors.mqtt.topics import TopicTemplate
 
 _SEGMENT = re.compile(r"^[^.\s][^.]*$")
 
@@ -36,9 +36,12 @@ class FieldPath(RootModel[str]):
 class MqttConnection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # Set from `mqtt_brokers:` (gateway config) when the device names a shared connection.
+    broker: str | None = Field(default=None, description="name of a shared connection in mqtt_brokers")
     host: str = Field(min_length=1)
     port: int = Field(default=1883, ge=1, le=65535)
-    topic: str = Field(min_length=1, description="telemetry topic (wildcards allowed)")
+    topic: str = Field(min_length=1, description="telemetry topic (wildcards allowed) or topic template "
+                                                 "binding fields: factory/{line}/{device}/telemetry")
     identity_topic: str | None = Field(default=None, description="topic of the retained birth message")
     protocol: Literal["5", "3.1.1"] = Field(
         default="5", description="MQTT version: 5 (Receive Maximum, Maximum Packet Size) or 3.1.1")
@@ -55,8 +58,11 @@ class MqttConnection(BaseModel):
                                                           "default with tls: the system's CAs")
     cert_file: str | None = Field(default=None, description="PEM client certificate (mutual TLS)")
     key_file: str | None = Field(default=None, description="PEM private key of cert_file (unencrypted)")
-    payload_format: Literal["auto", "json", "kv", "number"] = Field(
-        default="auto", description="auto: JSON (object, batch array, bare value), else key=value text")
+    payload_format: Literal["auto", "json", "kv", "number", "sparkplug"] = Field(
+        default="auto", description="auto: JSON (object, batch array, bare value), else key=value text; "
+                                    "sparkplug: Sparkplug B (connectors/mqtt/sparkplug/)")
+    # Settings of the Sparkplug B route, validated by that route (connectors/mqtt/routing.py).
+    sparkplug: dict[str, Any] | None = None
     timestamp_field: str | None = Field(default="ts", description="payload field with the time; null: receive time")
     keepalive_s: int = Field(default=30, ge=5, le=65535)
     timeout_s: float = Field(default=5.0, gt=0, description="connect / subscribe timeout")
@@ -83,9 +89,18 @@ class MqttConnection(BaseModel):
     max_json_depth: int = Field(default=32, ge=1, description="deeper JSON nesting is a payload error")
     max_batch_readings: int = Field(
         default=1000, ge=1, description="a JSON batch (array) with more readings is a payload error")
+    # Only on a shared connection, where the link being up says nothing about one device.
+    stale_after_s: float | None = Field(
+        default=120.0, gt=0, description="shared connection: a device is online while it has published within "
+                                         "this many seconds (null: whenever the connection is up)")
     unmatched_warn_after: int = Field(
         default=100, ge=1,
         description="warn once about a signal whose path matched nothing in this many payloads")
+
+    @property
+    def shared(self) -> bool:
+        """Whether this device rides on a shared broker connection (connectors/mqtt/shared.py)."""
+        return self.broker is not None or "{" in self.topic or self.payload_format == "sparkplug"
 
     @model_validator(mode="after")
     def _security(self) -> "MqttConnection":
@@ -121,7 +136,47 @@ class MqttConnection(BaseModel):
         # Refused here, so `run` refuses it as `check` does: an invalid filter is a device that
         # could never subscribe, retrying forever.
         if v is not None:
-            problem = topic_filter_problem(v)
-            if problem:
-                raise ValueError(f"{v!r} is not a valid MQTT topic filter: {problem}")
+            TopicTemplate.parse(v)   # ValueError with the reason; a plain filter is a template too
         return v
+
+
+# What each device of a shared connection sets for itself; every other MqttConnection key belongs
+# to the connection (`mqtt_brokers:` in the gateway config) and is the same for all its devices.
+DEVICE_KEYS = frozenset({
+    "broker", "topic", "identity_topic", "payload_format", "sparkplug", "timestamp_field",
+    "max_string_chars", "max_json_depth", "max_batch_readings", "unmatched_warn_after",
+    "identity_wait_s", "stale_after_s"})
+
+
+class MqttBroker(BaseModel):
+    """One entry of the gateway config's `mqtt_brokers:`: a connection configured once and
+    shared by every device that names it (`connection: {broker: NAME, topic: ...}`)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+
+    def connection_keys(self) -> dict[str, Any]:
+        keys = dict(self.model_extra or {})
+        misplaced = sorted(set(keys) & DEVICE_KEYS)
+        if misplaced:
+            raise ValueError(f"{misplaced} belong to each device's connection, not to the broker")
+        unknown = sorted(set(keys) - set(MqttConnection.model_fields))
+        if unknown:
+            raise ValueError(f"unknown broker settings {unknown}")
+        return keys
+
+
+def with_broker(connection: dict[str, Any], brokers: dict[str, MqttBroker]) -> dict[str, Any]:
+    """A device's connection block with its named broker's settings filled in (ValueError
+    naming what is wrong: an unknown broker, a broker setting given on the device)."""
+    name = connection.get("broker")
+    if name is None:
+        return connection
+    if name not in brokers:
+        known = ", ".join(sorted(brokers)) or "none: add an `mqtt_brokers:` section"
+        raise ValueError(f"broker {name!r} is not in mqtt_brokers (known: {known})")
+    own = sorted(set(connection) - DEVICE_KEYS)
+    if own:
+        raise ValueError(f"{own} are settings of the broker connection {name!r}: give them in "
+                         "mqtt_brokers, once for every device on it")
+    return {**brokers[name].connection_keys(), **connection}

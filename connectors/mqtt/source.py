@@ -1,7 +1,7 @@
 """MQTT source: subscribes to one device's telemetry topic (and its retained birth message).
 
-The only module importing paho-mqtt. paho's network thread (loop_start) hands every message to
-the event loop at once (call_soon_threadsafe) and never waits, so it keeps reading the socket
+paho's network thread (loop_start) hands every message to the event loop at once (in batches:
+connectors/mqtt/handoff.py) and never waits, so it keeps reading the socket
 and keeps the keep-alive going however slow the store is. Backpressure is held at the broker
 instead: QoS 1 messages are acknowledged only after the pipeline committed their samples
 (connectors.base.AckedBatch, manual acks, in receive order: connectors/mqtt/acks.py), and the
@@ -33,35 +33,33 @@ them it sends nothing more while the link stays up (measured; tests/connectors/t
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 from typing import Any, AsyncIterator, Callable
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from connectors.base import AckedBatch
 from connectors.mqtt.acks import InOrderAcks, Pending
-from connectors.mqtt.config import FieldPath, MqttConnection, split_path
-from connectors.mqtt.payload import Decoded, Limits, decode_payload, parse_json
-from connectors.mqtt.security import client_certificate_details, credentials, peer_certificate_sha256, tls_context
+from connectors.mqtt import rejects
+from connectors.mqtt.client import connect_blocking, new_client, refusal, send_ack
+from connectors.mqtt.config import MqttConnection
+from connectors.mqtt.handoff import Handoff
+from connectors.mqtt.mapping import BAD_VALUE, DeviceMapping, birth_evidence, parse_birth
+from connectors.mqtt.security import client_certificate_details, peer_certificate_sha256
 from connectors.reporting import PayloadErrorReporter, ReportsPayloadErrors
-from connectors.validation import address_of, connection_of
+from connectors.validation import connection_of
 from edge.errors import PayloadError, SourceError
-from edge.model import DeviceSpec, IdentityEvidence, Quality, Sample, now_ns
+from edge.model import DeviceSpec, IdentityEvidence, Sample, now_ns
 
 log = logging.getLogger("shangyun.connectors.mqtt")
 
-BAD_VALUE = ""  # value of a BAD sample: there is no reading, and "" cannot pass for one
+__all__ = ["BAD_VALUE", "MqttSource"]
 MAX_BATCH = 500
 # A message may now be a batch of readings, so messages alone no longer bound a batch's size.
 MAX_BATCH_SAMPLES = 5000
 _BYTES_IN_LOG = 64
-# Maximum Packet Size counts the whole PUBLISH: fixed header, topic, packet id, properties.
-# This much room over max_payload_bytes covers any sane topic; the exact payload check is ours.
-_PACKET_HEADROOM = 4096
-_MAX_PACKET = 268_435_455  # the largest packet MQTT can encode
 
 _Message = tuple[str, bytes, int, Pending | None]  # topic, payload, receive ns, ack entry
 
@@ -71,11 +69,8 @@ class MqttSource(ReportsPayloadErrors):
         self.device = device
         self.config = connection_of(MqttConnection, device)
         cfg = self.config
-        self._fields = {s.name: address_of(FieldPath, device, s).parts for s in device.signals}
-        self._signals = {s.name: s for s in device.signals}
-        self._ts_path = split_path(cfg.timestamp_field) if cfg.timestamp_field else None
-        self._limits = Limits(max_depth=cfg.max_json_depth, max_string_chars=cfg.max_string_chars,
-                              max_batch_readings=cfg.max_batch_readings)
+        self._mapping = DeviceMapping(device, cfg)
+        self._limits = self._mapping.limits
         self._errors = PayloadErrorReporter(log, device.id)
         self._client: mqtt.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -91,10 +86,9 @@ class MqttSource(ReportsPayloadErrors):
         self._identity_given = False     # connect() has returned its identity evidence
         self.on_identity: Callable[[IdentityEvidence], None] | None = None
         self._qos0_waiting = 0
+        self._inbox: Handoff[tuple[int, str, bytes, int, int, int]] = Handoff(self._take_messages)
         self._qos0_drop_logged = False
         self.messages = 0
-        self._decoded = 0
-        self._unmatched: set[str] | None = set(self._fields)   # None once checked
         self.dropped_qos0 = 0
 
     @property
@@ -121,6 +115,7 @@ class MqttSource(ReportsPayloadErrors):
         cfg = self.config
         generation = self._generation
         self._loop = asyncio.get_running_loop()
+        self._inbox.bind(self._loop)
         self._queue = asyncio.Queue()  # bounded by the broker's in-flight limit (module docstring)
         self._lost, self._birth = None, None
         self._identity_given = False
@@ -130,7 +125,7 @@ class MqttSource(ReportsPayloadErrors):
             client = self._new_client(generation)
         except SourceError as err:
             raise SourceError(f"{self.endpoint}: {err}") from None
-        self._acks = InOrderAcks(functools.partial(_send_ack, client))
+        self._acks = InOrderAcks(functools.partial(send_ack, client))
         self._client = client
         self._tls_details = {}
         try:
@@ -155,38 +150,16 @@ class MqttSource(ReportsPayloadErrors):
             raise
 
     def _new_client(self, generation: int) -> mqtt.Client:
-        cfg = self.config
-        v5 = cfg.protocol == "5"
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, userdata=generation,
-            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-            clean_session=None if v5 else cfg.clean_session,
-            # The supervisor reconnects (with backoff, offline marking, a new generation).
-            reconnect_on_failure=False, manual_ack=True)
-        client.connect_timeout = cfg.timeout_s
-        creds = credentials(cfg)
-        if creds.username is not None:
-            client.username_pw_set(creds.username, creds.password)
-        if cfg.tls:
-            client.tls_set_context(tls_context(cfg))
+        client = new_client(self.config, self.client_id, generation)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_telemetry = functools.partial(self._on_telemetry, generation)
         client.on_subscribe = self._on_subscribe
         return client
 
     def _connect_blocking(self, client: mqtt.Client) -> None:
-        cfg = self.config
-        if cfg.protocol != "5":
-            client.connect(cfg.host, cfg.port, cfg.keepalive_s)
-            return
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 0 if cfg.clean_session else cfg.session_expiry_s
-        props.ReceiveMaximum = cfg.receive_maximum
-        if cfg.send_maximum_packet_size:
-            props.MaximumPacketSize = min(cfg.max_payload_bytes + _PACKET_HEADROOM, _MAX_PACKET)
-        client.connect(cfg.host, cfg.port, cfg.keepalive_s, clean_start=cfg.clean_session,
-                       properties=props)
+        connect_blocking(client, self.config)
 
     async def samples(self) -> AsyncIterator[list[Sample]]:
         queue, acks = self._queue, self._acks
@@ -245,9 +218,11 @@ class MqttSource(ReportsPayloadErrors):
             self._on_birth(topic, payload)
         elif len(payload) > self.config.max_payload_bytes:
             self.messages += 1
-            self._errors.report(PayloadError(
-                f"payload of {len(payload)} bytes exceeds max_payload_bytes {self.config.max_payload_bytes}"),
-                topic=topic, payload=payload[:_BYTES_IN_LOG])
+            err = PayloadError(
+                f"payload of {len(payload)} bytes exceeds max_payload_bytes {self.config.max_payload_bytes}")
+            self._errors.report(err, topic=topic, payload=payload[:_BYTES_IN_LOG], reject=rejects.reject(
+                payload, topic=topic, device_id=self.device.id, reason=rejects.OVERSIZE, error=err,
+                arrived_ns=receive_ns))
         elif entry is None and self._qos0_waiting >= self.config.receive_maximum:
             self._drop_qos0(topic)
         else:
@@ -268,47 +243,32 @@ class MqttSource(ReportsPayloadErrors):
                         self.device.id, topic)
 
     def _decode(self, topic: str, payload: bytes, receive_ns: int) -> list[Sample]:
+        head = payload[:_BYTES_IN_LOG]
+
+        def field_error(name: str, err: PayloadError) -> None:
+            self._errors.report(err, topic=topic, field=name, payload=head)
+
         try:
-            readings = decode_payload(payload, self._fields, ts_path=self._ts_path, receive_ns=receive_ns,
-                                      limits=self._limits, fmt=self.config.payload_format)
+            out = self._mapping.samples(payload, receive_ns, field_error)
         except PayloadError as err:
-            self._errors.report(err, topic=topic, payload=payload[:_BYTES_IN_LOG])
+            self._errors.report(err, topic=topic, payload=head, reject=rejects.reject(
+                payload, topic=topic, device_id=self.device.id, reason=rejects.INVALID, error=err,
+                arrived_ns=receive_ns))
             return []
-        out: list[Sample] = []
-        for decoded in readings:
-            self._note_matches(decoded, topic)
-            out.extend(self._samples_of(decoded, topic, payload))
+        if not out:
+            # Readable, but not one configured field in it: kept for the operator to see what
+            # the device does send (a renamed field, another message type on the topic).
+            err = PayloadError(f"no field of signals {sorted(self._mapping.fields)} in the payload")
+            self._errors.report(err, topic=topic, payload=head, reject=rejects.reject(
+                payload, topic=topic, device_id=self.device.id, reason=rejects.UNMAPPABLE, error=err,
+                arrived_ns=receive_ns))
+        for problem in self._mapping.unmatched_problems():
+            self._errors.report_distinct(problem, topic=topic)
         return out
 
-    def _samples_of(self, decoded: Decoded, topic: str, payload: bytes) -> list[Sample]:
-        out = []
-        for name, err in decoded.errors.items():
-            self._errors.report(err, topic=topic, field=name, payload=payload[:_BYTES_IN_LOG])
-            if name in self._signals:
-                out.append(Sample(self.device.id, name, decoded.ts_ns, BAD_VALUE, Quality.BAD))
-        for name, raw in decoded.values.items():
-            value, quality, problem = self._signals[name].check(raw)
-            if problem is not None:   # wrong type or range for the role: counted, not GOOD
-                self._errors.report(problem, topic=topic, field=name, payload=payload[:_BYTES_IN_LOG])
-            out.append(Sample(self.device.id, name, decoded.ts_ns, value, quality))
-        return out
-
-    def _note_matches(self, decoded: Any, topic: str) -> None:
-        """A signal whose path matched nothing after `unmatched_warn_after` payloads is almost
-        always a typo in the config (or a firmware that renamed the field): say so once, per
-        signal, instead of leaving the engineer to wonder why the tile stays empty."""
-        if self._unmatched is None:
-            return
-        self._unmatched.difference_update(decoded.values)
-        self._unmatched.difference_update(decoded.errors)
-        self._decoded += 1
-        if self._decoded < self.config.unmatched_warn_after:
-            return
-        for name in sorted(self._unmatched):
-            self._errors.report_distinct(PayloadError(
-                f"signal {name}: path {'.'.join(self._fields[name])!r} matched nothing in "
-                f"{self._decoded} payloads"), topic=topic)
-        self._unmatched = None      # checked once per source
+    def time_sources(self) -> dict[str, int]:
+        """Samples stamped with the payload's time ("device") or the arrival time ("gateway")."""
+        return dict(self._mapping.time_sources)
 
     async def _wait(self, key: str, what: str) -> Any:
         try:
@@ -328,11 +288,7 @@ class MqttSource(ReportsPayloadErrors):
         return self._evidence(birth)
 
     def _evidence(self, birth: dict[str, Any]) -> IdentityEvidence:
-        known = ("client_id", "serial_number")
-        return IdentityEvidence(
-            protocol="mqtt", endpoint=self.endpoint,
-            client_id=str(birth.get("client_id", "")), serial_number=str(birth.get("serial_number", "")),
-            details={**{k: str(v) for k, v in birth.items() if k not in known}, **self._tls_details})
+        return birth_evidence(birth, self.endpoint, self._tls_details)
 
     def _tls_evidence(self, client: mqtt.Client) -> dict[str, str]:
         if not self.config.tls:
@@ -352,11 +308,7 @@ class MqttSource(ReportsPayloadErrors):
 
     def _on_birth(self, topic: str, payload: bytes) -> None:
         try:
-            doc = dict(parse_json(payload, self._limits))
-            too_long = [k for k, v in doc.items() if len(str(v)) > self._limits.max_string_chars]
-            if too_long:
-                raise PayloadError(f"birth message fields {too_long} are longer than max_string_chars "
-                                   f"{self._limits.max_string_chars}")
+            doc = parse_birth(payload, self._limits)
         except PayloadError as err:
             self._errors.report(err, topic=topic, payload=payload[:_BYTES_IN_LOG])
             return
@@ -396,11 +348,8 @@ class MqttSource(ReportsPayloadErrors):
 
     def _on_connect(self, client: mqtt.Client, userdata: int, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
-            hint = ""
-            if self.config.protocol == "5" and "protocol" in str(reason).lower():
-                hint = " (a broker without MQTT 5 needs `protocol: 3.1.1`)"
             self._call(userdata, self._resolve, "connack",
-                       SourceError(f"{self.endpoint}: broker refused: {reason}{hint}"))
+                       SourceError(f"{self.endpoint}: {refusal(self.config, reason)}"))
         else:
             self._call(userdata, self._resolve, "connack", True)
 
@@ -414,9 +363,14 @@ class MqttSource(ReportsPayloadErrors):
         self._call(userdata, self._mark_lost, f"disconnected ({reason})")
 
     def _on_message(self, client: mqtt.Client, userdata: int, msg: mqtt.MQTTMessage) -> None:
-        self._call(userdata, self._received, msg.topic, msg.payload, msg.qos, msg.mid, now_ns())
+        self._inbox.put((userdata, msg.topic, msg.payload, msg.qos, msg.mid, now_ns()))
 
+    def _on_telemetry(self, generation: int, topic: str, payload: bytes, qos: int, mid: int) -> None:
+        self._inbox.put((generation, topic, payload, qos, mid, now_ns()))
 
-def _send_ack(client: mqtt.Client, mid: int) -> None:
-    # Thread-safe with loop_start(): paho only queues the PUBACK and wakes its network thread.
-    client.ack(mid, 1)
+    def _take_messages(self, inbox: collections.deque[tuple[int, str, bytes, int, int, int]]) -> None:
+        while inbox:
+            generation, *message = inbox.popleft()
+            if generation == self._generation:
+                self._received(*message)
+

@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .. import deadletters, migrations, outbox
+from .. import deadletters, migrations, outbox, rejects
 from ..errors import StoreError
 from ..model import NS_PER_S, DeviceSpec, IdentityEvidence, Quality, Sample
 from ..records import DeadLetter, DeviceRecord, Event
@@ -185,6 +185,14 @@ class Store(LedgerFacade):
         with self._rlock:
             try:
                 return self._r.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: read failed: {exc}") from exc
+
+    def _query(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """fn(reader connection, *args, **kwargs) under the read lock; sqlite errors as StoreError."""
+        with self._rlock:
+            try:
+                return fn(self._r, *args, **kwargs)
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.path}: read failed: {exc}") from exc
 
@@ -454,19 +462,27 @@ class Store(LedgerFacade):
 
     def dead_letters(self, device_id: str | None = None, limit: int = 100) -> list[DeadLetter]:
         """The newest dead letters (of one device), newest first."""
-        with self._rlock:
-            try:
-                return deadletters.newest(self._r, device_id, limit)
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: read failed: {exc}") from exc
+        return self._query(deadletters.newest, device_id, limit)
 
     def dead_letter_counts(self) -> dict[str, dict[str, int]]:
         """device_id -> reason -> samples ever dead-lettered (not reduced by trimming)."""
-        with self._rlock:
-            try:
-                return deadletters.counts(self._r)
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: read failed: {exc}") from exc
+        return self._query(deadletters.counts)
+
+    # ------------------------------------------------------------------ payload dead letters
+    def add_rejects(self, items: Sequence[rejects.Reject],
+                    uncounted: dict[tuple[str, str], int] | None = None) -> int:
+        """Keep payloads a connector refused (edge.rejects), the newest `dead_letter_rows`."""
+        if not items and not uncounted:
+            return 0
+        return int(self._write(rejects.add, items, self.dead_letter_rows, uncounted))
+
+    def rejects(self, *, device_id: str | None = None, reason: str | None = None,
+                limit: int = 100) -> list[rejects.StoredReject]:
+        return self._query(rejects.newest, device_id=device_id, reason=reason, limit=limit)
+
+    def reject_counts(self) -> dict[str, dict[str, int]]:
+        """device_id ('' unknown) -> reason -> payloads ever refused (not reduced by trimming)."""
+        return self._query(rejects.counts)
 
     # ------------------------------------------------------------------ device registry
     def upsert_device(self, spec: DeviceSpec) -> None:

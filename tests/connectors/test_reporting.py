@@ -24,3 +24,21 @@ def test_a_burst_of_errors_is_summarised_after_the_interval_without_a_new_error(
         "device m1: 2 more bad payloads (total 3)"
     assert len(caplog.records) == 2
     assert events[-1] == {"count": 3, "since_last_report": 2}
+
+
+def test_a_rejected_payload_reaches_on_reject_every_time_and_is_counted_per_reason():
+    import logging
+
+    from edge.rejects import INVALID, Reject
+    from connectors.reporting import PayloadErrorReporter
+
+    reporter = PayloadErrorReporter(logging.getLogger("test"), "d1")
+    seen: list[Reject] = []
+    reporter.on_reject = seen.append
+    for i in range(3):
+        r = Reject.of(b"x" * 300, arrived_ns=i, source="mqtt", topic="t", device_id="d1", reason=INVALID,
+                      detail="bad")
+        reporter.report(ValueError("bad"), reject=r, topic="t")
+    reporter.report(ValueError("one field"), topic="t")
+    assert [r.arrived_ns for r in seen] == [0, 1, 2] and len(seen[0].head) == 256 and seen[0].size == 300
+    assert reporter.rejects == {INVALID: 3} and reporter.count == 4

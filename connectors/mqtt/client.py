@@ -1,0 +1,126 @@
+"""Building and connecting a paho client from an MqttConnection: shared by the per-device
+connection (connectors/mqtt/source.py) and the shared broker connection (shared.py)."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from connectors.mqtt.config import MqttConnection
+from connectors.mqtt.security import credentials, tls_context
+
+# Maximum Packet Size counts the whole PUBLISH: fixed header, topic, packet id, properties.
+# This much room over max_payload_bytes covers any sane topic; the exact payload check is ours.
+_PACKET_HEADROOM = 4096
+_MAX_PACKET = 268_435_455  # the largest packet MQTT can encode
+
+
+_READ_SIZE = 65536
+
+TelemetryFn = Callable[[str, bytes, int, int], None]
+"""(topic, payload, qos, mid) of a received PUBLISH, called on paho's network thread."""
+
+
+class BufferedClient(mqtt.Client):
+    """paho reading the socket in large chunks.
+
+    paho 2.2 reads each packet with three or more recv() calls (the command byte, each length
+    byte, then the rest) and goes back to select() after every packet: four or five system calls
+    per telemetry message, a third of the gateway's CPU at 10,000 messages/s (py-spy,
+    tests/bench/bench_mqtt.py). Here recv() fills a buffer of up to 64 KiB that paho's packet
+    reader takes its bytes from, and `loop_read` goes on until the buffer is empty, so a
+    buffered packet never waits for the socket to become readable again. paho's reader already
+    handles short reads (its state is kept in `_in_packet`), so a packet split across two
+    buffers is read as it would be across two TCP segments.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rbuf = b""
+        self._roff = 0
+        self.on_telemetry: TelemetryFn | None = None
+
+    def _handle_publish(self) -> mqtt.MQTTErrorCode:
+        """With `on_telemetry` set, a QoS 0/1 PUBLISH without MQTT 5 properties (what telemetry
+        is) goes to it as (topic, payload, qos, mid), without paho's MQTTMessage, PublishPacket
+        and Properties objects and its topic matcher: a third of paho's thread (py-spy). Anything
+        else (QoS 2, properties such as a topic alias, a packet that does not parse, a topic that
+        is not UTF-8) takes paho's own path, which decodes or refuses it as before."""
+        fast = self.on_telemetry
+        header, packet = self._in_packet["command"], self._in_packet["packet"]
+        qos = (header & 0x06) >> 1
+        if fast is None or qos > 1:
+            return super()._handle_publish()
+        end = 2 + int.from_bytes(packet[:2], "big")
+        pos = end + 2 if qos else end
+        if pos > len(packet) or end == 2:
+            return super()._handle_publish()
+        if self._protocol == mqtt.MQTTv5:
+            if pos >= len(packet) or packet[pos] != 0:   # a properties length of 0 is one zero byte
+                return super()._handle_publish()
+            pos += 1
+        try:
+            topic = packet[2:end].decode("utf-8")
+        except UnicodeDecodeError:
+            return super()._handle_publish()
+        fast(topic, packet[pos:], qos, int.from_bytes(packet[end:end + 2], "big") if qos else 0)
+        return mqtt.MQTT_ERR_SUCCESS
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._roff >= len(self._rbuf):
+            self._rbuf, self._roff = super()._sock_recv(_READ_SIZE), 0   # may raise BlockingIOError
+        chunk = self._rbuf[self._roff:self._roff + bufsize]
+        self._roff += len(chunk)
+        return chunk
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        while rc == mqtt.MQTT_ERR_SUCCESS and self._sock is not None and self._roff < len(self._rbuf):
+            rc = super().loop_read(max_packets)
+        return rc
+
+
+def new_client(cfg: MqttConnection, client_id: str, userdata: Any) -> BufferedClient:
+    """A client with credentials and TLS set, no callbacks; raises SourceError for unreadable
+    credentials or TLS files."""
+    v5 = cfg.protocol == "5"
+    client = BufferedClient(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, userdata=userdata,
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        clean_session=None if v5 else cfg.clean_session,
+        # The supervisor (or the shared connection) reconnects, with backoff and offline marking.
+        reconnect_on_failure=False, manual_ack=True)
+    client.connect_timeout = cfg.timeout_s
+    creds = credentials(cfg)
+    if creds.username is not None:
+        client.username_pw_set(creds.username, creds.password)
+    if cfg.tls:
+        client.tls_set_context(tls_context(cfg))
+    return client
+
+
+def connect_blocking(client: mqtt.Client, cfg: MqttConnection) -> None:
+    """CONNECT (blocking: run it in a thread), with the session and Receive Maximum of `cfg`."""
+    if cfg.protocol != "5":
+        client.connect(cfg.host, cfg.port, cfg.keepalive_s)
+        return
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0 if cfg.clean_session else cfg.session_expiry_s
+    props.ReceiveMaximum = cfg.receive_maximum
+    if cfg.send_maximum_packet_size:
+        props.MaximumPacketSize = min(cfg.max_payload_bytes + _PACKET_HEADROOM, _MAX_PACKET)
+    client.connect(cfg.host, cfg.port, cfg.keepalive_s, clean_start=cfg.clean_session, properties=props)
+
+
+def refusal(cfg: MqttConnection, reason: Any) -> str:
+    hint = ""
+    if cfg.protocol == "5" and "protocol" in str(reason).lower():
+        hint = " (a broker without MQTT 5 needs `protocol: 3.1.1`)"
+    return f"broker refused: {reason}{hint}"
+
+
+def send_ack(client: mqtt.Client, mid: int) -> None:
+    # Thread-safe with loop_start(): paho only queues the PUBACK and wakes its network thread.
+    client.ack(mid, 1)
