@@ -28,6 +28,7 @@ bench: setup-test
 	$(PY) tests/bench/bench_verify.py
 	$(PY) tests/bench/bench_gateway.py
 	$(PY) tests/bench/bench_config.py
+	$(PY) tests/bench/bench_opcua.py
 
 system-packages:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \

@@ -116,6 +116,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return verify_cli.run(args)
 
 
+def _config_devices(path: str) -> list:
+    from .config import load_config
+
+    return load_config(path).devices
+
+
 def _on_signals(callback: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -166,13 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     from connectors.modbus import discover as modbus_discover
     from connectors.mqtt import discover as mqtt_discover
+    from connectors.opcua import discover as opcua_discover
 
-    p = sub.add_parser("discover", help="find devices (Modbus scan, MQTT listen) and suggest device YAML")
+    p = sub.add_parser("discover", help="find devices (Modbus scan, MQTT listen, OPC UA browse) and suggest device YAML")
     dsub = p.add_subparsers(dest="protocol", metavar="PROTOCOL", required=True)
     mqtt_discover.add_parser(dsub)
+    opcua_discover.add_parser(dsub)
     q = dsub.add_parser("modbus", help="scan Modbus unit ids, name their profiles, write device YAML")
     modbus_discover.add_arguments(q)
     q.set_defaults(func=modbus_discover.run_cli)
+
+    from connectors.opcua import cert_cli as opcua_cert
+
+    opcua_cert.add_parser(sub, devices_of=_config_devices)
 
     from . import cli_evidence
 

@@ -39,7 +39,6 @@ log = logging.getLogger("shangyun.connectors.opcua")
 BAD_VALUE = ""  # value of a BAD sample: there is no reading, and "" cannot pass for one
 QUEUE_MAX = 10_000
 MAX_BATCH = 1_000
-_DRAIN_WAIT_S = 0.0005  # notifications of one publish response arrive together: wait no longer
 
 _LINK_ERRORS = (OSError, asyncio.TimeoutError, ConnectionError, ua.UaError)
 
@@ -71,6 +70,20 @@ class _HideIdentityTokens(logging.Filter):
 
 
 logging.getLogger("asyncua.client.ua_client.UASocketProtocol").addFilter(_HideIdentityTokens())
+
+
+class _QueueFullAtDebug(logging.Filter):
+    """asyncua logs an ERROR for every notification that finds the subscription's queue full,
+    thousands when a fast server outruns the gateway; the source reports that outage itself,
+    once, saying why (fell behind). The library's lines are kept for debug runs only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "event queue full" in record.msg:
+            return logging.getLogger("asyncua").getEffectiveLevel() <= logging.DEBUG
+        return True
+
+
+logging.getLogger("asyncua.common.subscription").addFilter(_QueueFullAtDebug())
 
 
 class OpcUaSource(ReportsPayloadErrors):
@@ -249,7 +262,7 @@ class OpcUaSource(ReportsPayloadErrors):
                 count += 1
                 if count >= MAX_BATCH or self._lost is not None:
                     break  # what arrived before a loss is still delivered; the loop then raises
-                event = await sub.next_event(timeout=_DRAIN_WAIT_S)
+                event = _queued(sub)
             if batch:
                 yield batch
 
@@ -293,7 +306,15 @@ class OpcUaSource(ReportsPayloadErrors):
             raise SourceError(f"{self.config.endpoint}: connection lost: {self._lost or type(self._lost).__name__}")
 
     async def _on_connection_lost(self, exc: Exception) -> None:
-        self._lost = exc
+        if self._lost is None:  # the first reason is the one to report (fell behind, say)
+            self._lost = exc
+
+    def _fell_behind(self, client: Client) -> None:
+        if self._lost is None:
+            self._lost = ConnectionError(
+                f"fell behind: {QUEUE_MAX} notifications waiting (the gateway takes them slower than "
+                f"the server sends); reconnecting")
+        client.uaclient.notify_transport_lost()
 
     def _handle(self, event: Any) -> list[Sample]:
         if isinstance(event, StatusChangeEvent):
@@ -378,6 +399,7 @@ class OpcUaSource(ReportsPayloadErrors):
         sub = await client.create_subscription(
             self.config.publishing_interval_ms, handler=None,
             queue_maxsize=QUEUE_MAX, overflow=OverflowPolicy.DISCONNECT)
+        sub.set_overflow_disconnect_handler(lambda: self._fell_behind(client))
         self._sub = sub
         recorder = record(sub)
         for chunk in batches(list(names), self.config.max_items_per_call):
@@ -435,6 +457,20 @@ class OpcUaSource(ReportsPayloadErrors):
                 continue
             out[key] = "" if value is None else str(getattr(value, "Text", value))
         return out
+
+
+def _queued(sub: Subscription) -> Any:
+    """The next event already queued, or None: the notifications of one publish response are
+    queued together, so draining without a timer per event (asyncio.wait_for costs more than
+    handling the event) loses nothing. A None in the queue (closed) ends the drain too; the next
+    next_event() sees the close again."""
+    queue = sub._event_queue
+    if queue is None or queue.empty():
+        return None
+    event = queue.get_nowait()
+    if event is None:
+        queue.put_nowait(None)
+    return event
 
 
 async def _disconnect(client: Client, timeout_s: float, device_id: str) -> None:
