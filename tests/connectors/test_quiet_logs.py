@@ -45,9 +45,12 @@ async def hung_modbus_device(port: int) -> asyncio.Server:
 
 
 def own_lines(caplog, device_id: str) -> list[tuple[str, str]]:
+    # The once-per-source "poll overran" line is about load, not the link: on a busy machine a
+    # 0.05 s poll can overrun, and that line is asserted on in test_modbus_skipped_polls.
     return [(r.levelname, r.getMessage()) for r in caplog.records
             if r.name.startswith("shangyun") and r.levelno >= logging.INFO
-            and r.getMessage().startswith(f"device {device_id}:")]
+            and r.getMessage().startswith(f"device {device_id}:")
+            and "poll(s) skipped" not in r.getMessage()]
 
 
 async def test_outage_and_recovery_log_one_line_each(library_logging, caplog, modbus_server, opcua_server):
