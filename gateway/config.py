@@ -30,6 +30,7 @@ topic filters) is checked by `shangyun check` (gateway/check.py).
 """
 from __future__ import annotations
 
+import os
 import re
 from importlib import resources
 from pathlib import Path
@@ -132,6 +133,9 @@ class IdentityConfig(_Strict):
     serial_number: str = ""
     certificate_sha256: str = ""
     client_id: str = ""
+    # OPC UA aggregating servers: the machine's node root on the shared server, part of its
+    # fingerprint (edge.model.IdentityEvidence.fingerprint), so it must be part of what we expect.
+    node_root: str = ""
 
 
 class FeedConfig(_Strict):
@@ -257,6 +261,7 @@ def load_config(path: str | Path, text: str | None = None) -> LoadedConfig:
     feed_lines: dict[str, int | None] = {}
     lines = {loc: line for loc, line in doc.lines.items() if loc[:1] == ("gateway",)}
     brokers = _mqtt_brokers(doc, cfg.mqtt_brokers)
+    dirs = _file_dirs(doc, cfg)
     blocks = [(("devices", i), one) for i, dev in enumerate(cfg.devices) for one in _expand_ids(doc, dev, ("devices", i))]
     for loc, dev in blocks:
         i = loc[1]
@@ -272,7 +277,7 @@ def load_config(path: str | Path, text: str | None = None) -> LoadedConfig:
                               path=doc.path, line=doc.line_of(loc + ("id",)))
         seen[dev.id] = doc.line_of(loc + ("id",)) or 0
         if dev.enabled:
-            specs.append(_device_spec(doc, dev, loc, brokers))
+            specs.append(_device_spec(doc, dev, loc, brokers, dirs))
             feeds.extend(Feed(dev.id, f.device, dict(f.signals)) for f in dev.feeds)
             feed_lines[dev.id] = doc.line_of(loc + ("feeds",))
     loaded = LoadedConfig(doc.path, cfg.gateway, specs, lines)
@@ -354,8 +359,30 @@ def _expand_ids(doc: LocatedYaml, dev: DeviceConfig, loc: tuple) -> list[DeviceC
     return [dev.model_copy(update={"id": x, "ids": None}) for x in ids]
 
 
+def _file_dirs(doc: LocatedYaml, cfg: "GatewayConfig") -> tuple[Path, Path]:
+    """(the config file's directory, the data directory: the store's)."""
+    base = Path(doc.path).resolve().parent
+    store = Path(cfg.gateway.store.path)
+    return base, Path(os.path.normpath(store if store.is_absolute() else base / store)).parent
+
+
+def _resolve_files(connection: BaseModel, dirs: tuple[Path, Path] | None) -> BaseModel:
+    """A connection block's relative file paths made absolute, as its model's `file_fields`
+    says: relative to the config file ("config") or to the data directory ("data"). Relative
+    to the working directory, they meant something else under systemd than at a shell."""
+    fields: dict[str, str] = getattr(type(connection), "file_fields", {})
+    if dirs is None or not fields:
+        return connection
+    updates = {name: str(dirs[0 if base == "config" else 1] / value)
+               for name, base in fields.items()
+               if isinstance(value := getattr(connection, name, None), str) and value
+               and not Path(value).is_absolute()}
+    return connection.model_copy(update=updates) if updates else connection
+
+
 def _device_spec(doc: LocatedYaml, dev: DeviceConfig, loc: tuple,
-                 brokers: dict[str, MqttBroker] | None = None) -> DeviceSpec:
+                 brokers: dict[str, MqttBroker] | None = None,
+                 dirs: tuple[Path, Path] | None = None) -> DeviceSpec:
     try:
         connector = registry.get(dev.type)
     except ConfigError:
@@ -370,6 +397,7 @@ def _device_spec(doc: LocatedYaml, dev: DeviceConfig, loc: tuple,
             raise ConfigError(f"{format_loc(loc + ('connection',))}: {exc}", path=doc.path,
                               line=doc.line_of(loc + ("connection", "broker"))) from None
     connection = validate(doc, connector.connection_model, raw_connection, loc + ("connection",))
+    connection = _resolve_files(connection, dirs)
     signal_loc = loc + ("signals",)
     signals = dev.signals
     if not signals and dev.profile:
@@ -394,7 +422,11 @@ def _device_spec(doc: LocatedYaml, dev: DeviceConfig, loc: tuple,
                                 offset=sig.offset, states=dict(sig.states)))
     expected = None
     if dev.identity is not None:
-        expected = IdentityEvidence(protocol=dev.type, **dev.identity.model_dump())
+        ident = dev.identity.model_dump()
+        # Defaults to the connection's own node_root: the identity a rooted device will show.
+        root = ident.pop("node_root") or getattr(connection, "node_root", None) or ""
+        expected = IdentityEvidence(protocol=dev.type, **ident,
+                                    details={"node_root": root} if root else {})
     return DeviceSpec(
         id=dev.id, name=dev.name or dev.id, protocol=dev.type,
         connection=connection.model_dump(), signals=tuple(specs), profile=dev.profile,

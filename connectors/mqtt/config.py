@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
 
@@ -35,6 +35,9 @@ class FieldPath(RootModel[str]):
 
 class MqttConnection(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    # Relative paths in a gateway config are relative to the config file (gateway/config.py).
+    file_fields: ClassVar[dict[str, str]] = {
+        "password_file": "config", "ca_file": "config", "cert_file": "config", "key_file": "config"}
 
     # Set from `mqtt_brokers:` (gateway config) when the device names a shared connection.
     broker: str | None = Field(default=None, description="name of a shared connection in mqtt_brokers")

@@ -60,7 +60,7 @@ def uses_from_devices(devices: Iterable[DeviceSpec], application_uri: str | None
         if dev.protocol != "opcua":
             continue
         cfg = connection_of(OpcUaConnection, dev)
-        # The source takes pki_dir as given (relative: to the gateway's working directory).
+        # load_config made pki_dir absolute (a relative one: in the data directory, beside the store).
         key = (Path(cfg.pki_dir).absolute(), application_uri or cfg.application_uri or default_application_uri())
         uses.setdefault(key, CertUse(*key)).devices.append(dev.id)
         if cfg.security_policy != "None":

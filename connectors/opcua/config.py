@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
 
@@ -169,6 +169,14 @@ SecurityMode = Literal["None", "Sign", "SignAndEncrypt"]
 
 
 class OpcUaConnection(BaseModel):
+    # Relative paths in a gateway config (gateway/config.py resolves them): files the engineer
+    # supplies are relative to the config file; the PKI directory, which the gateway writes (its
+    # own certificate, pinned servers), lives in the data directory beside the store.
+    file_fields: ClassVar[dict[str, str]] = {
+        "pki_dir": "data", "certificate_path": "config", "private_key_path": "config",
+        "trust_list_dir": "config", "server_certificate_path": "config",
+        "user_certificate_path": "config", "user_private_key_path": "config",
+        "password_file": "config"}
     model_config = ConfigDict(extra="forbid")
 
     endpoint: str = Field(pattern=r"^opc\.tcp://", description="opc.tcp://host:port/path")

@@ -141,3 +141,38 @@ def test_every_template_validates_for_its_connector(tmp_path):
     cfg = load(tmp_path, "devices:\n" + "".join(blocks))
     for dev in cfg.devices:
         assert {"state", "count_total", "power_kw", "energy_kwh"} <= {s.name for s in dev.signals}
+
+
+def test_relative_file_paths_in_connections_resolve_against_the_config_and_the_data_dir(tmp_path):
+    """Under systemd the working directory is /var/lib/shangyun, at a shell it is anywhere: a
+    relative `ca_file` means the file beside the config, a relative `pki_dir` (written by the
+    gateway) the directory beside the store."""
+    from gateway.config import load_config
+
+    (tmp_path / "etc").mkdir()
+    cfg = tmp_path / "etc" / "gw.yaml"
+    cfg.write_text("""
+gateway:
+  store: {path: ../data/gw.db}
+devices:
+  - id: ua1
+    type: opcua
+    connection: {endpoint: "opc.tcp://127.0.0.1:4840", node_root: /Objects/2:Machine1,
+                 password_file: secrets/ua.pw, username: op}
+    identity: {application_uri: "urn:kep"}
+    signals: [{name: state, address: {path: State}}]
+  - id: mq1
+    type: mqtt
+    connection: {host: 127.0.0.1, topic: t/mq1, ca_file: certs/ca.pem,
+                 password_file: /abs/mq.pw}
+    signals: [{name: state, address: state}]
+""", encoding="utf-8")
+    loaded = load_config(cfg)
+    by_id = {d.id: d for d in loaded.devices}
+    ua, mq = by_id["ua1"].connection, by_id["mq1"].connection
+    assert ua["pki_dir"] == str(tmp_path.resolve() / "data" / "opcua-pki")
+    assert ua["password_file"] == str(tmp_path.resolve() / "etc" / "secrets" / "ua.pw")
+    assert mq["ca_file"] == str(tmp_path.resolve() / "etc" / "certs" / "ca.pem")
+    assert mq["password_file"] == "/abs/mq.pw"
+    # The rooted device expects the identity it will show: its node root is in the fingerprint.
+    assert by_id["ua1"].expected_identity.fingerprint().endswith("#node_root=/Objects/2:Machine1")

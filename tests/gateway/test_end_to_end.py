@@ -88,7 +88,9 @@ async def test_every_protocol_flows_into_the_store_and_survives_outages(tmp_path
         # The Modbus machine goes away: offline, BAD samples, then back online.
         await factory.stop_machine(modbus_id)
         await wait_for(lambda: not store.device(modbus_id).online, "the machine to show offline")
-        assert any(s.quality == Quality.BAD for s in store.samples(modbus_id, "state"))
+        # The offline status is written at once, the BAD marks go through the pipeline: wait.
+        await wait_for(lambda: any(s.quality == Quality.BAD for s in store.samples(modbus_id, "state")),
+                       "BAD samples marking the outage")
         before = store.sample_count(device_id=modbus_id)
         await factory.start_machine(modbus_id)
         await wait_for(lambda: store.device(modbus_id).online, "the machine to come back",
