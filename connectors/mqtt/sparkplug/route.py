@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Hashable
+from typing import Any, Hashable, Iterable
 
 import paho.mqtt.client as mqtt
 import yaml
@@ -29,7 +29,7 @@ from edge.errors import SourceError
 from edge.model import DeviceSpec
 
 from . import topic as topics
-from .session import Binding, Outcome, SparkplugHost, Suggestion
+from .session import Binding, DeviceKey, Outcome, SparkplugHost, Suggestion
 
 log = logging.getLogger("shangyun.connectors.mqtt")
 _SLUG = re.compile(r"[^a-z0-9]+")
@@ -130,26 +130,52 @@ def _where(key: tuple[str, str, str | None]) -> str:
 
 
 def _fields(s: Suggestion) -> dict[str, str]:
-    group, node, device = s.key
+    return key_fields(s.key)
+
+
+def key_fields(key: DeviceKey) -> dict[str, str]:
+    """The `sparkplug:` settings naming this place in the namespace."""
+    group, node, device = key
     return {"group": group, "edge_node": node, **({"device": device} if device else {})}
 
 
 def suggested_id(s: Suggestion) -> str:
-    group, node, device = s.key
+    return key_id(s.key)
+
+
+def key_id(key: DeviceKey) -> str:
+    """A device id from its place in the namespace: the device's name, else the edge node's."""
+    _group, node, device = key
     return _slug(device or node) or "sparkplug-device"
 
 
 def suggestion_yaml(s: Suggestion) -> str:
     """A device block to paste (plus the connection's broker or host)."""
-    group, node, device = s.key
-    block = {
-        "id": suggested_id(s), "type": "mqtt",
+    return yaml.safe_dump([device_block(s.key, [name for name, _type in s.metrics])],
+                          sort_keys=False, allow_unicode=True)
+
+
+def device_block(key: DeviceKey, metric_names: Iterable[str]) -> dict[str, Any]:
+    """The config block of a Sparkplug device (or edge node, `device` None) with a signal per
+    metric, named after it; the connection's broker or host is for the caller to add."""
+    group, node, _device = key
+    names: set[str] = set()
+    signals = []
+    for metric in metric_names:
+        # Two metrics can slug alike (`Power/kW`, `Power kW`): a signal name must be unique.
+        base = name = _slug(metric).replace("-", "_") or "metric"
+        n = 1
+        while name in names:
+            n += 1
+            name = f"{base}_{n}"
+        names.add(name)
+        signals.append({"name": name, "address": metric})
+    return {
+        "id": key_id(key), "type": "mqtt",
         "connection": {"topic": topics.node_filter(group, node), "payload_format": "sparkplug",
-                       "sparkplug": _fields(s)},
-        "signals": [{"name": _slug(name).replace("-", "_") or "metric", "address": name}
-                    for name, _type in s.metrics],
+                       "sparkplug": key_fields(key)},
+        "signals": signals,
     }
-    return yaml.safe_dump([block], sort_keys=False, allow_unicode=True)
 
 
 def _slug(text: str) -> str:
