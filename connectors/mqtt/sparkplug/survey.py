@@ -18,6 +18,7 @@ import collections
 from dataclasses import dataclass, field
 from typing import Any
 
+from connectors.mqtt.config import FieldPath
 from edge.errors import PayloadError
 
 from . import codec, topic as topics
@@ -39,8 +40,25 @@ class MetricSeen:
     values: int = 0        # in births and data
 
     @property
-    def suggestable(self) -> bool:
-        return not is_control(self.name) and self.datatype not in _NOT_READINGS
+    def why_not_suggested(self) -> str:
+        """'' for a metric a suggested signal reads; else why it is left out."""
+        if is_control(self.name):
+            return "control"
+        if self.datatype in _NOT_READINGS:
+            return "no reading"
+        if not addressable(self.name):
+            return "name not addressable"
+        return ""
+
+
+def addressable(name: str) -> bool:
+    """Whether a signal's address can name this metric: the route maps by FieldPath, which strips
+    whitespace and refuses empty segments (`a..b`), so such a name would fail `shangyun check`
+    or never match."""
+    try:
+        return FieldPath.model_validate(name).root == name
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -162,8 +180,10 @@ class SparkplugSurvey:
                         + (f" ({dev.problem})" if dev.problem else ""))
             for m in sorted(dev.metrics.values(), key=lambda m: m.name):
                 alias = f"alias {m.alias}" if m.alias is not None else ""
+                left_out = m.why_not_suggested
                 rows.append(f"    {m.name:<36} {m.datatype:<10} {alias:<10} {m.values:>6} values "
-                            f"{m.values / seconds if seconds > 0 else 0.0:>7.2f}/s")
+                            f"{m.values / seconds if seconds > 0 else 0.0:>7.2f}/s"
+                            + (f"  (not suggested: {left_out})" if left_out else ""))
             if dev.unresolved_aliases:
                 shown = ", ".join(str(a) for a in sorted(dev.unresolved_aliases)[:20])
                 rows.append(f"    aliases without a birth seen: {shown} (the node's birth came before "
@@ -180,7 +200,7 @@ class SparkplugSurvey:
         (`press-1` under two edge nodes): the caller makes them unique among all it suggests."""
         blocks = []
         for dev in sorted(self.devices.values(), key=lambda d: d.where):
-            names = [m.name for m in dev.metrics.values() if m.suggestable]
+            names = [m.name for m in dev.metrics.values() if not m.why_not_suggested]
             if names:
                 block = device_block(dev.key, names)
                 blocks.append({"id": block["id"], "name": dev.where, "type": block["type"],
