@@ -4,12 +4,16 @@ suggested, bounds hold, and no topic or payload makes it raise (it runs in paho'
 an exception would silently end the listening)."""
 from __future__ import annotations
 
+import yaml
 from hypothesis import given, settings, strategies as st
 
 from connectors.mqtt.config import FieldPath
 from connectors.mqtt.sparkplug import codec
 from connectors.mqtt.sparkplug.codec import Metric, Payload
+from connectors.mqtt.sparkplug.route import suggestion_yaml
+from connectors.mqtt.sparkplug.session import Suggestion
 from connectors.mqtt.sparkplug.survey import SparkplugSurvey
+from edge.model import IdentityEvidence
 
 G, N = "plant1", "gw-7"
 
@@ -102,3 +106,11 @@ def test_any_sequence_of_well_formed_messages_gives_valid_suggestions(messages) 
         names = [sig["name"] for sig in block["signals"]]
         assert names and len(set(names)) == len(names)
         assert all(FieldPath.model_validate(sig["address"]).root == sig["address"] for sig in block["signals"])
+
+
+def test_the_gateways_onboarding_suggestion_leaves_out_the_same_metrics() -> None:
+    suggestion = Suggestion((G, N, "press-9"), [("Power/kW", "Double"), ("Table", "DataSet"), ("Temp ", "Double"),
+                                               ("Power kW", "Float")], IdentityEvidence(protocol="sparkplug"))
+    [block] = yaml.safe_load(suggestion_yaml(suggestion))
+    assert block["signals"] == [{"name": "power_kw", "address": "Power/kW"},
+                                {"name": "power_kw_2", "address": "Power kW"}]

@@ -29,10 +29,12 @@ from edge.errors import SourceError
 from edge.model import DeviceSpec
 
 from . import topic as topics
-from .session import Binding, DeviceKey, Outcome, SparkplugHost, Suggestion
+from .session import Binding, DeviceKey, Outcome, SparkplugHost, Suggestion, is_control
 
 log = logging.getLogger("shangyun.connectors.mqtt")
 _SLUG = re.compile(r"[^a-z0-9]+")
+# Metrics of these types decode, but no signal can hold them (codec.py): not suggested.
+_NOT_READINGS = frozenset({"DataSet", "Bytes", "File", "Template", "PropertySet", "PropertySetList", "Unknown"})
 
 
 class SparkplugSettings(BaseModel):
@@ -151,8 +153,25 @@ def key_id(key: DeviceKey) -> str:
 
 def suggestion_yaml(s: Suggestion) -> str:
     """A device block to paste (plus the connection's broker or host)."""
-    return yaml.safe_dump([device_block(s.key, [name for name, _type in s.metrics])],
+    return yaml.safe_dump([device_block(s.key, [name for name, type_name in s.metrics
+                                                 if not not_suggested(name, type_name)])],
                           sort_keys=False, allow_unicode=True)
+
+
+def not_suggested(name: str, type_name: str) -> str:
+    """'' for a metric a suggested signal can read; else why it is left out."""
+    if is_control(name):
+        return "control"
+    if type_name in _NOT_READINGS:
+        return "no reading"
+    # The route maps by FieldPath, which strips whitespace and refuses empty segments (`a..b`):
+    # such a name would fail `shangyun check`, or never match.
+    try:
+        if FieldPath.model_validate(name).root != name:
+            return "name not addressable"
+    except ValueError:
+        return "name not addressable"
+    return ""
 
 
 def device_block(key: DeviceKey, metric_names: Iterable[str]) -> dict[str, Any]:

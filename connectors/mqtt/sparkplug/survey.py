@@ -18,18 +18,15 @@ import collections
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.mqtt.config import FieldPath
 from edge.errors import PayloadError
 
 from . import codec, topic as topics
-from .route import device_block
-from .session import DeviceKey, is_control
+from .route import device_block, not_suggested
+from .session import DeviceKey
 
 MAX_METRICS = 1000
 BIRTHS = frozenset({"NBIRTH", "DBIRTH"})
 DATA = frozenset({"NDATA", "DDATA"})
-# Metrics of these types decode, but no signal can hold them (codec.py): listed, not suggested.
-_NOT_READINGS = frozenset({"DataSet", "Bytes", "File", "Template", "PropertySet", "PropertySetList", "Unknown"})
 
 
 @dataclass
@@ -41,24 +38,7 @@ class MetricSeen:
 
     @property
     def why_not_suggested(self) -> str:
-        """'' for a metric a suggested signal reads; else why it is left out."""
-        if is_control(self.name):
-            return "control"
-        if self.datatype in _NOT_READINGS:
-            return "no reading"
-        if not addressable(self.name):
-            return "name not addressable"
-        return ""
-
-
-def addressable(name: str) -> bool:
-    """Whether a signal's address can name this metric: the route maps by FieldPath, which strips
-    whitespace and refuses empty segments (`a..b`), so such a name would fail `shangyun check`
-    or never match."""
-    try:
-        return FieldPath.model_validate(name).root == name
-    except ValueError:
-        return False
+        return not_suggested(self.name, self.datatype)
 
 
 @dataclass
