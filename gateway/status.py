@@ -25,6 +25,7 @@ from edge.store import Store
 
 from .evidence import evidence_line, evidence_status
 from .runtime_status import read_runtime_status, sink_stats
+from .status_rejects import payload_reject_counts, render_payload_rejects, with_payload_rejects
 from .unconfigured import render_unconfigured, unconfigured_devices
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def device_status(store: Store, *, window_s: float = 60.0,
         rejected = store.dead_letter_counts()
     except Exception:  # noqa: BLE001 - an old or damaged store: no counts rather than no status
         rejected = {}
+    payload_rejects = payload_reject_counts(store)
     rows = []
     for d in store.devices():
         try:
@@ -56,7 +58,8 @@ def device_status(store: Store, *, window_s: float = 60.0,
         except Exception as e:  # noqa: BLE001 - one unreadable device must not hide the rest
             log.debug("status of %s failed", d.id, exc_info=True)
             row = _error_row(d, e)
-        rows.append(_with_counters(row, live.get(d.id), rejected.get(d.id, {})))
+        rows.append(with_payload_rejects(_with_counters(row, live.get(d.id), rejected.get(d.id, {})),
+                                         payload_rejects.get(d.id, {})))
     data_rate = store.sample_count(since_ns=since) / window_s
     arrival = [r["arrival_per_s"] for r in rows if r["arrival_per_s"] is not None]
     return {
@@ -79,6 +82,8 @@ def device_status(store: Store, *, window_s: float = 60.0,
         "health": (runtime or {}).get("health"),
         "window_s": window_s,
         "unconfigured": unconfigured_devices(store),   # MQTT template ids no block configures
+        # Payloads that never became samples, per device ('' when none could be named) and reason.
+        "payload_rejects": payload_rejects,
     }
 
 
@@ -245,6 +250,7 @@ def render(status: dict[str, Any]) -> str:
         lines.append(_storage_line(status["store"]))
     if status.get("evidence"):
         lines.append(evidence_line(status["evidence"]))
+    lines += render_payload_rejects(status.get("payload_rejects") or {})
     lines += render_unconfigured(status.get("unconfigured") or [])
     return "\n".join(lines)
 

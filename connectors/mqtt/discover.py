@@ -2,9 +2,10 @@
 
 Per topic: messages, bytes, rate, the payload's shape (JSON object, JSON batch, bare value,
 key=value text, Sparkplug B, or not readable) and its fields with their kinds. Topics under
-`spBv1.0/` are recognised as Sparkplug B and listed, not decoded (the connector does not read
-Sparkplug yet). The suggested devices are one block per readable topic, in the config's own
-form, so an engineer edits names and roles instead of typing paths.
+`spBv1.0/` are decoded as Sparkplug B (connectors/mqtt/sparkplug/survey.py) and also listed per
+group / edge node / device, with the metrics' datatypes, aliases and rates. The suggested devices
+are one block per readable topic and one per Sparkplug device whose metrics are known, in the
+config's own form, so an engineer edits names and roles instead of typing paths.
 
 Bounded for any broker: at most `max_topics` topics are tracked (further ones are only counted),
 fields are learnt from the first payload of each topic and at most `_MAX_FIELDS` of them.
@@ -19,12 +20,13 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
 from connectors.mqtt.config import MqttConnection
 from connectors.mqtt.payload import DEFAULT_LIMITS, parse_json_value, parse_kv
+from connectors.mqtt.sparkplug.survey import SparkplugSurvey
 from edge.errors import ConfigError, PayloadError, SourceError
 
 SPARKPLUG_PREFIX = "spBv1.0/"
@@ -53,6 +55,7 @@ class Discovery:
     seconds: float
     topics: dict[str, TopicSeen] = field(default_factory=dict)
     untracked_messages: int = 0      # on topics past max_topics
+    sparkplug: SparkplugSurvey = field(default_factory=SparkplugSurvey)
 
     def table(self) -> str:
         rows = [f"{'topic':40} {'msgs':>6} {'msg/s':>7} {'bytes':>8}  shape / fields"]
@@ -61,6 +64,7 @@ class Discovery:
             rows.append(f"{t.topic:40} {t.messages:>6} {t.rate(self.seconds):>7.2f} {t.bytes:>8}  {what}")
         if self.untracked_messages:
             rows.append(f"(+{self.untracked_messages} messages on topics beyond the first {len(self.topics)})")
+        rows += self.sparkplug.table(self.seconds)
         return "\n".join(rows)
 
 
@@ -80,9 +84,7 @@ def connection_from_url(url: str, topic: str, **security: Any) -> MqttConnection
 
 
 def shape_of(topic: str, payload: bytes) -> tuple[str, dict[str, str], str]:
-    """(shape, fields, problem) of one payload."""
-    if topic.startswith(SPARKPLUG_PREFIX):
-        return "sparkplug b", {}, "not decoded yet"
+    """(shape, fields, problem) of one payload that is not Sparkplug B."""
     try:
         doc = parse_json_value(payload, DEFAULT_LIMITS)
     except PayloadError as err:
@@ -122,14 +124,16 @@ def _is_path(path: str) -> bool:
 
 
 def discover(conn: MqttConnection, *, seconds: float, max_messages: int | None = None,
-             max_topics: int = 1000) -> Discovery:
-    """Listen on `conn.topic` for `seconds` (or until `max_messages`); blocking."""
+             max_topics: int = 1000, on_subscribed: Callable[[], None] | None = None) -> Discovery:
+    """Listen on `conn.topic` for `seconds` (or until `max_messages`); blocking. `on_subscribed`
+    is called once the broker confirmed the subscription (from here on nothing is missed)."""
     import paho.mqtt.client as mqtt
 
     from connectors.mqtt.security import credentials, tls_context
 
     scheme = "mqtts" if conn.tls else "mqtt"
-    found = Discovery(broker=f"{scheme}://{conn.host}:{conn.port}", seconds=seconds)
+    found = Discovery(broker=f"{scheme}://{conn.host}:{conn.port}", seconds=seconds,
+                      sparkplug=SparkplugSurvey(max_devices=max_topics))
     lock, done, subscribed = threading.Lock(), threading.Event(), threading.Event()
     seen = 0
 
@@ -139,13 +143,15 @@ def discover(conn: MqttConnection, *, seconds: float, max_messages: int | None =
             seen += 1
             if max_messages is not None and seen >= max_messages:
                 done.set()
+            # Every Sparkplug message counts (births carry the aliases later data uses).
+            spb = found.sparkplug.add(msg.topic, msg.payload) if msg.topic.startswith(SPARKPLUG_PREFIX) else None
             t = found.topics.get(msg.topic)
             if t is None:
                 if len(found.topics) >= max_topics:
                     found.untracked_messages += 1
                     return
                 t = found.topics[msg.topic] = TopicSeen(msg.topic)
-                t.shape, t.fields, t.problem = shape_of(msg.topic, msg.payload)
+                t.shape, t.fields, t.problem = spb or shape_of(msg.topic, msg.payload)
             t.messages += 1
             t.bytes += len(msg.payload)
 
@@ -156,7 +162,6 @@ def discover(conn: MqttConnection, *, seconds: float, max_messages: int | None =
     if conn.tls:
         client.tls_set_context(tls_context(conn))
     client.on_message = on_message
-    client.on_subscribe = lambda *a: subscribed.set()
     refused: list[str] = []
 
     def on_connect(c: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -166,7 +171,13 @@ def discover(conn: MqttConnection, *, seconds: float, max_messages: int | None =
         else:
             c.subscribe(conn.topic, qos=0)
 
+    def on_subscribe(*args: Any) -> None:
+        subscribed.set()
+        if on_subscribed is not None:
+            on_subscribed()
+
     client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
     try:
         client.connect(conn.host, conn.port, conn.keepalive_s)
     except OSError as err:
@@ -188,11 +199,13 @@ def discover(conn: MqttConnection, *, seconds: float, max_messages: int | None =
 
 
 def suggested_devices(found: Discovery, conn: MqttConnection) -> list[dict[str, Any]]:
-    """One device block per readable topic (Sparkplug and unreadable topics are left out)."""
-    devices, ids = [], set()
+    """One device block per readable topic (unreadable ones are left out) and one per Sparkplug
+    device whose metrics are known (its topics are not devices of their own)."""
+    devices: list[dict[str, Any]] = []
+    ids: set[str] = set()
     base = {k: v for k, v in conn.model_dump(exclude_unset=True).items() if k not in ("topic",)}
     for t in sorted(found.topics.values(), key=lambda t: t.topic):
-        if not t.fields or "+" in t.topic or "#" in t.topic:
+        if not t.fields or "+" in t.topic or "#" in t.topic or t.topic.startswith(SPARKPLUG_PREFIX):
             continue
         dev_id = _unique(_NON_ID.sub("-", t.topic).strip("-._")[:60] or "device", ids)
         ts = next((p for p in t.fields if p in TIMESTAMP_NAMES), None)
@@ -203,6 +216,8 @@ def suggested_devices(found: Discovery, conn: MqttConnection) -> list[dict[str, 
         devices.append({"id": dev_id, "name": t.topic, "type": "mqtt",
                         "connection": {**base, "topic": t.topic, "timestamp_field": ts},
                         "signals": signals})
+    for block in found.sparkplug.suggested_devices(base):
+        devices.append({**block, "id": _unique(block["id"], ids)})
     return devices
 
 
@@ -241,8 +256,13 @@ def run(args: argparse.Namespace) -> int:
     found = discover(conn, seconds=args.seconds, max_messages=args.max_messages)
     print(found.table())
     if args.output:
-        devices = suggested_devices(found, conn)
-        Path(args.output).write_text(yaml.safe_dump({"devices": devices}, sort_keys=False, allow_unicode=True),
-                                     encoding="utf-8")
-        print(f"{len(devices)} suggested devices written to {args.output}", file=sys.stderr)
+        n = write_suggestions(found, conn, Path(args.output))
+        print(f"{n} suggested devices written to {args.output}", file=sys.stderr)
     return 0
+
+
+def write_suggestions(found: Discovery, conn: MqttConnection, path: Path) -> int:
+    """The suggested devices as a config file's `devices:`; returns how many."""
+    devices = suggested_devices(found, conn)
+    path.write_text(yaml.safe_dump({"devices": devices}, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return len(devices)

@@ -1,5 +1,5 @@
 """`shangyun discover mqtt` against a real Mosquitto: topics, counts and payload shapes listed,
-Sparkplug recognised, unreadable payloads named, and the suggested YAML is a valid config whose
+Sparkplug recognised (tests/gateway/test_sparkplug_discover.py decodes a Tahu edge node's), unreadable payloads named, and the suggested YAML is a valid config whose
 device then really receives its machine's telemetry."""
 from __future__ import annotations
 
@@ -47,13 +47,15 @@ async def test_discover_lists_shapes_and_writes_a_config_that_works(broker, plan
                                         "--max-messages", str(len(RETAINED)), "-o", str(out)])
     assert rc == 0
     table = capsys.readouterr().out
-    lines = {line.split()[0]: line for line in table.splitlines()[1:]}
+    topics_part, sparkplug_part = table.split("\n\n")    # per topic, then per Sparkplug device
+    lines = {line.split()[0]: line for line in topics_part.splitlines()[1:]}
     assert set(lines) == set(RETAINED)
     assert "json object: ts, data.power_kw, count_total, state" in lines["plant/press-1/telemetry"]
     assert "json batch: ts, count_total" in lines["plant/press-2/telemetry"]
     assert "bare value: value" in lines["plant/meter/kw"]
     assert "key=value: temp, state" in lines["plant/oven/kv"]
-    assert "sparkplug b" in lines["spBv1.0/G1/NBIRTH/edge-1"]
+    assert "sparkplug b NBIRTH" in lines["spBv1.0/G1/NBIRTH/edge-1"]
+    assert "G1/edge-1 " in sparkplug_part and "NBIRTH 1" in sparkplug_part
     assert "unreadable" in lines["plant/junk"]
 
     devices = {d.id: d for d in load_config(out).devices}     # validates as the gateway would

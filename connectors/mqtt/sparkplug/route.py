@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Hashable
+from typing import Any, Hashable, Iterable
 
 import paho.mqtt.client as mqtt
 import yaml
@@ -29,10 +29,12 @@ from edge.errors import SourceError
 from edge.model import DeviceSpec
 
 from . import topic as topics
-from .session import Binding, Outcome, SparkplugHost, Suggestion
+from .session import Binding, DeviceKey, Outcome, SparkplugHost, Suggestion, is_control
 
 log = logging.getLogger("shangyun.connectors.mqtt")
 _SLUG = re.compile(r"[^a-z0-9]+")
+# Metrics of these types decode, but no signal can hold them (codec.py): not suggested.
+_NOT_READINGS = frozenset({"DataSet", "Bytes", "File", "Template", "PropertySet", "PropertySetList", "Unknown"})
 
 
 class SparkplugSettings(BaseModel):
@@ -130,26 +132,69 @@ def _where(key: tuple[str, str, str | None]) -> str:
 
 
 def _fields(s: Suggestion) -> dict[str, str]:
-    group, node, device = s.key
+    return key_fields(s.key)
+
+
+def key_fields(key: DeviceKey) -> dict[str, str]:
+    """The `sparkplug:` settings naming this place in the namespace."""
+    group, node, device = key
     return {"group": group, "edge_node": node, **({"device": device} if device else {})}
 
 
 def suggested_id(s: Suggestion) -> str:
-    group, node, device = s.key
+    return key_id(s.key)
+
+
+def key_id(key: DeviceKey) -> str:
+    """A device id from its place in the namespace: the device's name, else the edge node's."""
+    _group, node, device = key
     return _slug(device or node) or "sparkplug-device"
 
 
 def suggestion_yaml(s: Suggestion) -> str:
     """A device block to paste (plus the connection's broker or host)."""
-    group, node, device = s.key
-    block = {
-        "id": suggested_id(s), "type": "mqtt",
+    return yaml.safe_dump([device_block(s.key, [name for name, type_name in s.metrics
+                                                 if not not_suggested(name, type_name)])],
+                          sort_keys=False, allow_unicode=True)
+
+
+def not_suggested(name: str, type_name: str) -> str:
+    """'' for a metric a suggested signal can read; else why it is left out."""
+    if is_control(name):
+        return "control"
+    if type_name in _NOT_READINGS:
+        return "no reading"
+    # The route maps by FieldPath, which strips whitespace and refuses empty segments (`a..b`):
+    # such a name would fail `shangyun check`, or never match.
+    try:
+        if FieldPath.model_validate(name).root != name:
+            return "name not addressable"
+    except ValueError:
+        return "name not addressable"
+    return ""
+
+
+def device_block(key: DeviceKey, metric_names: Iterable[str]) -> dict[str, Any]:
+    """The config block of a Sparkplug device (or edge node, `device` None) with a signal per
+    metric, named after it; the connection's broker or host is for the caller to add."""
+    group, node, _device = key
+    names: set[str] = set()
+    signals = []
+    for metric in metric_names:
+        # Two metrics can slug alike (`Power/kW`, `Power kW`): a signal name must be unique.
+        base = name = _slug(metric).replace("-", "_") or "metric"
+        n = 1
+        while name in names:
+            n += 1
+            name = f"{base}_{n}"
+        names.add(name)
+        signals.append({"name": name, "address": metric})
+    return {
+        "id": key_id(key), "type": "mqtt",
         "connection": {"topic": topics.node_filter(group, node), "payload_format": "sparkplug",
-                       "sparkplug": _fields(s)},
-        "signals": [{"name": _slug(name).replace("-", "_") or "metric", "address": name}
-                    for name, _type in s.metrics],
+                       "sparkplug": key_fields(key)},
+        "signals": signals,
     }
-    return yaml.safe_dump([block], sort_keys=False, allow_unicode=True)
 
 
 def _slug(text: str) -> str:

@@ -223,7 +223,7 @@ class SparkplugHost:
             if t.kind == "DBIRTH" or not self._node_has_devices_configured(t):
                 out.suggestions.append(Suggestion((t.group, t.node, t.device),
                                                   [(m.name, m.type_name) for m in p.metrics
-                                                   if m.name and not _is_control(m.name)], identity))
+                                                   if m.name and not is_control(m.name)], identity))
             return
         out.online.append(binding.device_id)
         out.identities.append((binding.device_id, identity))
@@ -298,5 +298,5 @@ def _bd_seq(p: Payload) -> int | None:
     return None
 
 
-def _is_control(name: str) -> bool:
+def is_control(name: str) -> bool:
     return name == BDSEQ_METRIC or name.startswith(("Node Control/", "Device Control/"))
