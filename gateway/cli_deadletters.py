@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from datetime import datetime, timezone
 from typing import Any
 
-from edge.errors import StoreError
 from edge.store import Store
+
+from .storeargs import store_path
 
 DEFAULT_LIMIT = 50
 _HEAD_SHOWN = 48
@@ -54,14 +54,7 @@ def report(store: Store, *, device_id: str | None = None, reason: str | None = N
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.config:
-        from .config import load_config
-
-        path = load_config(args.config).store_path
-    else:
-        path = args.store
-    if not os.path.exists(path):
-        raise StoreError(f"no store at {path}: has the gateway run with this config yet?")
+    path = store_path(args)
     store = Store.open(path, readonly=True)
     try:
         data = report(store, device_id=args.device, reason=args.reason, limit=args.limit)

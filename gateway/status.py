@@ -14,11 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 from datetime import datetime, timezone
 from typing import Any
 
-from edge.errors import StoreError
 from edge.model import NS_PER_S, Quality, now_ns
 from edge.records import DeviceRecord
 from edge.store import Store
@@ -26,6 +24,7 @@ from edge.store import Store
 from .evidence import evidence_line, evidence_status
 from .runtime_status import read_runtime_status, sink_stats
 from .status_rejects import payload_reject_counts, render_payload_rejects, with_payload_rejects
+from .storeargs import store_path
 from .unconfigured import render_unconfigured, unconfigured_devices
 
 log = logging.getLogger(__name__)
@@ -266,14 +265,7 @@ def _sink_line(sk: dict[str, Any]) -> str:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    if args.config:
-        from .config import load_config
-
-        path = load_config(args.config).store_path
-    else:
-        path = args.store
-    if not os.path.exists(path):
-        raise StoreError(f"no store at {path}: has the gateway run with this config yet?")
+    path = store_path(args)
     store = Store.open(path, readonly=True)
     try:
         status = device_status(store, window_s=args.window)
