@@ -27,6 +27,7 @@ import yaml
 from connectors.mqtt.config import MqttConnection
 from connectors.mqtt.payload import DEFAULT_LIMITS, parse_json_value, parse_kv
 from connectors.mqtt.sparkplug.survey import SparkplugSurvey
+from connectors.naming import unique_name
 from edge.errors import ConfigError, PayloadError, SourceError
 
 SPARKPLUG_PREFIX = "spBv1.0/"
@@ -207,27 +208,18 @@ def suggested_devices(found: Discovery, conn: MqttConnection) -> list[dict[str, 
     for t in sorted(found.topics.values(), key=lambda t: t.topic):
         if not t.fields or "+" in t.topic or "#" in t.topic or t.topic.startswith(SPARKPLUG_PREFIX):
             continue
-        dev_id = _unique(_NON_ID.sub("-", t.topic).strip("-._")[:60] or "device", ids)
+        dev_id = unique_name(_NON_ID.sub("-", t.topic).strip("-._")[:60] or "device", ids)
         ts = next((p for p in t.fields if p in TIMESTAMP_NAMES), None)
         names: set[str] = set()
         # The last segment as the name: `data.power_kw` suggests the role power_kw as it is.
-        signals = [{"name": _unique(_NON_NAME.sub("_", path.rsplit(".", 1)[-1]).strip("_")[:60] or "field", names),
+        signals = [{"name": unique_name(_NON_NAME.sub("_", path.rsplit(".", 1)[-1]).strip("_")[:60] or "field", names),
                     "address": path} for path in t.fields if path != ts]
         devices.append({"id": dev_id, "name": t.topic, "type": "mqtt",
                         "connection": {**base, "topic": t.topic, "timestamp_field": ts},
                         "signals": signals})
     for block in found.sparkplug.suggested_devices(base):
-        devices.append({**block, "id": _unique(block["id"], ids)})
+        devices.append({**block, "id": unique_name(block["id"], ids)})
     return devices
-
-
-def _unique(name: str, used: set[str]) -> str:
-    out, n = name, 2
-    while out in used:
-        out = f"{name}-{n}"
-        n += 1
-    used.add(out)
-    return out
 
 
 # --- the command ------------------------------------------------------------

@@ -28,6 +28,7 @@ import yaml
 from asyncua import Client, ua
 from pydantic import ValidationError
 
+from connectors.naming import unique_name
 from connectors.opcua.config import OpcUaConnection, parse_node_id
 from connectors.opcua.roles import Suggestion, suggest_roles
 from edge.errors import ConfigError, SourceError
@@ -479,7 +480,7 @@ def device_entries(found: Discovery, conn: OpcUaConnection) -> list[dict[str, An
         for v in _collected(m):
             s = v.suggestion
             address = v.browse_path if rooted and v.browse_path else v.node_id
-            sig: dict[str, Any] = {"name": _unique(s.role if s else _signal_name(v.path), names, sep="_"),
+            sig: dict[str, Any] = {"name": unique_name(s.role if s else _signal_name(v.path), names, sep="_"),
                                    "address": address}
             if s is not None and s.scale != 1.0:
                 sig["scale"] = s.scale
@@ -493,7 +494,7 @@ def device_entries(found: Discovery, conn: OpcUaConnection) -> list[dict[str, An
             connection["serial_node"] = m.serial_node
         if rooted:
             connection["node_root"] = m.browse_path
-        dev_id = _unique(_NON_ID.sub("-", m.name).strip("-._")[:60] or "machine", ids, sep="-")
+        dev_id = unique_name(_NON_ID.sub("-", m.name).strip("-._")[:60] or "machine", ids, sep="-")
         entry: dict[str, Any] = {"id": dev_id, "name": m.name, "type": "opcua", "connection": connection,
                                  "signals": signals}
         identity = {} if rooted else _identity_entry(found.identity, m)
@@ -515,15 +516,6 @@ def _identity_entry(server: IdentityEvidence | None, m: MachineFound) -> dict[st
 def _signal_name(path: tuple[str, ...]) -> str:
     name = ".".join(_NON_NAME.sub("_", p).strip("_") or "x" for p in path)[:80]
     return name if re.match(r"[A-Za-z_]", name) else f"_{name}"
-
-
-def _unique(name: str, used: set[str], *, sep: str) -> str:
-    out, n = name, 2
-    while out in used:
-        out = f"{name}{sep}{n}"
-        n += 1
-    used.add(out)
-    return out
 
 
 # --- the command ------------------------------------------------------------

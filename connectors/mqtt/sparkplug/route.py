@@ -22,6 +22,7 @@ import paho.mqtt.client as mqtt
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from connectors.naming import unique_name
 from connectors.mqtt import routing
 from connectors.mqtt.config import FieldPath, MqttConnection
 from connectors.validation import address_of, connection_of
@@ -182,12 +183,7 @@ def device_block(key: DeviceKey, metric_names: Iterable[str]) -> dict[str, Any]:
     signals = []
     for metric in metric_names:
         # Two metrics can slug alike (`Power/kW`, `Power kW`): a signal name must be unique.
-        base = name = _slug(metric).replace("-", "_") or "metric"
-        n = 1
-        while name in names:
-            n += 1
-            name = f"{base}_{n}"
-        names.add(name)
+        name = unique_name(_slug(metric).replace("-", "_") or "metric", names, sep="_")
         signals.append({"name": name, "address": metric})
     return {
         "id": key_id(key), "type": "mqtt",
