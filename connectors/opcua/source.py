@@ -193,15 +193,18 @@ class OpcUaSource(ReportsPayloadErrors):
         # keeps the session alive anyway.
         client.session_timeout = 600_000
         client.connection_lost_callback = on_lost
+        channel = _ChannelRefusal(client)
         try:
             await self._user_identity(client)
             if cfg.security_policy != "None":
                 await self._secure(client)
-            with _channel_refusals_named(client):
+            with _channel_refusals_named(client, channel):
                 await asyncio.wait_for(client.connect(), cfg.timeout_s * 2)
         except ua.UaStatusCodeError as err:
             await _disconnect(client, cfg.timeout_s, self.device.id)
-            if cfg.security_policy != "None" and err.code in _CLIENT_CERT_REFUSALS:
+            # Only the channel's refusal is about our client certificate; a refused user
+            # certificate comes later, at ActivateSession, and keeps the server's own words.
+            if err is channel.refused and err.code in _CLIENT_CERT_REFUSALS:
                 raise SourceError(_client_cert_refused(cfg.endpoint, _status_text(err), self._client_cert)) from err
             raise
         except BaseException:
@@ -524,6 +527,7 @@ class _ChannelRefusal:
     def __init__(self, client: Client):
         self.client = client
         self.answers: list[asyncio.Future[Any]] = []
+        self.refused: ua.UaStatusCodeError | None = None   # the server's refusal of the channel
         self._open = client.open_secure_channel
 
     async def open_secure_channel(self, *args: Any, **kwargs: Any) -> Any:
@@ -539,11 +543,15 @@ class _ChannelRefusal:
         protocol._send_request = keep
         try:
             return await self._open(*args, **kwargs)
+        except ua.UaStatusCodeError as err:   # an ERR message: asyncua read the code itself
+            self.refused = err
+            raise
         except AssertionError:
             code = self.fault_code()
             if code is None:
                 raise
-            raise ua.UaStatusCodeError(code) from None
+            self.refused = ua.UaStatusCodeError(code)
+            raise self.refused from None
         finally:
             protocol._send_request = send
 
@@ -562,9 +570,8 @@ class _ChannelRefusal:
 
 
 @contextmanager
-def _channel_refusals_named(client: Client) -> Iterator[None]:
+def _channel_refusals_named(client: Client, refusal: _ChannelRefusal) -> Iterator[None]:
     """For the first connect only: asyncua's channel renewals keep its own method."""
-    refusal = _ChannelRefusal(client)
     client.open_secure_channel = refusal.open_secure_channel  # type: ignore[method-assign]
     try:
         yield
