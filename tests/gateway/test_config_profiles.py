@@ -118,3 +118,11 @@ async def test_a_gateway_run_stores_the_meters_power_and_energy(tmp_path, sdm630
         await wait_for(lambda: stored("energy_kwh") == 322.0, "meter-07.energy_kwh = 322.0")
     finally:
         await gateway.stop()
+
+
+def test_a_gateway_template_is_overridden_and_extended_the_same_way(tmp_path):
+    """Before, any `signals:` in the block dropped the template's signals altogether."""
+    extra = "    signals:\n      - {name: spindle_rpm, address: {table: holding, offset: 40}}\n"
+    (dev,) = load_config(write(tmp_path, profile="sim-modbus", extra=extra)).devices
+    names = {s.name for s in dev.signals}
+    assert {"state", "count_total", "power_kw", "energy_kwh", "spindle_rpm"} <= names
