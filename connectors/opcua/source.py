@@ -531,8 +531,10 @@ class _ChannelRefusal:
         self._open = client.open_secure_channel
 
     async def open_secure_channel(self, *args: Any, **kwargs: Any) -> Any:
-        protocol: Any = self.client.uaclient.protocol
-        send = protocol._send_request
+        protocol: Any = getattr(self.client.uaclient, "protocol", None)
+        send = getattr(protocol, "_send_request", None)
+        if send is None:  # another asyncua than the one pinned: its own error, unexplained
+            return await self._open(*args, **kwargs)
 
         def keep(request: Any, timeout: float = 1, message_type: Any = ua.MessageType.SecureMessage) -> Any:
             answer = send(request, timeout, message_type)
