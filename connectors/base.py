@@ -16,6 +16,7 @@ Optional capabilities are separate protocols, checked where used (`Discoverer`,
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Protocol, runtime_checkable
 
 from pydantic import BaseModel
@@ -40,15 +41,32 @@ class Discoverer(Protocol):
         """Probe `target` (host, host range or broker) and describe the devices found."""
 
 
+@dataclass(frozen=True)
+class DeviceProfile:
+    """A known device model a config names with `profile:`: its signals (entries shaped as a
+    device block's `signals:`) and the connection settings its block starts from (the block's
+    own keys win). `source` says where it is defined, for errors."""
+
+    name: str
+    signals: tuple[Mapping[str, Any], ...]
+    connection: Mapping[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+
 class Connector(Protocol):
     """What the registry knows about a protocol: its name, how to validate a device's
-    `connection` block and signal addresses, and how to make a Source."""
+    `connection` block and signal addresses, how to make a Source, and the device profiles
+    it ships (by name)."""
 
     name: str
     connection_model: type[BaseModel]
     address_model: type[BaseModel] | None
 
     def make_source(self, device: DeviceSpec) -> Source: ...
+
+    def profile_names(self) -> list[str]: ...
+
+    def profile(self, name: str) -> DeviceProfile | None: ...
 
 
 SourceFactory = Callable[[DeviceSpec], Source]

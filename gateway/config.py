@@ -15,7 +15,8 @@ A config file has up to four sections:
     devices:
       - id: press-01         # letters, digits, '-', '_', '.'
         type: modbus         # a connector name: see `shangyun run --help` / connectors.registry
-        profile: sim-modbus  # optional template from gateway/templates/ supplying `signals`
+        profile: eastron-sdm630  # optional: a profile the connector ships or a gateway/templates/
+                                 # one, supplying signals; the block's `signals` override/extend it
         connection: {...}    # validated by the connector's own model
         signals: [...]       # name (a role or any name), address, scale, offset, states
       - ids: "m{01..50}"     # MQTT: one block, one device per id, on a topic template
@@ -40,6 +41,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, 
                       field_validator, model_validator)
 
 from connectors import registry
+from connectors.base import Connector, DeviceProfile
 from connectors.mqtt.config import MqttBroker, MqttConnection, with_broker
 from edge import sinks
 from edge.errors import ConfigError
@@ -389,7 +391,8 @@ def _device_spec(doc: LocatedYaml, dev: DeviceConfig, loc: tuple,
         valid = ", ".join(registry.names())
         raise ConfigError(f"{format_loc(loc + ('type',))}: unknown connector type {dev.type!r}; "
                           f"valid: {valid}", path=doc.path, line=doc.line_of(loc + ("type",))) from None
-    raw_connection = dev.connection
+    profile = _profile(doc, dev, connector, loc)
+    raw_connection = {**profile.connection, **dev.connection} if profile else dev.connection
     if dev.type == "mqtt":
         try:
             raw_connection = with_broker(dev.connection, brokers or {})
@@ -398,26 +401,20 @@ def _device_spec(doc: LocatedYaml, dev: DeviceConfig, loc: tuple,
                               line=doc.line_of(loc + ("connection", "broker"))) from None
     connection = validate(doc, connector.connection_model, raw_connection, loc + ("connection",))
     connection = _resolve_files(connection, dirs)
-    signal_loc = loc + ("signals",)
-    signals = dev.signals
-    if not signals and dev.profile:
-        signals = template_signals(dev.profile, {"id": dev.id, "machine": dev.id, **dev.vars},
-                                   where=(doc.path, doc.line_of(loc + ("profile",))))
-        signal_loc = loc + ("profile",)
-    if not signals:
-        raise ConfigError(f"{format_loc(loc)}: device {dev.id!r} has no signals; give `signals:` "
-                          "or a `profile:` template", path=doc.path, line=doc.line_of(loc))
-    names = [s.name for s in signals]
+    names = [s.name for s in dev.signals]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ConfigError(f"{format_loc(signal_loc)}: duplicate signal names {dupes}",
-                          path=doc.path, line=doc.line_of(signal_loc))
+        raise ConfigError(f"{format_loc(loc + ('signals',))}: duplicate signal names {dupes}",
+                          path=doc.path, line=doc.line_of(loc + ("signals",)))
+    signals = _merged_signals(doc, dev, loc, profile)
+    if not signals:
+        raise ConfigError(f"{format_loc(loc)}: device {dev.id!r} has no signals; give `signals:` "
+                          "or a `profile:`", path=doc.path, line=doc.line_of(loc))
     specs = []
-    for j, sig in enumerate(signals):
+    for sig, sig_loc in signals:
         address = sig.address
         if connector.address_model is not None:
-            address = validate(doc, connector.address_model, sig.address,
-                               signal_loc + ((j, "address") if signal_loc[-1] == "signals" else ()))
+            address = validate(doc, connector.address_model, sig.address, sig_loc)
         specs.append(SignalSpec(name=sig.name, address=address, scale=sig.scale,
                                 offset=sig.offset, states=dict(sig.states)))
     expected = None
@@ -433,6 +430,46 @@ def _device_spec(doc: LocatedYaml, dev: DeviceConfig, loc: tuple,
         line=dev.line, location=dev.location, ideal_cycle_s=dev.ideal_cycle_s,
         expected_identity=expected,
     )
+
+
+def _profile(doc: LocatedYaml, dev: DeviceConfig, connector: Connector, loc: tuple) -> DeviceProfile | None:
+    """The device's `profile:`: one its connector ships (a meter's register map), else a
+    gateway template (with `{var}` placeholders filled from the device)."""
+    if not dev.profile:
+        return None
+    where = {"path": doc.path, "line": doc.line_of(loc + ("profile",))}
+    try:
+        shipped = connector.profile(dev.profile)
+    except ConfigError as exc:  # a broken profile file names itself
+        raise ConfigError(f"{format_loc(loc + ('profile',))}: {exc.detail}", **where) from None
+    if shipped is not None:
+        return shipped
+    if dev.profile in template_names():
+        variables = {"id": dev.id, "machine": dev.id, **dev.vars}
+        signals = template_signals(dev.profile, variables, where=(doc.path, where["line"]))
+        return DeviceProfile(dev.profile, tuple(s.model_dump() for s in signals),
+                             source=f"gateway/templates/{dev.profile}.yaml")
+    valid = [*connector.profile_names(), *template_names()]
+    raise ConfigError(f"{format_loc(loc + ('profile',))}: unknown profile {dev.profile!r} for a "
+                      f"{dev.type} device; valid: {', '.join(valid)}", **where)
+
+
+def _merged_signals(doc: LocatedYaml, dev: DeviceConfig, loc: tuple,
+                    profile: DeviceProfile | None) -> list[tuple[SignalConfig, tuple]]:
+    """The profile's signals, each replaced by the block's signal of the same name, then the
+    block's other signals; with the location an address error names."""
+    own = {s.name: (s, loc + ("signals", j, "address")) for j, s in enumerate(dev.signals)}
+    out: list[tuple[SignalConfig, tuple]] = []
+    for raw in profile.signals if profile else ():
+        try:
+            sig = SignalConfig.model_validate(raw)
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise ConfigError(f"{format_loc(loc + ('profile',))}: {profile.source if profile else ''}: "
+                              f"signal {raw.get('name')!r}: {first['msg']}", path=doc.path,
+                              line=doc.line_of(loc + ("profile",))) from None
+        out.append(own.pop(sig.name, (sig, loc + ("profile",))))
+    return out + list(own.values())
 
 
 def template_names() -> list[str]:

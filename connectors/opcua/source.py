@@ -11,12 +11,14 @@ import hashlib
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from contextlib import contextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 
 from asyncua import Client, ua
 from asyncua.common.subscription import (
     DataChangeEvent, OverflowPolicy, StatusChangeEvent, Subscription)
 from asyncua.crypto import security_policies
+from asyncua.ua.ua_binary import struct_from_binary
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -107,6 +109,7 @@ class OpcUaSource(ReportsPayloadErrors):
         self._poll_nodes: list[ua.NodeId] = []
         self._signals = {s.name: s for s in device.signals}
         self._client: Client | None = None
+        self._client_cert: str | None = None   # the client certificate presented, for refusals
         self._session: SharedSession | None = None
         # Machines behind one aggregating server (each with its node_root) share its session.
         cfg = self.config
@@ -190,11 +193,20 @@ class OpcUaSource(ReportsPayloadErrors):
         # keeps the session alive anyway.
         client.session_timeout = 600_000
         client.connection_lost_callback = on_lost
+        channel = _ChannelRefusal(client)
         try:
             await self._user_identity(client)
             if cfg.security_policy != "None":
                 await self._secure(client)
-            await asyncio.wait_for(client.connect(), cfg.timeout_s * 2)
+            with _channel_refusals_named(client, channel):
+                await asyncio.wait_for(client.connect(), cfg.timeout_s * 2)
+        except ua.UaStatusCodeError as err:
+            await _disconnect(client, cfg.timeout_s, self.device.id)
+            # Only the channel's refusal is about our client certificate; a refused user
+            # certificate comes later, at ActivateSession, and keeps the server's own words.
+            if err is channel.refused and err.code in _CLIENT_CERT_REFUSALS:
+                raise SourceError(_client_cert_refused(cfg.endpoint, _status_text(err), self._client_cert)) from err
+            raise
         except BaseException:
             await _disconnect(client, cfg.timeout_s, self.device.id)
             raise
@@ -223,6 +235,7 @@ class OpcUaSource(ReportsPayloadErrors):
         else:
             own = await asyncio.to_thread(own_certificate, pki, client.application_uri)
             cert, key = str(own.cert_path), str(own.key_path)
+        self._client_cert = cert
         trust = ServerTrust(pki, cfg.endpoint, mode=cfg.server_trust,
                             trust_list_dir=Path(cfg.trust_list_dir) if cfg.trust_list_dir else None)
 
@@ -478,6 +491,94 @@ async def _disconnect(client: Client, timeout_s: float, device_id: str) -> None:
         await asyncio.wait_for(client.disconnect(), timeout_s)
     except Exception:  # the link may already be dead; closing must not fail
         log.debug("device %s: disconnect failed", device_id, exc_info=True)
+
+
+# What servers answer OpenSecureChannel with when they do not trust (or do not accept) our client
+# certificate; node-opcua says BadSecurityChecksFailed for an untrusted one, as Part 4 advises
+# servers to, so as not to tell an attacker which check failed.
+_CLIENT_CERT_REFUSALS = frozenset({
+    ua.StatusCodes.BadSecurityChecksFailed, ua.StatusCodes.BadCertificateUntrusted,
+    ua.StatusCodes.BadCertificateInvalid, ua.StatusCodes.BadCertificateUseNotAllowed,
+    ua.StatusCodes.BadCertificateUriInvalid, ua.StatusCodes.BadCertificateTimeInvalid,
+    ua.StatusCodes.BadCertificateRevoked, ua.StatusCodes.BadCertificateRevocationUnknown,
+    ua.StatusCodes.BadCertificateIssuerRevocationUnknown, ua.StatusCodes.BadCertificatePolicyCheckFailed,
+})
+
+
+def _client_cert_refused(endpoint: str, status: str, cert: str | None) -> str:
+    where = f" ({cert})" if cert else ""
+    return (f"{endpoint}: the server refused our client certificate{where}: {status}. Most servers "
+            "refuse an unknown client certificate until it is trusted: `shangyun opcua cert -c "
+            "<config>` prints it with its thumbprint; copy it into the server's trusted certificates "
+            "(node-opcua, open62541: <server pki>/trusted/certs; KEPServerEX, Siemens, Prosys: their "
+            "certificate manager, or move it from Rejected to Trusted) and the gateway connects on its "
+            "next retry")
+
+
+class _ChannelRefusal:
+    """Keeps the server's answers to OpenSecureChannel during a connect.
+
+    A server that refuses the channel answers with a ServiceFault; asyncua parses it as an
+    OpenSecureChannelResponse, fails, and then trips an `assert` (the bare `AssertionError` users
+    saw). The fault's status code is the server's reason, so it is read back from the kept
+    answer instead.
+    """
+
+    def __init__(self, client: Client):
+        self.client = client
+        self.answers: list[asyncio.Future[Any]] = []
+        self.refused: ua.UaStatusCodeError | None = None   # the server's refusal of the channel
+        self._open = client.open_secure_channel
+
+    async def open_secure_channel(self, *args: Any, **kwargs: Any) -> Any:
+        protocol: Any = getattr(self.client.uaclient, "protocol", None)
+        send = getattr(protocol, "_send_request", None)
+        if send is None:  # another asyncua than the one pinned: its own error, unexplained
+            return await self._open(*args, **kwargs)
+
+        def keep(request: Any, timeout: float = 1, message_type: Any = ua.MessageType.SecureMessage) -> Any:
+            answer = send(request, timeout, message_type)
+            if message_type == ua.MessageType.SecureOpen:
+                self.answers.append(answer)
+            return answer
+
+        protocol._send_request = keep
+        try:
+            return await self._open(*args, **kwargs)
+        except ua.UaStatusCodeError as err:   # an ERR message: asyncua read the code itself
+            self.refused = err
+            raise
+        except AssertionError:
+            code = self.fault_code()
+            if code is None:
+                raise
+            self.refused = ua.UaStatusCodeError(code)
+            raise self.refused from None
+        finally:
+            protocol._send_request = send
+
+    def fault_code(self) -> int | None:
+        for answer in reversed(self.answers):
+            if not answer.done() or answer.cancelled() or answer.exception() is not None:
+                continue
+            try:
+                fault = struct_from_binary(ua.ServiceFault, answer.result())
+            except Exception:  # not a fault either: keep asyncua's own error
+                continue
+            code = fault.ResponseHeader.ServiceResult.value
+            if code:
+                return int(code)
+        return None
+
+
+@contextmanager
+def _channel_refusals_named(client: Client, refusal: _ChannelRefusal) -> Iterator[None]:
+    """For the first connect only: asyncua's channel renewals keep its own method."""
+    client.open_secure_channel = refusal.open_secure_channel  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del client.open_secure_channel
 
 
 def _status_text(err: ua.UaStatusCodeError) -> str:

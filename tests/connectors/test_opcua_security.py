@@ -163,3 +163,25 @@ async def test_node_opcua_refuses_a_wrong_password_clearly(node_opcua, tmp_path)
     with pytest.raises(SourceError, match="Bad"):
         await src.connect()
     await src.close()
+
+
+@pytest.mark.parametrize("mode", ["Sign", "SignAndEncrypt"])
+async def test_node_opcua_refusing_our_client_certificate_says_why_and_what_to_do(tmp_path, mode):
+    """node-opcua answers an untrusted client certificate with a ServiceFault to OpenSecureChannel,
+    which asyncua turns into a bare AssertionError: the message must carry the server's reason
+    and how to get the certificate trusted."""
+    server = NodeOpcUaServer(free_port(), tmp_path / "node-pki", security=True, users={"operator": PASSWORD})
+    server.options["acceptAnyClient"] = False      # unknown client certificates are rejected
+    await server.start()
+    src = secure_source(server.endpoint, tmp_path / "pki", mode=mode, username="operator", password=PASSWORD)
+    try:
+        with pytest.raises(SourceError) as info:
+            await src.connect()
+    finally:
+        await src.close()
+        await server.stop()
+    msg = str(info.value)
+    assert "AssertionError" not in msg
+    assert "BadSecurityChecksFailed" in msg and "refused our client certificate" in msg
+    assert str(tmp_path / "pki" / "own" / "cert.der") in msg      # the file to copy
+    assert "shangyun opcua cert" in msg and "trusted/certs" in msg

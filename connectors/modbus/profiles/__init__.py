@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from connectors.base import DeviceProfile
 from connectors.modbus.config import ModbusAddress, ModbusConnection
 from edge.errors import ConfigError
 
@@ -89,3 +90,16 @@ def load(name: str) -> Profile:
     if profile.profile != name:
         raise ConfigError(f"{where}: says profile {profile.profile!r}, but the file is named {name!r}")
     return profile
+
+
+def device_profile(name: str) -> DeviceProfile:
+    """The profile as a device config uses it (`profile: eastron-sdm630`): its signals, and its
+    serial-number registers as the connection's default, so identity evidence is read. Its line
+    settings are not applied: a meter behind a serial server or DTU is reached over TCP, and the
+    block says which transport it uses."""
+    p = load(name)
+    signals = tuple({"name": s.name, "address": s.address.model_dump(exclude_defaults=True), "scale": s.scale, "offset": s.offset, "states": dict(s.states)} for s in p.signals)
+    connection: dict[str, Any] = {}
+    if p.serial_registers is not None:
+        connection["serial_registers"] = p.serial_registers.model_dump(exclude_defaults=True)
+    return DeviceProfile(name, signals, connection, source=f"connectors/modbus/profiles/{name}.yaml")
