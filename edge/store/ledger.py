@@ -28,7 +28,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
-from ..model import NS_PER_S, DeviceSpec, IdentityEvidence, Sample
+from ..model import NS_PER_S, DeviceSpec, IdentityEvidence
+from . import codec
+from .batch_digest import SeriesNames, digest_block
+from .codec import Block
 
 if TYPE_CHECKING:
     from ..evidence_key import EvidenceKey
@@ -42,13 +45,8 @@ DEFAULT_BACKFILL_AFTER_S = 3_600.0
 DEFAULT_SEAL_AFTER_S = 900.0
 _EPOCH = dt.date(1970, 1, 1)
 
-
 # json.dumps(x, sort_keys=True, separators=(",", ":"), ensure_ascii=False), built once.
 _canon_text = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
-# The same bytes for a batch's rows, which are flat tuples of scalars: without the reference-cycle
-# bookkeeping per row, a quarter of the digest's cost on every sample batch.
-_rows_text = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                              check_circular=False).encode
 
 
 def canon(x: Any) -> bytes:
@@ -59,12 +57,6 @@ def canon(x: Any) -> bytes:
 def entry_hash(prev: bytes, seq: int, kind: str, captured_ns: int, device_id: str | None,
                body: dict[str, Any]) -> bytes:
     return hashlib.sha256(bytes(prev) + canon([seq, kind, captured_ns, device_id, body])).digest()
-
-
-def batch_digest(samples: Sequence[Sample]) -> bytes:
-    """sha256 of canon([[device_id, signal, ts_ns, value, quality], ...]) in commit order."""
-    return hashlib.sha256(canon([(s.device_id, s.signal, s.ts_ns, s.value, s.quality)
-                                 for s in samples])).digest()
 
 
 def fold(acc: bytes, digest: bytes) -> bytes:
@@ -159,6 +151,7 @@ class Ledger:
         # nothing changed while no gateway watched (or by a clock step back) goes unsealed.
         self._seal_scan_ns = 0
         self._last_scan_ns = 0
+        self._names = SeriesNames()
 
     def forget(self) -> None:
         self._head = None
@@ -185,22 +178,20 @@ class Ledger:
         return Entry(seq, kind, captured, device_id, body, text, h)
 
     # -------------------------------------------------------------- hooks of the store
-    def on_samples(self, conn: sqlite3.Connection, samples: Sequence[Sample],
-                   ts_by_device: Mapping[str, Sequence[int]] | None = None) -> None:
-        """A committed batch: fold its digest into the pending accumulator and count it per
-        device and source hour (one UPDATE and one executemany UPSERT). `ts_by_device` is the
-        batch's timestamps per device when the caller has them grouped already."""
+    def on_samples(self, conn: sqlite3.Connection, blocks: Sequence[Block],
+                   key_of: Mapping[int, tuple[str, str]],
+                   ts_by_device: Mapping[str, Sequence[int]]) -> None:
+        """A committed batch, as the blocks the store appended for it (one per device, in
+        order; `key_of` names their series ids, `ts_by_device` holds the timestamps per device):
+        fold its digest into the pending accumulator and count it per device and source hour
+        (one UPDATE and one executemany UPSERT)."""
         captured = time.time_ns()
-        digest = hashlib.sha256(_rows_text(
-            [(s.device_id, s.signal, s.ts_ns, s.value, s.quality) for s in samples]
-        ).encode("utf-8")).digest()
+        block = codec.concat(blocks)
+        digest = digest_block(block, key_of, self._names)
+        count = len(block)
         pending = conn.execute("SELECT acc FROM ledger_pending WHERE id = 1").fetchone()
         conn.execute("UPDATE ledger_pending SET batches = batches + 1, samples = samples + ?, "
-                     "acc = ? WHERE id = 1", (len(samples), fold(pending[0], digest)))
-        if ts_by_device is None:
-            ts_by_device = {}
-            for s in samples:
-                ts_by_device.setdefault(s.device_id, []).append(s.ts_ns)  # type: ignore[union-attr]
+                     "acc = ? WHERE id = 1", (count, fold(pending[0], digest)))
         cutoff = captured - self.backfill_after_ns
         stats = []
         for device_id, ts in ts_by_device.items():

@@ -47,13 +47,17 @@ class Batch:
     quality: list[int]
 
 
-def insert(conn: sqlite3.Connection, batches: Sequence[Batch]) -> None:
+def insert(conn: sqlite3.Connection, batches: Sequence[Batch]) -> list[Block]:
+    """Append the batches; returns their blocks, in order (the ledger digests them)."""
     rows = []
+    blocks = []
     for b in batches:
         block = codec.from_columns(b.ts, b.values, b.quality, b.sid)
+        blocks.append(block)
         rows.append((b.device_id, min(b.ts), max(b.ts), len(b.ts), codec.encode(block)))
     conn.executemany("INSERT INTO recent (device_id, min_ts, max_ts, n, data) VALUES (?, ?, ?, ?, ?)",
                      rows)
+    return blocks
 
 
 # ---------------------------------------------------------------------- reading
