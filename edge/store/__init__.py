@@ -278,7 +278,7 @@ class Store(LedgerFacade):
             b.ts.append(s.ts_ns)
             b.values.append(s.value)
             b.quality.append(s.quality)
-        blocks = raw.insert(conn, list(by_device.values()))
+        block = raw.insert(conn, list(by_device.values()))
         # A sample below the watermark is late: the minutes from it on must be rolled up again.
         conn.executemany(
             """INSERT INTO rollup_progress (device_id, watermark_ns, dirty_from_ns, max_ts_ns)
@@ -294,7 +294,7 @@ class Store(LedgerFacade):
         outbox.enqueue_samples(conn, samples)
         # The batch's ledger record commits with it (edge.store.ledger).
         if self._ledger is not None:
-            self._ledger.on_samples(conn, blocks, self._series_key,
+            self._ledger.on_samples(conn, block, self._series_key,
                                   {d: b.ts for d, b in by_device.items()})
         # The one place another module sharing the samples' transaction hooks in.
         if self._on_write is not None:

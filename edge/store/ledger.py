@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from ..model import NS_PER_S, DeviceSpec, IdentityEvidence
-from . import codec
-from .batch_digest import SeriesNames, digest_block
+from .batch_digest import SeriesHashes, digest_block
 from .codec import Block
 
 if TYPE_CHECKING:
@@ -151,10 +150,12 @@ class Ledger:
         # nothing changed while no gateway watched (or by a clock step back) goes unsealed.
         self._seal_scan_ns = 0
         self._last_scan_ns = 0
-        self._names = SeriesNames()
+        self._series = SeriesHashes()
 
     def forget(self) -> None:
         self._head = None
+        # A series id of a rolled-back write may come back naming another series.
+        self._series.clear()
         # Seals of a rolled-back checkpoint are gone too: compare every day next time.
         self._seal_scan_ns = 0
 
@@ -178,16 +179,15 @@ class Ledger:
         return Entry(seq, kind, captured, device_id, body, text, h)
 
     # -------------------------------------------------------------- hooks of the store
-    def on_samples(self, conn: sqlite3.Connection, blocks: Sequence[Block],
+    def on_samples(self, conn: sqlite3.Connection, block: Block,
                    key_of: Mapping[int, tuple[str, str]],
                    ts_by_device: Mapping[str, Sequence[int]]) -> None:
-        """A committed batch, as the blocks the store appended for it (one per device, in
-        order; `key_of` names their series ids, `ts_by_device` holds the timestamps per device):
-        fold its digest into the pending accumulator and count it per device and source hour
-        (one UPDATE and one executemany UPSERT)."""
+        """A committed batch, as the block the store appended for it (edge.store.samples.insert;
+        `key_of` names its series ids, `ts_by_device` holds the timestamps per device): fold its
+        digest into the pending accumulator and count it per device and source hour (one UPDATE
+        and one executemany UPSERT)."""
         captured = time.time_ns()
-        block = codec.concat(blocks)
-        digest = digest_block(block, key_of, self._names)
+        digest = digest_block(block, key_of, self._series)
         count = len(block)
         pending = conn.execute("SELECT acc FROM ledger_pending WHERE id = 1").fetchone()
         conn.execute("UPDATE ledger_pending SET batches = batches + 1, samples = samples + ?, "

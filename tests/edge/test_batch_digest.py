@@ -32,14 +32,10 @@ def reference_digest(batch: list[Sample]) -> bytes:
         if s.device_id not in devices:
             devices.append(s.device_id)
     ordered = [s for d in devices for s in batch if s.device_id == d]
-    series: list[tuple[str, str]] = []
     strings: list[str] = []
-    index, kq, bits = [], [], []
+    series, kq, bits = [], [], []
     for s in ordered:
-        key = (s.device_id, s.signal)
-        if key not in series:
-            series.append(key)
-        index.append(series.index(key))
+        series.append(hashlib.sha256(strtab([s.device_id, s.signal])).digest())
         v = s.value
         if isinstance(v, bool):
             kind, b = BOOL, int(v)
@@ -54,9 +50,8 @@ def reference_digest(batch: list[Sample]) -> bytes:
         bits.append(b)
     n = len(ordered)
     return hashlib.sha256(
-        b"SYB1" + struct.pack("<III", n, len(series), len(strings))
-        + strtab([x for key in series for x in key])
-        + struct.pack(f"<{n}I", *index)
+        b"SYB1" + struct.pack("<II", n, len(strings))
+        + b"".join(series)
         + struct.pack(f"<{n}q", *(s.ts_ns for s in ordered))
         + bytes(kq)
         + struct.pack(f"<{n}q", *bits)
