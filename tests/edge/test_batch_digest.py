@@ -138,3 +138,24 @@ def test_a_store_reopened_with_other_series_ids_digests_the_same(store_path: Pat
 def test_different_rows_digest_differently(a, b):
     assert batch_digest(a) != batch_digest(b)
     assert reference_digest(a) == batch_digest(a) and reference_digest(b) == batch_digest(b)
+
+
+def test_a_series_id_reused_after_a_rolled_back_write_names_its_new_series(store_path: Path):
+    def fail(conn, rows):
+        raise RuntimeError("sink broke")
+
+    with Store.open(store_path) as store:
+        store.set_write_hook(fail)
+        with pytest.raises(RuntimeError):
+            store.write_samples([Sample("m1", "a", DAY0_NS, 1.0)])
+        store.set_write_hook(None)
+        # The series row of "a" rolled back: "b" gets its id.
+        batch = [Sample("m1", "b", DAY0_NS, 1.0)]
+        store.write_samples(batch)
+    conn = sqlite3.connect(store_path)
+    try:
+        assert conn.execute("SELECT id, signal FROM series").fetchall() == [(1, "b")]
+        assert conn.execute("SELECT batches, acc FROM ledger_pending").fetchall() == [
+            (1, hashlib.sha256(GENESIS + reference_digest(batch)).digest())]
+    finally:
+        conn.close()
