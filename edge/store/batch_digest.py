@@ -54,19 +54,27 @@ class SeriesHashes:
     is one gather. Ids are the store's; after a rolled-back write an id may come back naming
     another series, so the ledger calls `clear()` then."""
 
+    # Ids are dense (SQLite rowids of `series`), so the array is as long as the store has
+    # series; an id past this (a store edited by hand) is looked up one by one instead of
+    # growing the array to it.
+    MAX_ARRAY_IDS = 1 << 18
+
     def __init__(self) -> None:
         self.clear()
 
     def clear(self) -> None:
         self._hash = np.zeros((0, 32), dtype=np.uint8)
         self._known = np.zeros(0, dtype=bool)
+        self._sparse: dict[int, bytes] = {}
 
     def column(self, sid: np.ndarray, key_of: Mapping[int, tuple[str, str]]) -> bytes:
         if not len(sid):
             return b""
         top = int(sid.max())
+        if top >= self.MAX_ARRAY_IDS:
+            return b"".join([self._one(s, key_of) for s in sid.tolist()])
         if top >= len(self._known):
-            size = max(top + 1, 2 * len(self._known))
+            size = min(max(top + 1, 2 * len(self._known)), self.MAX_ARRAY_IDS)
             grown, known = np.zeros((size, 32), dtype=np.uint8), np.zeros(size, dtype=bool)
             grown[:len(self._known)] = self._hash
             known[:len(self._known)] = self._known
@@ -77,6 +85,12 @@ class SeriesHashes:
                 self._hash[s] = np.frombuffer(series_hash(*key_of[s]), dtype=np.uint8)
                 self._known[s] = True
         return self._hash[sid].tobytes()
+
+    def _one(self, sid: int, key_of: Mapping[int, tuple[str, str]]) -> bytes:
+        h = self._sparse.get(sid)
+        if h is None:
+            h = self._sparse[sid] = series_hash(*key_of[sid])
+        return h
 
 
 def digest_block(block: Block, key_of: Mapping[int, tuple[str, str]],

@@ -13,7 +13,8 @@ import pytest
 
 from edge.model import Quality, Sample
 from edge.store import Store
-from edge.store.batch_digest import batch_digest
+from edge.store import codec
+from edge.store.batch_digest import SeriesHashes, batch_digest, digest_block
 from edge.store.ledger import GENESIS
 
 from .timebase import DAY0_NS, S_NS
@@ -159,3 +160,18 @@ def test_a_series_id_reused_after_a_rolled_back_write_names_its_new_series(store
             (1, hashlib.sha256(GENESIS + reference_digest(batch)).digest())]
     finally:
         conn.close()
+
+
+def test_series_ids_past_the_array_digest_the_same():
+    batch = mixed_batch(1)
+    ordered = sorted(batch, key=lambda s: ["m2", "m1", "m3"].index(s.device_id))
+    keys = list(dict.fromkeys((s.device_id, s.signal) for s in ordered))
+    for base in (0, SeriesHashes.MAX_ARRAY_IDS - 2, 2**31 - 100):
+        sid_of = {k: base + 3 * i for i, k in enumerate(keys)}
+        block = codec.from_columns([s.ts_ns for s in ordered], [s.value for s in ordered],
+                                   [int(s.quality) for s in ordered],
+                                   [sid_of[(s.device_id, s.signal)] for s in ordered])
+        key_of = {v: k for k, v in sid_of.items()}
+        hashes = SeriesHashes()
+        for _ in range(2):       # the second time from the cache
+            assert digest_block(block, key_of, hashes) == reference_digest(batch)
