@@ -295,7 +295,7 @@ class Store(LedgerFacade):
         # The batch's ledger record commits with it (edge.store.ledger).
         if self._ledger is not None:
             self._ledger.on_samples(conn, block, self._series_key,
-                                  {d: b.ts for d, b in by_device.items()})
+                                    [(d, len(b.ts)) for d, b in by_device.items()])
         # The one place another module sharing the samples' transaction hooks in.
         if self._on_write is not None:
             self._on_write(conn, [(sid, t, v, int(q)) for b in by_device.values()

@@ -37,12 +37,15 @@ from .codec import Block
 
 TAG = b"SYB1"
 _HEADER = struct.Struct("<4sII")
+_TWO_LENGTHS = struct.Struct("<II")
 _U32 = np.dtype("<u4")
 _I64 = np.dtype("<i8")
 
 
 def series_hash(device_id: str, signal: str) -> bytes:
-    return hashlib.sha256(strtab([device_id.encode("utf-8"), signal.encode("utf-8")])).digest()
+    """sha256(strtab(device_id, signal))."""
+    d, s = device_id.encode("utf-8"), signal.encode("utf-8")
+    return hashlib.sha256(_TWO_LENGTHS.pack(len(d), len(s)) + d + s).digest()
 
 
 def strtab(utf8: Sequence[bytes]) -> bytes:

@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
+import numpy as np
+
 from ..model import NS_PER_S, DeviceSpec, IdentityEvidence
 from .batch_digest import SeriesHashes, digest_block
 from .codec import Block
@@ -181,29 +183,34 @@ class Ledger:
     # -------------------------------------------------------------- hooks of the store
     def on_samples(self, conn: sqlite3.Connection, block: Block,
                    key_of: Mapping[int, tuple[str, str]],
-                   ts_by_device: Mapping[str, Sequence[int]]) -> None:
-        """A committed batch, as the block the store appended for it (edge.store.samples.insert;
-        `key_of` names its series ids, `ts_by_device` holds the timestamps per device): fold its
-        digest into the pending accumulator and count it per device and source hour (one UPDATE
-        and one executemany UPSERT)."""
+                   devices: Sequence[tuple[str, int]]) -> None:
+        """A committed batch, as the block the store appended for it (edge.store.samples.insert):
+        `key_of` names its series ids, `devices` its runs of samples per device, (device_id,
+        how many) in block order. Folds its digest into the pending accumulator and counts it
+        per device and source hour (one UPDATE and one executemany UPSERT)."""
         captured = time.time_ns()
         digest = digest_block(block, key_of, self._series)
-        count = len(block)
         pending = conn.execute("SELECT acc FROM ledger_pending WHERE id = 1").fetchone()
         conn.execute("UPDATE ledger_pending SET batches = batches + 1, samples = samples + ?, "
-                     "acc = ? WHERE id = 1", (count, fold(pending[0], digest)))
+                     "acc = ? WHERE id = 1", (len(block), fold(pending[0], digest)))
         cutoff = captured - self.backfill_after_ns
+        counts = [n for _, n in devices]
+        ends = np.cumsum(counts)
+        starts = ends - counts
+        lo = np.minimum.reduceat(block.ts, starts)
+        hi = np.maximum.reduceat(block.ts, starts)
+        hour = lo // NS_PER_HOUR
+        # The usual batch: a few seconds of each device, all live or all backfilled.
+        usual = ((hour == hi // NS_PER_HOUR) & ((hi < cutoff) | (lo >= cutoff))).tolist()
+        backfilled = (hi < cutoff).tolist()
         stats = []
-        for device_id, ts in ts_by_device.items():
-            lo, hi = min(ts), max(ts)
-            hour = lo // NS_PER_HOUR
-            # The usual batch: a few seconds of one device, all live or all backfilled.
-            if hour == hi // NS_PER_HOUR and (hi < cutoff or lo >= cutoff):
-                stats.append((device_id, hour, len(ts), len(ts) if hi < cutoff else 0,
-                              captured, captured))
+        for (device_id, n), first_hour, one_hour, back, start, end in zip(
+                devices, hour.tolist(), usual, backfilled, starts.tolist(), ends.tolist()):
+            if one_hour:
+                stats.append((device_id, first_hour, n, n if back else 0, captured, captured))
             else:
-                stats.extend((device_id, h, n, b, captured, captured)
-                             for h, n, b in _hour_counts(ts, cutoff))
+                stats.extend((device_id, h, k, b, captured, captured)
+                             for h, k, b in _hour_counts(block.ts[start:end].tolist(), cutoff))
         conn.executemany(
             """INSERT INTO capture_stats (device_id, hour, samples, backfilled, first_capture_ns,
                                           last_capture_ns) VALUES (?, ?, ?, ?, ?, ?)
