@@ -531,3 +531,27 @@ def test_kill_9_while_writing_leaves_a_verifying_chain_and_a_consistent_accumula
         assert pending_acc == acc
         hours = s.capture_hours("m1")
         assert sum(h.samples for h in hours.values()) == committed
+
+
+def test_capture_stats_of_a_batch_of_many_devices_and_hours(store):
+    # 150 devices (more rows than one capture_stats statement takes) and one device whose
+    # part of the batch spans three hours, live and backfilled.
+    now = time.time_ns()
+    live = now - 10 * S_NS
+    batch = [Sample(f"d{i:03d}", "x", live, float(i)) for i in range(150)]
+    span = [now - 3 * 3600 * S_NS, now - 2 * 3600 * S_NS, live, live + 1]
+    batch += [Sample("d007", "y", t, 1.0) for t in span]
+    store.write_samples(batch)
+    store.write_samples(batch)          # redelivered: counted again
+    for i in range(150):
+        hours = store.capture_hours(f"d{i:03d}")
+        if i != 7:
+            assert [(h, c.samples, c.backfilled) for h, c in hours.items()] == [
+                (live // NS_PER_HOUR, 2, 0)]
+    expected: dict[int, list[int]] = {}
+    for t in [live] + span:
+        e = expected.setdefault(t // NS_PER_HOUR, [0, 0])
+        e[0] += 2
+        e[1] += 2 if t < now - 3600 * S_NS else 0
+    assert {h: [c.samples, c.backfilled] for h, c in store.capture_hours("d007").items()} \
+        == expected
