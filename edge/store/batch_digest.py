@@ -84,7 +84,7 @@ class SeriesHashes:
             self._hash, self._known = grown, known
         known = self._known[sid]
         if not known.all():
-            for s in np.unique(sid[~known]).tolist():
+            for s in set(sid[~known].tolist()):
                 self._hash[s] = np.frombuffer(series_hash(*key_of[s]), dtype=np.uint8)
                 self._known[s] = True
         return self._hash[sid].tobytes()
