@@ -3,9 +3,9 @@
 It hashes the columns the store has just built for the batch's `recent` rows (the
 edge.store.codec block of the whole write) instead of re-encoding every row as JSON: timestamps,
 kinds and value bits are numpy arrays already, and each series' name is hashed once per store,
-so a batch costs a few array copies and one sha256 pass, not a Python step per sample. The encoding is
-defined on the rows alone (no store-local series ids, no compression, whose bytes depend on the
-zlib build), so another implementation can recompute it from the same samples:
+so a batch costs a few array copies and one sha256 pass, not a Python step per sample. The
+encoding is defined on the rows alone (no store-local series ids, no compression, whose bytes
+depend on the zlib build), so another implementation can recompute it from the same samples:
 
     samples in store order: grouped by device_id, devices in the order they first appear in
     the batch, each device's samples in batch order; n of them, m of them with a str value
