@@ -90,6 +90,7 @@ class Store(LedgerFacade):
         self._wlock = threading.RLock()
         self._rlock = threading.RLock()
         self._series: dict[tuple[str, str], int] = {}
+        self._series_key: dict[int, tuple[str, str]] = {}     # the inverse, for the ledger
         self._compact_lock = threading.Lock()     # compaction and prune rewrite chunks
         self._on_write: WriteHook | None = None
         self.compact_after = COMPACT_AFTER
@@ -239,6 +240,7 @@ class Store(LedgerFacade):
         except BaseException:
             # Series rows inserted by a rolled-back transaction are gone: forget cached ids.
             self._series.clear()
+            self._series_key.clear()
             raise
         self._wear.values_written += len(samples)
         self._pending += len(samples)
@@ -276,7 +278,7 @@ class Store(LedgerFacade):
             b.ts.append(s.ts_ns)
             b.values.append(s.value)
             b.quality.append(s.quality)
-        raw.insert(conn, list(by_device.values()))
+        block = raw.insert(conn, list(by_device.values()))
         # A sample below the watermark is late: the minutes from it on must be rolled up again.
         conn.executemany(
             """INSERT INTO rollup_progress (device_id, watermark_ns, dirty_from_ns, max_ts_ns)
@@ -292,7 +294,8 @@ class Store(LedgerFacade):
         outbox.enqueue_samples(conn, samples)
         # The batch's ledger record commits with it (edge.store.ledger).
         if self._ledger is not None:
-            self._ledger.on_samples(conn, samples, {d: b.ts for d, b in by_device.items()})
+            self._ledger.on_samples(conn, block, self._series_key,
+                                    [(d, len(b.ts)) for d, b in by_device.items()])
         # The one place another module sharing the samples' transaction hooks in.
         if self._on_write is not None:
             self._on_write(conn, [(sid, t, v, int(q)) for b in by_device.values()
@@ -306,6 +309,7 @@ class Store(LedgerFacade):
             sid = conn.execute("SELECT id FROM series WHERE device_id = ? AND signal = ?",
                                key).fetchone()[0]
             self._series[key] = sid
+            self._series_key[sid] = key
         return sid
 
     def compact(self, max_values: int = 8_000_000) -> int:

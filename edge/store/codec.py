@@ -110,6 +110,28 @@ def from_columns(ts: Sequence[int], values: Sequence[Any], quality: Sequence[int
                  None if sid is None else np.array(sid, dtype=np.int64))
 
 
+def split(block: Block, ends: Sequence[int]) -> list[Block]:
+    """`block` cut before each of `ends` (ascending, the last one len(block)), each part with
+    its own string table: the inverse of `concat`."""
+    parts = []
+    lo = 0
+    is_str = (block.kq >> 2) == STR if block.strs else None
+    for hi in ends:
+        part = Block(block.ts[lo:hi], block.kq[lo:hi], block.bits[lo:hi], [],
+                     None if block.sid is None else block.sid[lo:hi])
+        if is_str is not None:
+            mine = np.flatnonzero(is_str[lo:hi])
+            if len(mine):
+                # A block's string indices count up in sample order: this part's are a run.
+                first = int(part.bits[mine[0]])
+                part.strs = block.strs[first:first + len(mine)]
+                part.bits = part.bits.copy()
+                part.bits[mine] -= first
+        parts.append(part)
+        lo = hi
+    return parts
+
+
 def concat(blocks: Sequence[Block]) -> Block:
     """One block of `blocks` in order (their string tables joined)."""
     if len(blocks) == 1:

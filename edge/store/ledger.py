@@ -28,7 +28,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
-from ..model import NS_PER_S, DeviceSpec, IdentityEvidence, Sample
+import numpy as np
+
+from ..model import NS_PER_S, DeviceSpec, IdentityEvidence
+from .batch_digest import SeriesHashes, digest_block
+from .codec import Block
 
 if TYPE_CHECKING:
     from ..evidence_key import EvidenceKey
@@ -42,13 +46,8 @@ DEFAULT_BACKFILL_AFTER_S = 3_600.0
 DEFAULT_SEAL_AFTER_S = 900.0
 _EPOCH = dt.date(1970, 1, 1)
 
-
 # json.dumps(x, sort_keys=True, separators=(",", ":"), ensure_ascii=False), built once.
 _canon_text = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
-# The same bytes for a batch's rows, which are flat tuples of scalars: without the reference-cycle
-# bookkeeping per row, a quarter of the digest's cost on every sample batch.
-_rows_text = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                              check_circular=False).encode
 
 
 def canon(x: Any) -> bytes:
@@ -59,12 +58,6 @@ def canon(x: Any) -> bytes:
 def entry_hash(prev: bytes, seq: int, kind: str, captured_ns: int, device_id: str | None,
                body: dict[str, Any]) -> bytes:
     return hashlib.sha256(bytes(prev) + canon([seq, kind, captured_ns, device_id, body])).digest()
-
-
-def batch_digest(samples: Sequence[Sample]) -> bytes:
-    """sha256 of canon([[device_id, signal, ts_ns, value, quality], ...]) in commit order."""
-    return hashlib.sha256(canon([(s.device_id, s.signal, s.ts_ns, s.value, s.quality)
-                                 for s in samples])).digest()
 
 
 def fold(acc: bytes, digest: bytes) -> bytes:
@@ -159,9 +152,12 @@ class Ledger:
         # nothing changed while no gateway watched (or by a clock step back) goes unsealed.
         self._seal_scan_ns = 0
         self._last_scan_ns = 0
+        self._series = SeriesHashes()
 
     def forget(self) -> None:
         self._head = None
+        # A series id of a rolled-back write may come back naming another series.
+        self._series.clear()
         # Seals of a rolled-back checkpoint are gone too: compare every day next time.
         self._seal_scan_ns = 0
 
@@ -185,42 +181,37 @@ class Ledger:
         return Entry(seq, kind, captured, device_id, body, text, h)
 
     # -------------------------------------------------------------- hooks of the store
-    def on_samples(self, conn: sqlite3.Connection, samples: Sequence[Sample],
-                   ts_by_device: Mapping[str, Sequence[int]] | None = None) -> None:
-        """A committed batch: fold its digest into the pending accumulator and count it per
-        device and source hour (one UPDATE and one executemany UPSERT). `ts_by_device` is the
-        batch's timestamps per device when the caller has them grouped already."""
+    def on_samples(self, conn: sqlite3.Connection, block: Block,
+                   key_of: Mapping[int, tuple[str, str]],
+                   devices: Sequence[tuple[str, int]]) -> None:
+        """A committed batch, as the block the store appended for it (edge.store.samples.insert):
+        `key_of` names its series ids, `devices` its runs of samples per device, (device_id,
+        how many) in block order. Folds its digest into the pending accumulator and counts it
+        per device and source hour (one UPDATE and one executemany UPSERT)."""
         captured = time.time_ns()
-        digest = hashlib.sha256(_rows_text(
-            [(s.device_id, s.signal, s.ts_ns, s.value, s.quality) for s in samples]
-        ).encode("utf-8")).digest()
+        digest = digest_block(block, key_of, self._series)
         pending = conn.execute("SELECT acc FROM ledger_pending WHERE id = 1").fetchone()
         conn.execute("UPDATE ledger_pending SET batches = batches + 1, samples = samples + ?, "
-                     "acc = ? WHERE id = 1", (len(samples), fold(pending[0], digest)))
-        if ts_by_device is None:
-            ts_by_device = {}
-            for s in samples:
-                ts_by_device.setdefault(s.device_id, []).append(s.ts_ns)  # type: ignore[union-attr]
+                     "acc = ? WHERE id = 1", (len(block), fold(pending[0], digest)))
         cutoff = captured - self.backfill_after_ns
+        counts = [n for _, n in devices]
+        ends = np.cumsum(counts)
+        starts = ends - counts
+        lo = np.minimum.reduceat(block.ts, starts)
+        hi = np.maximum.reduceat(block.ts, starts)
+        hour = lo // NS_PER_HOUR
+        # The usual batch: a few seconds of each device, all live or all backfilled.
+        usual = ((hour == hi // NS_PER_HOUR) & ((hi < cutoff) | (lo >= cutoff))).tolist()
+        backfilled = (hi < cutoff).tolist()
         stats = []
-        for device_id, ts in ts_by_device.items():
-            lo, hi = min(ts), max(ts)
-            hour = lo // NS_PER_HOUR
-            # The usual batch: a few seconds of one device, all live or all backfilled.
-            if hour == hi // NS_PER_HOUR and (hi < cutoff or lo >= cutoff):
-                stats.append((device_id, hour, len(ts), len(ts) if hi < cutoff else 0,
-                              captured, captured))
+        for (device_id, n), first_hour, one_hour, back, start, end in zip(
+                devices, hour.tolist(), usual, backfilled, starts.tolist(), ends.tolist()):
+            if one_hour:
+                stats.append((device_id, first_hour, n, n if back else 0, captured, captured))
             else:
-                stats.extend((device_id, h, n, b, captured, captured)
-                             for h, n, b in _hour_counts(ts, cutoff))
-        conn.executemany(
-            """INSERT INTO capture_stats (device_id, hour, samples, backfilled, first_capture_ns,
-                                          last_capture_ns) VALUES (?, ?, ?, ?, ?, ?)
-               ON CONFLICT (device_id, hour) DO UPDATE SET
-                 samples = samples + excluded.samples,
-                 backfilled = backfilled + excluded.backfilled,
-                 first_capture_ns = min(first_capture_ns, excluded.first_capture_ns),
-                 last_capture_ns = max(last_capture_ns, excluded.last_capture_ns)""", stats)
+                stats.extend((device_id, h, k, b, captured, captured)
+                             for h, k, b in _hour_counts(block.ts[start:end].tolist(), cutoff))
+        _upsert_capture_stats(conn, stats)
 
     def on_device(self, conn: sqlite3.Connection, spec: DeviceSpec) -> None:
         body = device_body(spec)
@@ -330,6 +321,28 @@ class Ledger:
                      (seq, head_seq, head_hash, wall_ns, text, signature, key.fingerprint))
         return Checkpoint(seq, head_seq, bytes(head_hash), wall_ns, body, text, signature,
                           key.fingerprint)
+
+
+_CAPTURE_UPSERT = """INSERT INTO capture_stats (device_id, hour, samples, backfilled,
+                                         first_capture_ns, last_capture_ns) VALUES {}
+    ON CONFLICT (device_id, hour) DO UPDATE SET
+      samples = samples + excluded.samples,
+      backfilled = backfilled + excluded.backfilled,
+      first_capture_ns = min(first_capture_ns, excluded.first_capture_ns),
+      last_capture_ns = max(last_capture_ns, excluded.last_capture_ns)"""
+_CAPTURE_UPSERTS = {k: _CAPTURE_UPSERT.format(", ".join(["(?, ?, ?, ?, ?, ?)"] * k))
+                    for k in (1 << i for i in range(7))}
+
+
+def _upsert_capture_stats(conn: sqlite3.Connection, stats: list[tuple]) -> None:
+    """One multi-row statement per power of two of the rows (64 at most): half the cost of
+    executemany's statement step per row, and at most 7 distinct statements in sqlite3's
+    statement cache, whatever the number of devices in a batch."""
+    at = 0
+    while at < len(stats):
+        k = min(64, 1 << ((len(stats) - at).bit_length() - 1))
+        conn.execute(_CAPTURE_UPSERTS[k], [x for row in stats[at:at + k] for x in row])
+        at += k
 
 
 def _hour_counts(ts: Sequence[int], cutoff: int) -> list[tuple[int, int, int]]:

@@ -20,7 +20,8 @@ from edge import evidence_key, migrations
 from edge.evidence_key import EvidenceKey
 from edge.model import DeviceSpec, IdentityEvidence, Sample, SignalSpec
 from edge.store import Store
-from edge.store.ledger import GENESIS, NS_PER_HOUR, batch_digest, fold
+from edge.store.batch_digest import batch_digest
+from edge.store.ledger import GENESIS, NS_PER_HOUR, fold
 
 from .timebase import DAY0_NS, DAY_NS, MIN_NS, S_NS
 
@@ -161,10 +162,8 @@ def test_batches_fold_into_pending_and_become_one_entry_per_checkpoint(store, st
         store.write_samples(b)
     acc = GENESIS
     for b in batches:
-        digest = hashlib.sha256(canon([[s.device_id, s.signal, s.ts_ns, s.value, int(s.quality)]
-                                       for s in b])).digest()
-        assert digest == batch_digest(b)
-        acc = hashlib.sha256(acc + digest).digest()
+        # batch_digest itself is pinned against the documented encoding in test_batch_digest.
+        acc = hashlib.sha256(acc + batch_digest(b)).digest()
     assert rows(store_path, "SELECT batches, samples, acc FROM ledger_pending") == [(3, 300, acc)]
 
     store.checkpoint(key, NOW)
@@ -532,3 +531,27 @@ def test_kill_9_while_writing_leaves_a_verifying_chain_and_a_consistent_accumula
         assert pending_acc == acc
         hours = s.capture_hours("m1")
         assert sum(h.samples for h in hours.values()) == committed
+
+
+def test_capture_stats_of_a_batch_of_many_devices_and_hours(store):
+    # 150 devices (more rows than one capture_stats statement takes) and one device whose
+    # part of the batch spans three hours, live and backfilled.
+    now = time.time_ns()
+    live = now - 10 * S_NS
+    batch = [Sample(f"d{i:03d}", "x", live, float(i)) for i in range(150)]
+    span = [now - 3 * 3600 * S_NS, now - 2 * 3600 * S_NS, live, live + 1]
+    batch += [Sample("d007", "y", t, 1.0) for t in span]
+    store.write_samples(batch)
+    store.write_samples(batch)          # redelivered: counted again
+    for i in range(150):
+        hours = store.capture_hours(f"d{i:03d}")
+        if i != 7:
+            assert [(h, c.samples, c.backfilled) for h, c in hours.items()] == [
+                (live // NS_PER_HOUR, 2, 0)]
+    expected: dict[int, list[int]] = {}
+    for t in [live] + span:
+        e = expected.setdefault(t // NS_PER_HOUR, [0, 0])
+        e[0] += 2
+        e[1] += 2 if t < now - 3600 * S_NS else 0
+    assert {h: [c.samples, c.backfilled] for h, c in store.capture_hours("d007").items()} \
+        == expected
