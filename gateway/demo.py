@@ -26,6 +26,9 @@ from typing import Any
 
 from edge.model import NS_PER_S, now_ns
 from edge.store import Store
+from verifier.localtime import midnight_ns
+from verifier.policy import DEFAULT_TIMEZONE
+from verifier.window import Window
 
 from .config import load_config
 from .onboarding import config_from_manifest, dump_config
@@ -94,9 +97,10 @@ async def _demo(args: argparse.Namespace) -> dict[str, Any]:
     broker = MosquittoBroker()
     host, port = broker.start()
     factory = None
-    # History from UTC midnight of the review window's first day (Window.last_days: the N whole
-    # days before today), so the window's first day is whole whatever the hour the demo runs.
-    history_start = ((time.time() // 86_400 - args.history_days) * 86_400
+    # History from the local midnight (the programme's zone: review days are local days) of the
+    # review window's first day (Window.last_days: the N whole days before today), so the
+    # window's first day is whole whatever the hour the demo runs.
+    history_start = (midnight_ns(Window.last_days(args.history_days).start, DEFAULT_TIMEZONE) / 1e9
                      if args.history_days else None)
     try:
         factory = _start_factory(args, host, port, manifest_path, out / "factory.log",

@@ -20,6 +20,7 @@ from .activity import ActivityConfig, DeviceActivity, analyse_activity, identity
 from .cube import DeviceInfo, Flag
 from .energy import DeviceEnergy, EnergyConfig, analyse_energy
 from .oee import DeviceOee, OeeConfig, analyse_oee
+from .localtime import UTC
 from .prefetch import prefetched
 from .provenance import SIMULATED, simulated_flags
 from .policy import Terms, Verdict, Voucher, decide, resolve
@@ -119,7 +120,7 @@ def verify(reader: Reader, *, window: Window, voucher: Voucher,
     if against and not DISTINCT_AVAILABLE:
         raise VerificationInputError("--against needs verifier.distinct, which is not installed")
 
-    analysed = _analysed_window(reader, window)
+    analysed = _first_day_with_samples(reader, _analysed_window(reader, window), config.chunk_devices)
     id_events = identity_events_in(reader.events("identity_changed"),
                                    window.start_ns, window.end_ns)
     planned = config.oee.calendar.planned_mask(analysed.days, tz)
@@ -214,6 +215,21 @@ def _analysed_window(reader: Reader, window: Window) -> Window:
     clipped = window.clip(*span)
     assert clipped is not None   # the span lies inside the window
     return clipped
+
+
+def _first_day_with_samples(reader: Reader, analysed: Window, chunk_devices: int) -> Window:
+    """`analysed` starting at its first local day that holds a sample. Readers give data spans
+    in UTC days, so on local days the span can start one day early: a plant whose first sample
+    came at 05:52 Asia/Shanghai on the 22nd has UTC data on the 21st. That empty day made the
+    installation date a day early and honest two-shift machines "bunched at end" in a one-week
+    demo window whose first day with data was a Sunday off."""
+    if (analysed.zone == UTC or analysed.n_days < 2
+            or getattr(reader, "data_span", None) is None):
+        return analysed
+    for cube in reader.iter_cubes(Window(analysed.start, analysed.start, analysed.tz), chunk_devices):
+        if (cube.field("samples") > 0).any():
+            return analysed
+    return Window(analysed.start + dt.timedelta(days=1), analysed.end, analysed.tz)
 
 
 def _raw_timing(reader: Reader, devices: Sequence[DeviceInfo], window: Window,

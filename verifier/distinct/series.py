@@ -76,14 +76,19 @@ def residual_series(binned: np.ndarray, days: np.ndarray, weekday_min_days: int)
 
 
 _OFF_DAY = 7
-_N_GROUPS = 8
-_OFF_SHARE = 0.2   # a day with less than this share of the device's usual activity is 'off'
+_PARTIAL_DAY = 8
+_N_GROUPS = 9
+_OFF_SHARE = 0.2      # a day with less than this share of the device's usual activity is 'off'
+_PARTIAL_SHARE = 0.6  # ... and below this share 'partial' (a short Sunday shift, a half holiday)
 
 
 def _day_groups(binned: np.ndarray, days: np.ndarray, weekday_min_days: int) -> np.ndarray:
     """Which typical day each device-day is compared with: its weekday (or one group for short
     windows), and a group of its own for the device's off days (Sundays, holidays, shutdowns),
-    which every machine on a calendar shares and which would otherwise dominate the residual."""
+    which every machine on a calendar shares and which would otherwise dominate the residual.
+    Partial days (a three-shift plant's Sunday that ends at 06:00) get a group of their own for
+    the same reason: compared with a full day, every machine on the calendar deviates alike, and
+    over a short window that shared deviation made honest machines look like copies."""
     n_dev, _, n_days, _ = binned.shape
     if n_days >= weekday_min_days:
         # 1970-01-01 was a Thursday; +3 makes Monday 0.
@@ -96,5 +101,7 @@ def _day_groups(binned: np.ndarray, days: np.ndarray, weekday_min_days: int) -> 
         activity = np.nansum(np.abs(binned), axis=3).sum(axis=1)          # (devices, days)
         has = np.isfinite(binned).any(axis=(1, 3))
         usual = np.nanmedian(np.where(has, activity, np.nan), axis=1, keepdims=True)
-    groups[activity < _OFF_SHARE * np.nan_to_num(usual)] = _OFF_DAY
+    usual = np.nan_to_num(usual)
+    groups[activity < _PARTIAL_SHARE * usual] = _PARTIAL_DAY
+    groups[activity < _OFF_SHARE * usual] = _OFF_DAY
     return groups
