@@ -21,6 +21,8 @@ from ..model import IdentityEvidence
 from .format import (CAPTURE_STATS, CHECKPOINTS, DEVICES, LEDGER, MANIFEST, NS_PER_DAY,
                      PUBLIC_KEY, RECEIPTS, ROLLUP_INDEX, ZERO_HASH,
                      Bundle, BundleError, canon, entry_hash)
+from .result import (CheckOptions, IntegrityResult, Problem, duration_text, iso_time,
+                     normalize_fingerprint)
 from .write import day_start_ns
 
 NS_PER_S = 1_000_000_000
@@ -29,103 +31,6 @@ T = TypeVar("T")
 # the ideal cycle time), so an edit of any of them is an alteration.
 SPEC_FIELDS = ("name", "protocol", "profile", "line", "location", "ideal_cycle_s")
 MAX_LISTED = 8     # problems of one kind listed one by one before they are summarised
-
-
-@dataclass(frozen=True)
-class Problem:
-    code: str
-    where: str
-    message: str
-
-    def text(self) -> str:
-        return f"{self.where}: {self.message}"
-
-    def to_dict(self) -> dict[str, str]:
-        return {"code": self.code, "where": self.where, "message": self.message}
-
-
-@dataclass(frozen=True)
-class CheckOptions:
-    key: str | None = None                       # the gateway fingerprint the reviewer expects
-    witness_keys: tuple[bytes, ...] = ()         # PEM public keys of trusted witnesses
-    clock_tolerance_s: float = 900.0             # gateway vs witness clock
-    late_witness_s: float = 3600.0               # a receipt later than this after its checkpoint
-    seal_after_s: float = 900.0                  # a day is sealed this long after it ended
-    backfill_ratio: float = 0.5                  # capture span below this share of the data span
-
-
-@dataclass(frozen=True)
-class IntegrityResult:
-    path: str
-    problems: tuple[Problem, ...]
-    findings: tuple[Problem, ...]
-    key: str | None
-    key_checked: bool
-    checkpoints: int
-    entries: int
-    signed_seq: int | None
-    wall_span_ns: tuple[int, int] | None
-    witnessed: int
-    witness_checked: bool
-    summary: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def intact(self) -> bool:
-        return not self.problems
-
-    def lines(self, limit: int = 12) -> list[str]:
-        out = [f"INTEGRITY: {'INTACT' if self.intact else 'ALTERED'} — {self.path}"]
-        key = display_fingerprint(self.key) if self.key else "none"
-        out.append(f"  gateway key {key}"
-                   + ("" if self.key_checked else " (not compared with a known key: give --key)"))
-        span = ""
-        if self.wall_span_ns:
-            span = f", signed {_iso(self.wall_span_ns[0])} – {_iso(self.wall_span_ns[1])}"
-        out.append(f"  {self.entries} ledger entries, {self.checkpoints} checkpoints{span}; "
-                   f"{self.witnessed} witnessed"
-                   + ("" if self.witness_checked else " (receipts not verified: give --witness-key)"))
-        for p in _limited(self.problems, limit):
-            out.append(f"  ✗ {p}")
-        for f in _limited(self.findings, limit):
-            out.append(f"  ! {f}")
-        return out
-
-    def render_text(self) -> str:
-        return "\n".join(self.lines(limit=1_000)) + "\n"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"intact": self.intact, "bundle": self.path, "key": self.key,
-                "key_checked": self.key_checked, "checkpoints": self.checkpoints,
-                "entries": self.entries, "signed_seq": self.signed_seq,
-                "witnessed": self.witnessed, "witness_checked": self.witness_checked,
-                "problems": [p.to_dict() for p in self.problems],
-                "findings": [f.to_dict() for f in self.findings], **self.summary}
-
-
-def _limited(items: Sequence[Problem], limit: int) -> list[str]:
-    shown = [p.text() for p in items[:limit]]
-    if len(items) > limit:
-        shown.append(f"… and {len(items) - limit} more")
-    return shown
-
-
-def _iso(ns: int) -> str:
-    return dt.datetime.fromtimestamp(ns / NS_PER_S, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def _duration(ns: float) -> str:
-    s = abs(ns) / NS_PER_S
-    if s >= 2 * 86_400:
-        return f"{s / 86_400:.1f} days"
-    if s >= 2 * 3600:
-        return f"{s / 3600:.1f} h"
-    return f"{s / 60:.0f} min"
-
-
-def normalize_fingerprint(fp: str) -> str:
-    """'ed25519:1a2b 3c4d…', 'ED25519:1A2B…' or the bare hex → 'ed25519:1a2b3c4d…'."""
-    s = "".join(fp.split()).lower()
-    return s if s.startswith("ed25519:") else "ed25519:" + s
 
 
 @dataclass
@@ -566,12 +471,12 @@ class _Checker:
         for seq, d in deltas:
             if d < -tol:
                 self.problem("clock", f"checkpoint {seq}",
-                             f"claims a wall time {_duration(d)} after the witness saw it: the "
+                             f"claims a wall time {duration_text(d)} after the witness saw it: the "
                              "gateway clock runs ahead")
         lo = min(d for _, d in deltas)
         if lo > tol:
             self.problem("clock", CHECKPOINTS,
-                         f"every witnessed checkpoint reached the witness at least {_duration(lo)}"
+                         f"every witnessed checkpoint reached the witness at least {duration_text(lo)}"
                          " after the wall time it claims: the gateway clock is set back by about "
                          "that much, so its wall and capture times cannot be trusted")
             return
@@ -579,8 +484,8 @@ class _Checker:
         if late:
             self.finding("late_witness", f"checkpoints {late[0][0]}–{late[-1][0]}",
                          f"{len(late)} checkpoint(s) reached the witness more than "
-                         f"{_duration(self.opts.late_witness_s * NS_PER_S)} after their wall time "
-                         f"(up to {_duration(max(d for _, d in late))}): what they cover is proven "
+                         f"{duration_text(self.opts.late_witness_s * NS_PER_S)} after their wall time "
+                         f"(up to {duration_text(max(d for _, d in late))}): what they cover is proven "
                          "to exist only from the witness time")
 
     # ------------------------------------------------------------------ capture vs data time
@@ -594,8 +499,8 @@ class _Checker:
             if data_span >= 2 * NS_PER_DAY and capture_span < self.opts.backfill_ratio * data_span:
                 self.finding("backfilled", "bundle",
                              f"history spans {first} – {last} ({(last - first).days + 1} days) but "
-                             f"was signed between {_iso(min(walls))} and {_iso(max(walls))} "
-                             f"({_duration(capture_span)}): captured long after the time it "
+                             f"was signed between {iso_time(min(walls))} and {iso_time(max(walls))} "
+                             f"({duration_text(capture_span)}): captured long after the time it "
                              "claims (imported, simulated or replayed history)")
         heavy = sorted(dev for dev, c in per_device.items()
                        if c["samples"] and c["backfilled"] * 2 > c["samples"])
