@@ -39,13 +39,12 @@ import json
 import logging
 import sqlite3
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .. import deadletters, migrations, outbox, rejects
+from .. import deadletters, migrations, outbox
 from ..errors import StoreError
 from ..model import NS_PER_S, DeviceSpec, IdentityEvidence, Quality, Sample
 from ..records import DeadLetter, DeviceRecord, Event
@@ -54,6 +53,7 @@ from ..storelock import StoreLock
 from ..rollup import RollupConfig
 from ..rollup_codec import SUMMARY_COLUMNS, pack_day, summarize_day, unpack_day, upsert_day
 from . import db, ledger, registry, wear
+from .deadletters_facade import DeadLetterFacade
 from .ledger_facade import LedgerFacade
 from . import samples as raw
 from .validate import QUALITIES, check_sample, sample_problem
@@ -72,7 +72,7 @@ COMPACT_AFTER = 1_000_000
 WriteHook = Callable[[sqlite3.Connection, list[tuple[int, int, Any, int]]], None]
 
 
-class Store(LedgerFacade):
+class Store(LedgerFacade, DeadLetterFacade):
     """The embedded SQLite store. Build it with `Store.open`; close it with `close()`."""
 
     def __init__(self, path: str, writer: sqlite3.Connection | None, reader: sqlite3.Connection,
@@ -447,46 +447,7 @@ class Store(LedgerFacade):
         # Each device's limit is read in the transaction that deletes: late samples written
         # between listing and deleting move dirty_from down, and must be seen.
         with self._compact_lock:
-            return sum(self._write(_prune_device, d, cutoff, stale_ns) for d in devices)
-
-    # ------------------------------------------------------------------ dead letters
-    def add_dead_letters(self, items: Sequence[tuple[Any, str]], ts_ns: int) -> None:
-        """Keep (sample, reason) pairs the store or the pipeline refused, arrived at `ts_ns`.
-
-        Fields are stored as bounded text (edge.deadletters), so this never fails on the value
-        that got the sample refused; only the newest `dead_letter_rows` rows are kept, the counts
-        per device and reason in full."""
-        if items:
-            self._write(deadletters.add, items, ts_ns, self.dead_letter_rows)
-
-    def dead_letter(self, samples: Sequence[Any], reason: str, ts_ns: int | None = None) -> None:
-        """`add_dead_letters` for samples sharing one reason (now, unless `ts_ns` is given)."""
-        self.add_dead_letters([(s, reason) for s in samples],
-                              time.time_ns() if ts_ns is None else ts_ns)
-
-    def dead_letters(self, device_id: str | None = None, limit: int = 100) -> list[DeadLetter]:
-        """The newest dead letters (of one device), newest first."""
-        return self._query(deadletters.newest, device_id, limit)
-
-    def dead_letter_counts(self) -> dict[str, dict[str, int]]:
-        """device_id -> reason -> samples ever dead-lettered (not reduced by trimming)."""
-        return self._query(deadletters.counts)
-
-    # ------------------------------------------------------------------ payload dead letters
-    def add_rejects(self, items: Sequence[rejects.Reject],
-                    uncounted: dict[tuple[str, str], int] | None = None) -> int:
-        """Keep payloads a connector refused (edge.rejects), the newest `dead_letter_rows`."""
-        if not items and not uncounted:
-            return 0
-        return int(self._write(rejects.add, items, self.dead_letter_rows, uncounted))
-
-    def rejects(self, *, device_id: str | None = None, reason: str | None = None,
-                limit: int = 100) -> list[rejects.StoredReject]:
-        return self._query(rejects.newest, device_id=device_id, reason=reason, limit=limit)
-
-    def reject_counts(self) -> dict[str, dict[str, int]]:
-        """device_id ('' unknown) -> reason -> payloads ever refused (not reduced by trimming)."""
-        return self._query(rejects.counts)
+            return sum(self._write(raw.prune_device, d, cutoff, stale_ns) for d in devices)
 
     # ------------------------------------------------------------------ device registry
     def upsert_device(self, spec: DeviceSpec) -> None:
@@ -628,20 +589,3 @@ class Store(LedgerFacade):
                 if len(rows) < _PAGE_ROWS:
                     break
                 after = (rows[-1][0], rows[-1][1])
-
-
-# ---------------------------------------------------------------------- helpers
-def _prune_device(conn: sqlite3.Connection, device_id: str, cutoff_ns: int, stale_ns: int) -> int:
-    row = conn.execute("SELECT watermark_ns, dirty_from_ns FROM rollup_progress WHERE device_id = ?",
-                       (device_id,)).fetchone()
-    if row is None or row[0] is None:
-        return 0
-    watermark, dirty_from = row
-    safe = watermark if dirty_from is None else min(watermark, dirty_from)
-    # Roll-ups back off stale_after_s before the watermark and need the readings just before that.
-    limit_ns = min(cutoff_ns, safe - 2 * stale_ns)
-    deleted = raw.prune(conn, device_id, limit_ns)
-    conn.execute("UPDATE rollup_progress SET pruned_before_ns = max(coalesce(pruned_before_ns, ?), ?) "
-                 "WHERE device_id = ?", (limit_ns, limit_ns, device_id))
-    return deleted
-

@@ -453,3 +453,20 @@ def _chunk_row(sid: int, b: Block) -> tuple[int, int, int, int, int, int, bytes]
     q = b.quality
     return (sid, int(b.ts[0]), int(b.ts[-1]), len(b), int(np.count_nonzero(q == _GOOD)),
             int(np.count_nonzero(q == _BAD)), codec.encode(b))
+
+
+def prune_device(conn: sqlite3.Connection, device_id: str, cutoff_ns: int, stale_ns: int) -> int:
+    """Retention for one device: raw samples older than `cutoff_ns`, but never those a roll-up
+    may still need (before its watermark or a late sample waiting, less two stale windows)."""
+    row = conn.execute("SELECT watermark_ns, dirty_from_ns FROM rollup_progress WHERE device_id = ?",
+                       (device_id,)).fetchone()
+    if row is None or row[0] is None:
+        return 0
+    watermark, dirty_from = row
+    safe = watermark if dirty_from is None else min(watermark, dirty_from)
+    # Roll-ups back off stale_after_s before the watermark and need the readings just before that.
+    limit_ns = min(cutoff_ns, safe - 2 * stale_ns)
+    deleted = prune(conn, device_id, limit_ns)
+    conn.execute("UPDATE rollup_progress SET pruned_before_ns = max(coalesce(pruned_before_ns, ?), ?) "
+                 "WHERE device_id = ?", (limit_ns, limit_ns, device_id))
+    return deleted
