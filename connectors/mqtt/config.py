@@ -120,6 +120,11 @@ class MqttConnection(BaseModel):
             self.port = 8883    # the IANA port of MQTT over TLS
         return self
 
+    @property
+    def broker_url(self) -> str:
+        """mqtt://HOST:PORT, or mqtts:// over TLS: how logs and identity evidence name the broker."""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
     @field_validator("protocol", mode="before")
     @classmethod
     def _protocol(cls, v: Any) -> Any:

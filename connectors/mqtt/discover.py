@@ -132,8 +132,7 @@ def discover(conn: MqttConnection, *, seconds: float, max_messages: int | None =
 
     from connectors.mqtt.security import credentials, tls_context
 
-    scheme = "mqtts" if conn.tls else "mqtt"
-    found = Discovery(broker=f"{scheme}://{conn.host}:{conn.port}", seconds=seconds,
+    found = Discovery(broker=conn.broker_url, seconds=seconds,
                       sparkplug=SparkplugSurvey(max_devices=max_topics))
     lock, done, subscribed = threading.Lock(), threading.Event(), threading.Event()
     seen = 0

@@ -185,8 +185,7 @@ class SharedConnection:
 
     @property
     def endpoint(self) -> str:
-        scheme = "mqtts" if self.config.tls else "mqtt"
-        return f"{scheme}://{self.config.host}:{self.config.port}"
+        return self.config.broker_url
 
     @property
     def up(self) -> bool:

@@ -97,8 +97,7 @@ class MqttSource(ReportsPayloadErrors):
 
     @property
     def endpoint(self) -> str:
-        scheme = "mqtts" if self.config.tls else "mqtt"
-        return f"{scheme}://{self.config.host}:{self.config.port}/{self.config.topic}"
+        return f"{self.config.broker_url}/{self.config.topic}"
 
     @property
     def in_flight(self) -> int:
