@@ -22,7 +22,6 @@ store keeps one sample per signal and instant, and a replayed counter must lose 
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Sequence
 
 from .model import NS_PER_S, Quality, Sample
@@ -53,5 +52,5 @@ def fix_timestamps(batch: Sequence[Sample], now_ns: int, max_past_s: float = MAX
         key = (s.device_id, s.signal)
         k = moved.get(key, 0)
         moved[key] = k + 1
-        out.append(dataclasses.replace(s, ts_ns=now_ns + k, quality=max(s.quality, Quality.UNCERTAIN)))
+        out.append(s._replace(ts_ns=now_ns + k, quality=max(s.quality, Quality.UNCERTAIN)))
     return out, sum(moved.values())
