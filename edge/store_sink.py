@@ -60,7 +60,8 @@ class StoreSink:
         """Write `samples`; when that fails for a reason that may lie in the data, split them
         until the failing ones are found and add those to `refused`."""
         try:
-            self._guarded(self.store.write_samples, samples, waiting=len(samples))
+            # Every sample passed sample_problem in _write: the store need not check them again.
+            self._guarded(self.store.write_samples, samples, checked=True, waiting=len(samples))
         except RetryableSinkError:
             raise
         except Exception as exc:  # noqa: BLE001 - anything not a store condition is the data's
@@ -71,9 +72,9 @@ class StoreSink:
             self._write_isolating(samples[:mid], refused)
             self._write_isolating(samples[mid:], refused)
 
-    def _guarded(self, fn: Any, *args: Any, waiting: int) -> None:
+    def _guarded(self, fn: Any, *args: Any, waiting: int, **kwargs: Any) -> None:
         try:
-            fn(*args)
+            fn(*args, **kwargs)
         except Exception as exc:
             cond = condition(exc)
             if cond is not None:

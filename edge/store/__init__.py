@@ -222,10 +222,11 @@ class Store(LedgerFacade, DeadLetterFacade):
             return result
 
     # ------------------------------------------------------------------ raw samples
-    def write_samples(self, samples: Sequence[Sample]) -> None:
+    def write_samples(self, samples: Sequence[Sample], *, checked: bool = False) -> None:
         """Store a batch in one transaction and mark the devices' rollups dirty.
 
         Validates the whole batch first (ValueError naming the first bad sample; nothing written).
+        `checked=True`: the caller ran `sample_problem` on each sample already; not again.
         A sample with the same device, signal and timestamp as a stored one replaces it, so a
         batch delivered twice is stored once. Bools read back as bools; NaN reads back as NaN.
         The batch is appended to `recent` (edge.store.samples); `compact` later moves it into
@@ -233,8 +234,9 @@ class Store(LedgerFacade, DeadLetterFacade):
         """
         if not samples:
             return
-        for i, s in enumerate(samples):
-            check_sample(i, s)
+        if not checked:
+            for i, s in enumerate(samples):
+                check_sample(i, s)
         try:
             self._write(self._insert_samples, samples)
         except BaseException:
