@@ -10,7 +10,9 @@ size, measured in the same run:
   * queue_per_sample: the pre-optimisation put path (an `await asyncio.Queue.put` per sample,
     `get_nowait` per sample into batches) feeding the same counting sink: the baseline;
   * pipeline: edge.pipeline.Pipeline feeding the counting sink;
-  * supervisor: the whole path, check + Sample + DeviceSupervisor._stream + Pipeline + counting sink;
+  * build_only: SignalSpec.check + Sample per value, as a connector builds a batch (no pipeline);
+  * supervisor: the whole path, build + DeviceSupervisor._stream + Pipeline + counting sink
+    (minus build_only: what the supervisor and the pipeline add per value);
   * supervisor_store: the same into StoreSink on a temporary Store (SQLite in WAL).
 And the Sample construction microbenchmark (µs per Sample) with and without a quality.
 """
@@ -75,29 +77,32 @@ class BenchSource:
     """A source handing out `batches` batches built the way a connector builds them (raw value →
     SignalSpec.check → Sample), then waiting until closed."""
 
-    def __init__(self, spec: DeviceSpec, batches: int) -> None:
+    def __init__(self, spec: DeviceSpec, raws: list[list[Any]]) -> None:
         self.device = spec
-        self.batches = batches
-        self.raws = [raw_values(spec, k) for k in range(batches)]
+        self.raws = raws
         self.done = asyncio.Event()
 
     async def connect(self) -> IdentityEvidence:
         return IdentityEvidence("bench", endpoint="mem")
 
     async def samples(self) -> AsyncIterator[list[Sample]]:
-        dev, signals = self.device.id, self.device.signals
         for raws in self.raws:
-            ts = now_ns()
-            batch = []
-            for spec, raw in zip(signals, raws):
-                value, quality, _ = spec.check(raw)
-                batch.append(Sample(dev, spec.name, ts, value, quality))
-            yield batch
+            yield build(self.device, raws)
         self.done.set()
         await asyncio.Event().wait()
 
     async def close(self) -> None:
         return None
+
+
+def build(device: DeviceSpec, raws: list[Any]) -> list[Sample]:
+    """One batch the way a connector builds it (connectors/modbus/source.py, mqtt/mapping.py)."""
+    dev, ts = device.id, now_ns()
+    batch = []
+    for spec, raw in zip(device.signals, raws):
+        value, quality, _ = spec.check(raw)
+        batch.append(Sample(dev, spec.name, ts, value, quality))
+    return batch
 
 
 class Observer:
@@ -170,9 +175,12 @@ async def run_pipeline(batches: list[list[Sample]]) -> int:
     return sink.n
 
 
-async def run_supervisor(size: int, batches: int, store_dir: str | None) -> int:
-    spec = device(size)
-    source = BenchSource(spec, batches)
+def run_build(spec: DeviceSpec, raws: list[list[Any]]) -> int:
+    return sum(len(build(spec, r)) for r in raws)
+
+
+async def run_supervisor(spec: DeviceSpec, raws: list[list[Any]], store_dir: str | None) -> int:
+    source = BenchSource(spec, raws)
     store = Store.open(Path(store_dir) / "bench.db") if store_dir else None
     sink: Any = StoreSink(store) if store is not None else CountingSink()
     try:
@@ -225,15 +233,18 @@ def main() -> None:
     for size in (int(x) for x in args.sizes.split(",")):
         batches = prebuilt(size, args.batches)
         values = size * args.batches
+        spec = device(size)
+        raws = [raw_values(spec, k) for k in range(args.batches)]
         res: dict[str, Any] = {}
+        res["build_only"] = per_value("build_only", lambda: run_build(spec, raws), values)
         res["sink_direct"] = per_value("sink_direct", lambda: asyncio.run(run_direct(batches)), values)
         res["queue_per_sample"] = per_value("queue", lambda: asyncio.run(run_queue(batches)), values)
         res["pipeline"] = per_value("pipeline", lambda: asyncio.run(run_pipeline(batches)), values)
         res["supervisor"] = per_value(
-            "supervisor", lambda: asyncio.run(run_supervisor(size, args.batches, None)), values)
+            "supervisor", lambda: asyncio.run(run_supervisor(spec, raws, None)), values)
         with tempfile.TemporaryDirectory() as d:
             res["supervisor_store"] = per_value(
-                "supervisor_store", lambda: asyncio.run(run_supervisor(size, args.batches, d)), values)
+                "supervisor_store", lambda: asyncio.run(run_supervisor(spec, raws, d)), values)
         out[f"batch_{size}"] = res
     print(json.dumps(out, indent=2))
 
