@@ -35,14 +35,12 @@ class StoreSink:
         await asyncio.to_thread(self._write, batch)
 
     def _write(self, batch: Sequence[Sample]) -> None:
-        good: list[Sample] = []
+        problems = [sample_problem(s) for s in batch]
+        good: Sequence[Sample] = batch
         refused: list[tuple[Any, str]] = []
-        for s in batch:
-            problem = sample_problem(s)
-            if problem is None:
-                good.append(s)
-            else:
-                refused.append((s, problem))
+        if problems.count(None) != len(problems):    # rare: sort out what cannot be stored
+            good = [s for s, p in zip(batch, problems) if p is None]
+            refused = [(s, p) for s, p in zip(batch, problems) if p is not None]
         if good:
             self._write_isolating(good, refused)
         if not refused:
