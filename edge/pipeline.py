@@ -175,6 +175,8 @@ class Pipeline:
         The returned future resolves once all of them are retired; it is cancelled if a stop
         with timeout drops them. Cancelling a waiting put leaves what it queued queued."""
         self._check_running()
+        if type(samples) is Sample:     # a Sample is a tuple: its fields would pass for samples
+            raise TypeError("put_many takes an iterable of Samples; put() takes one Sample")
         batch = samples if isinstance(samples, (list, tuple)) else list(samples)
         buf = self._buffer
         loop = asyncio.get_running_loop()

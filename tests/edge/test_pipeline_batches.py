@@ -130,3 +130,10 @@ async def test_random_producers_sizes_and_failures_lose_nothing_and_retire_in_or
     st = p.stats()
     assert st.received == st.written == len(sink.samples) == sum(len(b) for bs in puts.values() for b in bs)
     assert st.queue_depth == 0
+
+
+async def test_one_sample_passed_for_a_batch_is_refused_not_split_into_its_fields():
+    async with Pipeline([ListSink()]) as p:
+        with pytest.raises(TypeError, match="put\\(\\) takes one"):
+            await p.put_many(Sample("m1", "a", 1, 1.0))  # type: ignore[arg-type]
+        assert p.stats().received == 0
