@@ -175,7 +175,8 @@ class SignalSpec:
     (value * scale + offset). `states` maps raw codes (as strings) to `State` names for the
     `state` role; a code missing from the map yields an UNCERTAIN sample carrying the raw value.
     `width_bits` is a counter's register width when the connector knows it (a uint16 register:
-    16): a counter value must be below 2**width_bits.
+    16): a counter value must be below 2**width_bits. The check for the role is prepared when
+    the spec is made, so `states` must not be changed afterwards (make a new spec).
     """
 
     name: str
