@@ -226,11 +226,11 @@ class Store(LedgerFacade, DeadLetterFacade):
         """Store a batch in one transaction and mark the devices' rollups dirty.
 
         Validates the whole batch first (ValueError naming the first bad sample; nothing written).
-        `checked=True`: the caller ran `sample_problem` on each sample already; not again.
         A sample with the same device, signal and timestamp as a stored one replaces it, so a
         batch delivered twice is stored once. Bools read back as bools; NaN reads back as NaN.
         The batch is appended to `recent` (edge.store.samples); `compact` later moves it into
         per-series chunks, and does so by itself when much is waiting.
+        `checked=True` skips that validation: the caller has checked each sample with sample_problem.
         """
         if not samples:
             return
