@@ -37,7 +37,7 @@ from typing import Any, Awaitable, Callable, Mapping, Protocol
 from connectors.backoff import Backoff
 from connectors.base import AckedBatch, ReportsIdentity, Source
 from edge.errors import SourceError
-from edge.plausibility import MAX_PAST_S, fix_timestamps
+from edge.plausibility import MAX_PAST_S, scan_batch
 from edge.model import IdentityEvidence, Quality, Sample, now_ns
 
 BAD_VALUE = ""
@@ -165,19 +165,23 @@ class DeviceSupervisor:
                     raise
                 except Exception as err:  # noqa: BLE001
                     raise self._as_source_error(err, "samples") from err
+                blocked_at_ns = now_ns()
+                stall_threshold_s = self.stall_threshold_s
+                started = time.monotonic() if stall_threshold_s is not None else 0.0
+                # One pass for the BAD count and the timestamp check (edge.plausibility).
+                fixed, n_fixed, n_bad = scan_batch(batch, blocked_at_ns, self.max_past_s)
                 self.samples += len(batch)
-                self.samples_bad += sum(1 for x in batch if x.quality is Quality.BAD)
-                blocked_at_ns, started = now_ns(), time.monotonic()
-                fixed, n_fixed = fix_timestamps(batch, blocked_at_ns, self.max_past_s)
+                self.samples_bad += n_bad
                 if n_fixed:
                     self._implausible_clock(n_fixed)
                 # The ack stays with the source's own batch: `fixed` may be a new plain list.
-                done = await self.emit(fixed if n_fixed else batch)
+                done = await self.emit(fixed)
                 if isinstance(batch, AckedBatch) and batch.ack is not None:
                     _ack_when_done(batch.ack, done)
-                blocked_s = time.monotonic() - started
-                if self.stall_threshold_s is not None and blocked_s > self.stall_threshold_s:
-                    await self._stalled(blocked_at_ns, blocked_s)
+                if stall_threshold_s is not None:
+                    blocked_s = time.monotonic() - started
+                    if blocked_s > stall_threshold_s:
+                        await self._stalled(blocked_at_ns, blocked_s)
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:

@@ -11,7 +11,7 @@ import math
 import numbers
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, NamedTuple, Union
+from typing import Any, Callable, Mapping, NamedTuple, Union
 
 from .errors import PayloadError
 
@@ -96,12 +96,16 @@ _MEASURES = frozenset((Role.POWER_KW.value, Role.ENERGY_KWH.value))
 _INTEGRAL_TOLERANCE = 1e-9
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
+class Sample(NamedTuple):
     """One value of one signal of one device at one instant.
 
     `ts_ns` is UTC nanoseconds: the source timestamp when the protocol gives one, otherwise the
     time the gateway received the value. A `state` sample's value is a `State` name string.
+
+    A NamedTuple because every value of every connector is one: it builds in a third of a frozen
+    dataclass's time (tests/bench/bench_edge.py) and is just as immutable and hashable. A copy
+    with other fields is `s._replace(...)`. Being a tuple, it also unpacks, and compares equal
+    to a plain tuple of the same fields: no code here treats a tuple specially.
     """
 
     device_id: str
@@ -171,7 +175,8 @@ class SignalSpec:
     (value * scale + offset). `states` maps raw codes (as strings) to `State` names for the
     `state` role; a code missing from the map yields an UNCERTAIN sample carrying the raw value.
     `width_bits` is a counter's register width when the connector knows it (a uint16 register:
-    16): a counter value must be below 2**width_bits.
+    16): a counter value must be below 2**width_bits. The check for the role is prepared when
+    the spec is made, so `states` must not be changed afterwards (make a new spec).
     """
 
     name: str
@@ -180,6 +185,17 @@ class SignalSpec:
     offset: float = 0.0
     states: Mapping[str, str] = field(default_factory=dict)
     width_bits: int | None = None
+
+    # The checker for this spec's role, scale and width, chosen once (_choose_checker): `check`
+    # runs per value on every connector, and the role's if-chain per call cost more than the
+    # check. `_prep` is what the checker precomputed (a state map by int code, a counter's bound).
+    _checker: Callable[["SignalSpec", Any], "Checked"] = field(init=False, repr=False, compare=False)
+    _prep: Any = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        checker, prep = _choose_checker(self)
+        object.__setattr__(self, "_checker", checker)
+        object.__setattr__(self, "_prep", prep)
 
     def check(self, raw: Value) -> "Checked":
         """Raw protocol value -> (sample value, quality, problem), by the signal's role.
@@ -195,6 +211,11 @@ class SignalSpec:
         count...) is BAD with NO_VALUE, and `problem` says why: a PayloadError for the source
         to count and report (PayloadErrorReporter.report). `problem` is None otherwise.
         """
+        return self._checker(self, raw)
+
+    def _check_general(self, raw: Value) -> "Checked":
+        """`check` for any value: the definition the fast checkers must agree with (each one
+        handles the common exact types and hands everything else here)."""
         if self.name == Role.STATE.value:
             return self._check_state(raw)
         if self.name in _COUNTERS or self.name in _MEASURES:
@@ -231,8 +252,12 @@ class SignalSpec:
         if type(raw) is not int and type(raw) is not float and (
                 isinstance(raw, bool) or not isinstance(raw, numbers.Real)):
             return self._bad(f"{raw!r} is not {what}")
-        value = self._scaled(raw)
-        if not math.isfinite(value):
+        try:
+            value = self._scaled(raw)
+            finite = math.isfinite(value)
+        except OverflowError:       # an int beyond any float (10**400): no reading of a number
+            finite = False
+        if not finite:
             return self._bad(f"{raw!r} is not {what}")
         if not counter:
             return Checked(value, Quality.GOOD)
@@ -265,6 +290,104 @@ def _state_key(raw: Value) -> str:
     if isinstance(raw, float) and raw.is_integer():
         return str(int(raw))
     return str(raw)
+
+
+# ---- SignalSpec's fast checkers: (spec, raw) -> Checked, one chosen per spec by _choose_checker.
+# Each takes the exact types a connector hands over (int, float, str) on the way the general
+# check would pass them, and leaves anything else (bools, subclasses, NaN, out-of-range, text
+# for a number) to SignalSpec._check_general, so results, problems and qualities are the same
+# (tests/edge/test_signal_check_fastpath.py). tuple.__new__ skips Checked's Python-level
+# __new__ (a third of a fast check).
+_new = tuple.__new__
+_GOOD = Quality.GOOD
+# Ints inside this bound are floats without overflow, so the general path's isfinite holds.
+_FAST_INT = 2**63
+_STATE_NAMES = {s.value: s.value for s in State}
+
+
+def _choose_checker(spec: SignalSpec) -> tuple[Callable[[SignalSpec, Any], Checked], Any]:
+    unscaled = spec.scale == 1.0 and spec.offset == 0.0
+    float_scaled = (type(spec.scale) is float and type(spec.offset) is float
+                    and math.isfinite(spec.scale) and math.isfinite(spec.offset))
+    if spec.name == Role.STATE.value:
+        if spec.states:
+            return _check_mapped_state, {int(k): v for k, v in spec.states.items() if _int_code(k)}
+        return _check_named_state, None
+    if spec.name in _COUNTERS:
+        width = spec.width_bits
+        if not unscaled or not (width is None or type(width) is int):
+            return SignalSpec._check_general, None
+        return _check_count, _FAST_INT if width is None or width >= 63 else 2**width
+    if spec.name in _MEASURES:
+        if unscaled:
+            return _check_measure, None
+        return (_check_scaled_measure, None) if float_scaled else (SignalSpec._check_general, None)
+    if unscaled:
+        return _check_kept, None
+    return (_check_scaled_kept, None) if float_scaled else (SignalSpec._check_general, None)
+
+
+def _int_code(key: Any) -> bool:
+    """Whether `key` is the text str(int) gives (how the general check spells an int code)."""
+    if type(key) is not str:
+        return False
+    try:
+        return str(int(key)) == key
+    except ValueError:
+        return False
+
+
+def _check_mapped_state(spec: SignalSpec, raw: Any) -> Checked:
+    t = type(raw)
+    mapped = spec._prep.get(raw) if t is int else spec.states.get(raw) if t is str else None
+    if mapped is not None:
+        return _new(Checked, (mapped, _GOOD, None))
+    return spec._check_general(raw)
+
+
+def _check_named_state(spec: SignalSpec, raw: Any) -> Checked:
+    name = _STATE_NAMES.get(raw) if type(raw) is str else None
+    if name is not None:
+        return _new(Checked, (name, _GOOD, None))
+    return spec._check_general(raw)
+
+
+def _check_count(spec: SignalSpec, raw: Any) -> Checked:
+    t = type(raw)
+    if t is int:
+        if 0 <= raw < spec._prep:
+            return _new(Checked, (raw, _GOOD, None))
+    elif t is float and 0.0 <= raw < spec._prep and raw.is_integer():
+        return _new(Checked, (int(raw), _GOOD, None))
+    return spec._check_general(raw)
+
+
+def _check_measure(spec: SignalSpec, raw: Any) -> Checked:
+    t = type(raw)
+    # x - x is 0.0 exactly for a finite float, NaN for NaN and ±inf: isfinite without a call.
+    if (t is float and raw - raw == 0.0) or (t is int and -_FAST_INT <= raw <= _FAST_INT):
+        return _new(Checked, (raw, _GOOD, None))
+    return spec._check_general(raw)
+
+
+def _check_scaled_measure(spec: SignalSpec, raw: Any) -> Checked:
+    t = type(raw)
+    if t is float or (t is int and -_FAST_INT <= raw <= _FAST_INT):
+        value = raw * spec.scale + spec.offset
+        if value - value == 0.0:
+            return _new(Checked, (value, _GOOD, None))
+    return spec._check_general(raw)
+
+
+def _check_kept(spec: SignalSpec, raw: Any) -> Checked:
+    return _new(Checked, (raw, _GOOD, None))
+
+
+def _check_scaled_kept(spec: SignalSpec, raw: Any) -> Checked:
+    t = type(raw)
+    if t is float or (t is int and -_FAST_INT <= raw <= _FAST_INT):
+        return _new(Checked, (raw * spec.scale + spec.offset, _GOOD, None))
+    return spec._check_general(raw)
 
 
 @dataclass(frozen=True, slots=True)

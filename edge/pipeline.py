@@ -6,7 +6,13 @@ batches to every sink.
         done.add_done_callback(...)               # resolved once every sink took the samples
 
 Memory is bounded by `queue_size`: when a sink is slow or down, producers wait in `put` instead
-of the queue growing. What a sink's error means (edge.errors):
+of the queue growing. A batch goes in whole when it fits; otherwise the part that fits goes in
+and the producer waits, as room appears, for the rest (so a batch larger than the whole queue
+still goes through, a part at a time). Waiting producers are served in arrival order, and a new
+one queues behind them. The queue is one list the consumer slices batches off; a put that fits
+costs one extend and no await (issue 11: an awaited asyncio.Queue.put per sample was a third of
+the pipeline's CPU), and the consumer is woken once when data arrives, once when a batch is full
+(or the queue is, or producers wait) and at the flush deadline, not once per sample. What a sink's error means (edge.errors):
   RetryableSinkError / ThrottledSinkError  keep the batch and retry it with backoff (or after
                                            retry_after_s); nothing is dropped, the queue fills up
                                            and producers wait. The first failure of a streak is
@@ -25,7 +31,8 @@ Sinks get the same batch in order; a batch is retired when every sink took or re
 The future `put`/`put_many` return resolves then (in FIFO order), which is what lets a source
 acknowledge its protocol's messages only once they are durable (MQTT, connectors.base.AckedBatch).
 `stop()` drains what is queued before returning; with a timeout it gives up, names what it
-dropped, and cancels those futures.
+dropped, and cancels those futures; a producer still waiting for room then gets RuntimeError
+(the part of its batch already queued was dropped with the rest).
 """
 from __future__ import annotations
 
@@ -77,7 +84,12 @@ class Pipeline:
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.on_reject = on_reject
-        self._queue: asyncio.Queue[Sample] = asyncio.Queue(maxsize=queue_size)
+        self.queue_size = queue_size
+        self._buffer: list[Sample] = []            # queued, oldest first
+        # Producers waiting for room, in arrival order: [batch, next index to queue, woken].
+        self._putters: collections.deque[list[Any]] = collections.deque()
+        self._wakeup: asyncio.Future[None] | None = None   # the consumer's, while it waits
+        self._want = 0                             # buffer length that should wake it
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._received = self._written = self._rejected = self._retries = self._dropped = 0
@@ -107,6 +119,7 @@ class Pipeline:
         if self._task is None:
             return 0
         self._stopping = True
+        self._wake_consumer()
         dropped = 0
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
@@ -127,10 +140,12 @@ class Pipeline:
         return dropped
 
     def _drop_unwritten(self, timeout_s: float) -> int:
-        left = list(self._in_flight)
-        while not self._queue.empty():
-            left.append(self._queue.get_nowait())
-        self._in_flight = []
+        left = self._in_flight + self._buffer
+        self._in_flight, self._buffer = [], []
+        while self._putters:
+            woken = self._putters.popleft()[2]
+            if not woken.done():
+                woken.set_exception(RuntimeError("pipeline stopped before the samples were queued"))
         per_device = collections.Counter(s.device_id for s in left)
         self._dropped += len(left)
         for _, fut in self._waiters:
@@ -156,18 +171,73 @@ class Pipeline:
         return await self.put_many((sample,))
 
     async def put_many(self, samples: Iterable[Sample]) -> asyncio.Future[None]:
-        """Queue samples in order; waits while the queue is full. The returned future resolves
-        once all of them are retired; it is cancelled if a stop with timeout drops them."""
+        """Queue samples in order; waits while the queue is full (see the module docstring).
+        The returned future resolves once all of them are retired; it is cancelled if a stop
+        with timeout drops them. Cancelling a waiting put leaves what it queued queued."""
         self._check_running()
-        for s in samples:
-            await self._queue.put(s)
-            self._received += 1
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self._retired >= self._received:
+        if type(samples) is Sample:     # a Sample is a tuple: its fields would pass for samples
+            raise TypeError("put_many takes an iterable of Samples; put() takes one Sample")
+        batch = samples if isinstance(samples, (list, tuple)) else list(samples)
+        buf = self._buffer
+        loop = asyncio.get_running_loop()
+        if not batch:
+            mark = self._received
+        elif not self._putters and len(buf) + len(batch) <= self.queue_size:
+            buf.extend(batch)
+            self._received += len(batch)
+            mark = self._received
+        else:
+            # [batch, how much of it is queued, resolved when all of it is, samples received then]
+            entry: list[Any] = [batch, 0, loop.create_future(), 0]
+            self._putters.append(entry)
+            self._admit_waiting()
+            if entry[1] < len(batch):
+                self._wake_consumer()       # the queue is full: no use waiting for more
+                try:
+                    await entry[2]
+                finally:
+                    if entry[1] < len(batch) and any(e is entry for e in self._putters):
+                        # Cancelled while waiting: what it queued stays queued.
+                        self._putters = collections.deque(e for e in self._putters if e is not entry)
+                        self._admit_waiting()
+            mark = entry[3]
+        if self._wakeup is not None and len(buf) >= self._want:
+            self._wake_consumer()
+        return self._retirement(mark, loop)
+
+    def _retirement(self, mark: int, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        """A future resolved once the first `mark` samples received are retired."""
+        fut: asyncio.Future[None] = loop.create_future()
+        if self._retired >= mark:
             fut.set_result(None)
         else:
-            self._waiters.append((self._received, fut))
+            self._waiters.append((mark, fut))
         return fut
+
+    def _admit_waiting(self) -> None:
+        """Queue what fits of the waiting producers' batches, first come first served."""
+        buf, putters = self._buffer, self._putters
+        while putters:
+            entry = putters[0]
+            batch, start, woken, _ = entry
+            room = self.queue_size - len(buf)
+            if room <= 0:
+                break
+            end = min(len(batch), start + room)
+            buf.extend(batch[start:end])
+            self._received += end - start
+            entry[1] = end
+            if end < len(batch):
+                break
+            entry[3] = self._received
+            putters.popleft()
+            if not woken.done():
+                woken.set_result(None)
+
+    def _wake_consumer(self) -> None:
+        w = self._wakeup
+        if w is not None and not w.done():
+            w.set_result(None)
 
     def _check_running(self) -> None:
         if self._task is None or self._stopping:
@@ -181,7 +251,7 @@ class Pipeline:
         self._rate_mark = (now, self._written)
         backlog = self._received > self._retired
         return PipelineStats(self._received, self._written, self._rejected, self._retries,
-                             self._queue.qsize(), rate, self._dropped,
+                             len(self._buffer), rate, self._dropped,
                              None if self._failing_since is None else now - self._failing_since,
                              now - self._last_progress if backlog else 0.0)
 
@@ -194,7 +264,7 @@ class Pipeline:
                 await self._deliver(batch)
                 self._in_flight = []
                 self._retire(len(batch))
-            elif self._stopping and self._queue.empty():
+            elif self._stopping and not self._buffer and not self._putters:
                 return
 
     def _retire(self, n: int) -> None:
@@ -206,26 +276,37 @@ class Pipeline:
                 fut.set_result(None)
 
     async def _next_batch(self) -> list[Sample]:
-        """Up to batch_size samples, waiting at most flush_interval_s for the batch to fill."""
-        batch: list[Sample] = []
-        deadline = time.monotonic() + self.flush_interval_s
-        while len(batch) < self.batch_size:
-            try:
-                batch.append(self._queue.get_nowait())
-                continue
-            except asyncio.QueueEmpty:
-                pass
+        """Up to batch_size samples, waiting at most flush_interval_s (from the first sample's
+        arrival) for the batch to fill; [] when woken by stop() with nothing queued."""
+        buf = self._buffer
+        if not buf:
             if self._stopping:
-                break
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                # Short waits so a stop() is noticed promptly even when nothing arrives.
-                batch.append(await asyncio.wait_for(self._queue.get(), min(remaining, 0.1)))
-            except asyncio.TimeoutError:
-                pass
+                return []
+            await self._wait(1, None)
+            if not buf:
+                return []
+        if len(buf) < self.batch_size and not self._stopping and not self._putters:
+            await self._wait(min(self.batch_size, self.queue_size), self.flush_interval_s)
+        n = self.batch_size
+        batch = buf[:n]
+        del buf[:n]
+        if self._putters:
+            self._admit_waiting()
         return batch
+
+    async def _wait(self, want: int, timeout_s: float | None) -> None:
+        """Until the queue holds `want` samples, producers wait for room, stop() is called, or
+        `timeout_s` passed: one future the producers resolve, not a wake per sample."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._wakeup, self._want = fut, want
+        timer = None if timeout_s is None else loop.call_later(timeout_s, self._wake_consumer)
+        try:
+            await fut
+        finally:
+            self._wakeup = None
+            if timer is not None:
+                timer.cancel()
 
     async def _deliver(self, batch: list[Sample]) -> None:
         rejected = 0
@@ -291,7 +372,7 @@ class Pipeline:
             self._failing_since = time.monotonic()
             log.warning("sink %s cannot write (%s); keeping the data and retrying (queue %d of %d "
                         "samples; producers wait when it is full)", sink.name, exc,
-                        self._queue.qsize(), self._queue.maxsize)
+                        len(self._buffer), self.queue_size)
         else:
             log.debug("sink %s: %s; retrying in %.2fs", sink.name, exc, wait)
 

@@ -22,8 +22,7 @@ store keeps one sample per signal and instant, and a replayed counter must lose 
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from .model import NS_PER_S, Quality, Sample
 
@@ -31,19 +30,28 @@ MAX_PAST_S = 30 * 86_400.0
 MAX_FUTURE_S = 300.0
 
 
-def fix_timestamps(batch: Sequence[Sample], now_ns: int, max_past_s: float = MAX_PAST_S,
-                   max_future_s: float = MAX_FUTURE_S) -> tuple[Sequence[Sample], int]:
-    """(the batch with implausible timestamps replaced by `now_ns`, how many were replaced).
+class BatchScan(NamedTuple):
+    """What `scan_batch` found in one batch."""
 
-    `now_ns` is the batch's arrival time. The batch itself is returned when nothing needed
-    fixing, so the common case costs no copy.
-    """
-    if max_past_s <= 0 or max_future_s < 0:
-        raise ValueError(f"need max_past_s > 0 and max_future_s >= 0, got {max_past_s}, {max_future_s}")
-    lo = now_ns - int(max_past_s * NS_PER_S)
-    hi = now_ns + int(max_future_s * NS_PER_S)
-    if all(lo <= s.ts_ns <= hi for s in batch):
-        return batch, 0
+    samples: Sequence[Sample]   # the batch itself when no timestamp needed fixing
+    fixed: int                  # samples given the arrival time
+    bad: int                    # BAD samples (the source could not read a value)
+
+
+def scan_batch(batch: Sequence[Sample], now_ns: int, max_past_s: float = MAX_PAST_S,
+               max_future_s: float = MAX_FUTURE_S) -> BatchScan:
+    """`fix_timestamps` and the batch's BAD count in one pass: the supervisor runs it on every
+    batch of every device, and two generator passes cost twice this loop."""
+    lo, hi = _window(now_ns, max_past_s, max_future_s)
+    bad = 0
+    plausible = True
+    for s in batch:
+        if s.quality is _BAD:
+            bad += 1
+        if not lo <= s.ts_ns <= hi:
+            plausible = False
+    if plausible:
+        return BatchScan(batch, 0, bad)
     out: list[Sample] = []
     moved: dict[tuple[str, str], int] = {}
     for s in batch:
@@ -53,5 +61,25 @@ def fix_timestamps(batch: Sequence[Sample], now_ns: int, max_past_s: float = MAX
         key = (s.device_id, s.signal)
         k = moved.get(key, 0)
         moved[key] = k + 1
-        out.append(dataclasses.replace(s, ts_ns=now_ns + k, quality=max(s.quality, Quality.UNCERTAIN)))
-    return out, sum(moved.values())
+        out.append(s._replace(ts_ns=now_ns + k, quality=max(s.quality, Quality.UNCERTAIN)))
+    return BatchScan(out, sum(moved.values()), bad)
+
+
+def fix_timestamps(batch: Sequence[Sample], now_ns: int, max_past_s: float = MAX_PAST_S,
+                   max_future_s: float = MAX_FUTURE_S) -> tuple[Sequence[Sample], int]:
+    """(the batch with implausible timestamps replaced by `now_ns`, how many were replaced).
+
+    `now_ns` is the batch's arrival time. The batch itself is returned when nothing needed
+    fixing, so the common case costs no copy.
+    """
+    samples, fixed, _ = scan_batch(batch, now_ns, max_past_s, max_future_s)
+    return samples, fixed
+
+
+_BAD = Quality.BAD
+
+
+def _window(now_ns: int, max_past_s: float, max_future_s: float) -> tuple[int, int]:
+    if max_past_s <= 0 or max_future_s < 0:
+        raise ValueError(f"need max_past_s > 0 and max_future_s >= 0, got {max_past_s}, {max_future_s}")
+    return now_ns - int(max_past_s * NS_PER_S), now_ns + int(max_future_s * NS_PER_S)

@@ -35,14 +35,12 @@ class StoreSink:
         await asyncio.to_thread(self._write, batch)
 
     def _write(self, batch: Sequence[Sample]) -> None:
-        good: list[Sample] = []
+        problems = [sample_problem(s) for s in batch]
+        good: Sequence[Sample] = batch
         refused: list[tuple[Any, str]] = []
-        for s in batch:
-            problem = sample_problem(s)
-            if problem is None:
-                good.append(s)
-            else:
-                refused.append((s, problem))
+        if problems.count(None) != len(problems):    # rare: sort out what cannot be stored
+            good = [s for s, p in zip(batch, problems) if p is None]
+            refused = [(s, p) for s, p in zip(batch, problems) if p is not None]
         if good:
             self._write_isolating(good, refused)
         if not refused:
@@ -60,7 +58,8 @@ class StoreSink:
         """Write `samples`; when that fails for a reason that may lie in the data, split them
         until the failing ones are found and add those to `refused`."""
         try:
-            self._guarded(self.store.write_samples, samples, waiting=len(samples))
+            # Every sample passed sample_problem in _write: the store need not check them again.
+            self._guarded(self.store.write_samples, samples, checked=True, waiting=len(samples))
         except RetryableSinkError:
             raise
         except Exception as exc:  # noqa: BLE001 - anything not a store condition is the data's
@@ -71,9 +70,9 @@ class StoreSink:
             self._write_isolating(samples[:mid], refused)
             self._write_isolating(samples[mid:], refused)
 
-    def _guarded(self, fn: Any, *args: Any, waiting: int) -> None:
+    def _guarded(self, fn: Any, *args: Any, waiting: int, **kwargs: Any) -> None:
         try:
-            fn(*args)
+            fn(*args, **kwargs)
         except Exception as exc:
             cond = condition(exc)
             if cond is not None:

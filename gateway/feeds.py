@@ -23,7 +23,7 @@ so the machine's energy is unknown exactly while its meter is.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable, Mapping
 
 from edge.errors import ConfigError
@@ -104,4 +104,4 @@ def _routed(s: Sample, routes: Mapping[str, tuple[str, str]]) -> Sample:
     route = routes.get(s.signal)
     if route is None:
         return s
-    return replace(s, device_id=route[0], signal=route[1])
+    return s._replace(device_id=route[0], signal=route[1])
