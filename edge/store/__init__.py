@@ -69,14 +69,15 @@ _IN_CHUNK = 500           # ids per IN (...) list
 # Samples waiting in `recent` before write_samples compacts by itself (when nothing called
 # compact): bounds what every read of recent samples has to decode.
 COMPACT_AFTER = 1_000_000
-_PROGRESS_UPSERT = """INSERT INTO rollup_progress (device_id, watermark_ns, dirty_from_ns, max_ts_ns)
-    VALUES (?, NULL, ?, ?)
+# A write's devices: the earliest sample (late ones mark the rollup dirty) and the newest.
+_upsert_progress = db.many_rows("""INSERT INTO rollup_progress (device_id, dirty_from_ns, max_ts_ns)
+    VALUES {}
     ON CONFLICT (device_id) DO UPDATE SET
       dirty_from_ns = CASE
         WHEN watermark_ns IS NULL OR excluded.dirty_from_ns < watermark_ns
         THEN min(coalesce(dirty_from_ns, excluded.dirty_from_ns), excluded.dirty_from_ns)
         ELSE dirty_from_ns END,
-      max_ts_ns = max(max_ts_ns, excluded.max_ts_ns)"""
+      max_ts_ns = max(max_ts_ns, excluded.max_ts_ns)""", 3)
 # (writer connection, [(series_id, ts_ns, value, quality)]) inside the samples transaction.
 WriteHook = Callable[[sqlite3.Connection, list[tuple[int, int, Any, int]]], None]
 
@@ -302,7 +303,7 @@ class Store(LedgerFacade, DeadLetterFacade):
         names = list(order)
         spans = raw.insert(conn, names, counts, block)
         # A sample below the watermark is late: the minutes from it on must be rolled up again.
-        conn.executemany(_PROGRESS_UPSERT, [(d, lo, hi) for d, (lo, hi) in zip(names, spans)])
+        _upsert_progress(conn, [(d, lo, hi) for d, (lo, hi) in zip(names, spans)])
         # Same transaction: a sample is never stored without being queued for the sinks.
         outbox.enqueue_samples(conn, samples)
         # The batch's ledger record commits with it (edge.store.ledger).
