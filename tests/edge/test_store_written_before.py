@@ -55,6 +55,11 @@ def history(store: Store, ks: range, late_every: int = 0) -> None:
             store.roll_up(DAY0_NS + (k * 7 - 300) * S_NS)
 
 
+def packed(values: list) -> list:
+    """Values comparable with ==, NaN included (by its bits), types kept."""
+    return [(type(v), struct.pack("<d", v) if type(v) is float else v) for v in values]
+
+
 def contents(store: Store) -> dict:
     out: dict = {"count": store.sample_count(), "by_quality": [
         store.sample_count(quality=q) for q in Quality],
@@ -144,3 +149,28 @@ def test_any_batch_stores_its_rows_and_digests_as_its_rows_say(tmp_path_factory,
     assert progress == {d: max(x.ts_ns for b in batches for x in b if x.device_id == d)
                         for d in {x.device_id for b in batches for x in b}}
     assert np.all(np.array(list(progress.values())) >= DAY0_NS)
+
+
+def test_a_devices_series_read_at_once_are_each_series_read_alone(tmp_path):
+    """raw.device_series (one query and one decode for a roll-up's device) against raw.series,
+    over chunks, recent rows overlaying them, late samples and ranges cutting chunks."""
+    with Store.open(tmp_path / "s.db") as s:
+        history(s, range(0, 200), late_every=15)
+        for k in (150, 151, 152):       # redelivered over chunked samples, waiting in recent
+            s.write_samples(batch(k))
+        s.write_samples(batch(160, late=True))
+        conn = s._w
+        with s._wlock:
+            for d in DEVICES:
+                recs = raw.split_by_series(raw.recent(conn, d))
+                sids = [r[0] for r in conn.execute("SELECT id FROM series WHERE device_id = ?", (d,))]
+                assert recs and sids
+                for lo_s, hi_s in ((0, 10_000), (-1300, -1100), (300, 1061), (1063, 1064), (5000, 6000)):
+                    lo, hi = DAY0_NS + lo_s * S_NS, DAY0_NS + hi_s * S_NS
+                    together = raw.device_series(conn, d, recs, lo, hi)
+                    for sid in sids:
+                        alone = raw.series(conn, sid, recs.get(sid), lo, hi)
+                        got = together.get(sid, codec.empty())
+                        assert got.ts.tolist() == alone.ts.tolist()
+                        assert got.kq.tolist() == alone.kq.tolist()
+                        assert packed(got.values()) == packed(alone.values())
