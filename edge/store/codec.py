@@ -290,6 +290,9 @@ class _Parts:
         size = a.itemsize
         if len(self.lens) == 1:
             return a.view(np.uint8).reshape(-1, size).T.tobytes()
+        if self.n and (self.lens == self.lens[0]).all():
+            # Parts of one length (a write's devices, a compaction's series): one transpose.
+            return a.view(np.uint8).reshape(len(self.lens), -1, size).transpose(0, 2, 1).tobytes()
         start, length = self.per_sample()
         # byte j of sample g (at i = g - start in its part of length L): size*start + j*L + i
         first = (size - 1) * start + np.arange(self.n)
