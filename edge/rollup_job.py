@@ -173,16 +173,19 @@ def _read_columns(conn: sqlite3.Connection, device_id: str, start_ns: int, end_n
     # One decode of the device's recent rows serves every signal (roll_up compacts first, so
     # there are few).
     recent = raw.split_by_series(raw.recent(conn, device_id, None, end_ns))
-    # All the device's chunks in the range in one query and one decode.
-    in_range = raw.device_series(conn, device_id, recent, start_ns, end_ns)
+    # The device's chunks in the range in one query and one decode; they usually hold each
+    # signal's history too.
+    chunks = raw.device_chunks(conn, device_id, start_ns, end_ns)
     empty = codec.empty()
     for sid, signal in conn.execute("SELECT id, signal FROM series WHERE device_id = ?",
                                     (device_id,)).fetchall():
         rec = recent.get(sid, empty)
-        history = [raw.last_before(conn, sid, rec, start_ns, bad=False),
-                   raw.last_before(conn, sid, rec, start_ns, bad=True)]
+        near = chunks.get(sid, empty)
+        history = [raw.last_before(conn, sid, rec, start_ns, bad=False, near=near),
+                   raw.last_before(conn, sid, rec, start_ns, bad=True, near=near)]
         history.sort(key=lambda b: int(b.ts[0]) if len(b) else 0)
-        block = codec.concat([h for h in history if len(h)] + [in_range.get(sid, empty)])
+        block = codec.concat([h for h in history if len(h)]
+                             + [raw.overlay(near, rec, start_ns, end_ns)])
         if not len(block):
             continue
         if signal == Role.STATE.value:

@@ -354,6 +354,9 @@ def decode(blob: bytes, where: str) -> Block:
 
 
 _SLAB = 1 << 16              # samples decoded per vectorised pass: bounds its index arrays
+# Samples per blob from which decoding blob by blob costs less than the vectorised gather
+# (measured: 10 per blob 5x less, 80 even, 200 twice more).
+_ROW_BY_ROW = 96
 _STRS_SEEN: dict[bytes, list[str]] = {}    # string tables recur (a state's name, row after row)
 
 
@@ -368,6 +371,8 @@ def decode_many(blobs: Sequence[bytes], where: Callable[[int], str]) -> Block:
     except (zlib.error, struct.error):
         return _decode_each(blobs, where)      # which raises, naming the damaged blob
     fmt, ns, nstr, has_sid = (np.array(col, dtype=np.int64) for col in zip(*heads))
+    if int(ns.sum()) >= _ROW_BY_ROW * len(raws):
+        return _decode_each(blobs, where)      # big rows (chunks): their own reshapes are cheaper
     sizes = np.fromiter(map(len, raws), dtype=np.int64, count=len(raws))
     with_sid = bool(has_sid[0])
     if ((fmt != FORMAT).any() or ((has_sid != 0) != with_sid).any()

@@ -100,29 +100,35 @@ def series(conn: sqlite3.Connection, sid: int, rec: Block | None, start: int | N
     return _overlay(_in_range(chunked, start, end), rec, start, end)
 
 
-def device_series(conn: sqlite3.Connection, device_id: str, recs: dict[int, Block],
-                  start: int, end: int) -> dict[int, Block]:
-    """`series` of every series of a device (by id; those with samples in [start, end)), its
-    chunks read in one query and decoded in one pass: a roll-up reads all of them."""
+def device_chunks(conn: sqlite3.Connection, device_id: str, start: int, end: int) -> dict[int, Block]:
+    """Samples of every chunk of a device starting in [start's bucket, end), by series id,
+    each series' in time order: what a roll-up of [start, end) reads (`overlay`, and
+    `last_before`'s `near`), in one query and one decode."""
     rows = conn.execute(
         "SELECT series_id, id, n, data FROM chunks WHERE series_id IN "
         "(SELECT id FROM series WHERE device_id = ?) AND start_ns >= ? AND start_ns < ? "
         "ORDER BY series_id, start_ns", (device_id, _bucket(start), end)).fetchall()
     block = codec.decode_many([r[3] for r in rows], lambda i: f"chunk {rows[i][1]}")
-    sids = [r[0] for r in rows]
     ends = np.cumsum([r[2] for r in rows], dtype=np.int64)
     if len(rows) and int(ends[-1]) != len(block):
-        # A chunk whose count is not what it holds: read series by series, which trusts none.
-        return {sid: series(conn, sid, recs.get(sid), start, end) for sid in {*sids, *recs}}
+        # A chunk whose count is not what it holds: decode them one by one, trusting none.
+        parts: dict[int, list[Block]] = {}
+        for sid, cid, _, data in rows:
+            parts.setdefault(sid, []).append(codec.decode(data, f"chunk {cid}"))
+        return {sid: codec.concat(bs) for sid, bs in parts.items()}
     out: dict[int, Block] = {}
     lo = 0
-    for k in range(len(rows)):       # rows of one series are consecutive
-        if k + 1 == len(rows) or sids[k + 1] != sids[k]:
-            hi = int(ends[k])
-            out[sids[k]] = _in_range(block.take(np.arange(lo, hi)), start, end)
-            lo = hi
-    return {sid: _overlay(out.get(sid, codec.empty()), recs.get(sid), start, end)
-            for sid in {*out, *recs}}
+    for k, (sid, *_) in enumerate(rows):       # rows of one series are consecutive
+        if k + 1 == len(rows) or rows[k + 1][0] != sid:
+            out[sid] = block.take(np.arange(lo, int(ends[k])))
+            lo = int(ends[k])
+    return out
+
+
+def overlay(chunked: Block, rec: Block | None, start: int | None, end: int | None) -> Block:
+    """`series` from a series' chunk samples (those of `_chunk_rows`, or more): in [start,
+    end), overlaid with its recent ones."""
+    return _overlay(_in_range(chunked, start, end), rec, start, end)
 
 
 def _overlay(chunked: Block, rec: Block | None, start: int | None, end: int | None) -> Block:
@@ -172,16 +178,27 @@ def latest(conn: sqlite3.Connection, device_id: str, sid: int,
     return chunk.take(np.array([len(chunk) - 1]))
 
 
-def last_before(conn: sqlite3.Connection, sid: int, rec: Block, start: int, *, bad: bool) -> Block:
+def last_before(conn: sqlite3.Connection, sid: int, rec: Block, start: int, *, bad: bool,
+                near: Block | None = None) -> Block:
     """The series' last BAD sample (`bad`) or last GOOD/UNCERTAIN one before `start` (0 or 1
-    samples). `rec`: its recent samples, which override chunk samples at the same ts."""
+    samples). `rec`: its recent samples, which override chunk samples at the same ts. `near`:
+    the samples of its chunks starting at or after start's bucket (all of those starting
+    before `start`, in order; from `device_chunks`), so only older chunks need a query."""
     rec = _in_range(rec, None, start)
     hit = np.flatnonzero(rec.quality == _BAD if bad else rec.quality < _BAD)
     best = rec.take(hit[-1:])
+    upto = start
+    if near is not None:
+        b = _in_range(near, None, start)
+        hit = np.flatnonzero((b.quality == _BAD if bad else b.quality < _BAD) & ~np.isin(b.ts, rec.ts))
+        if len(hit):
+            # Chunks never overlap and lie within a bucket: older chunks hold nothing later.
+            return b.take(hit[-1:]) if not len(best) or b.ts[hit[-1]] > best.ts[0] else best
+        upto = min(start, _bucket(start))
     # The partial index keeps "last BAD" one seek even when a series never had a BAD sample.
     source, test = ("chunks INDEXED BY chunks_bad", "n_bad > 0") if bad else ("chunks", "n_bad < n")
     cur = conn.execute(f"SELECT id, end_ns, data FROM {source} WHERE series_id = ? AND start_ns < ? "
-                       f"AND {test} ORDER BY start_ns DESC", (sid, start))
+                       f"AND {test} ORDER BY start_ns DESC", (sid, upto))
     for cid, end_ns, data in cur:
         if len(best) and end_ns < best.ts[0]:
             break                        # everything further back is older than what we have

@@ -172,6 +172,15 @@ def test_decode_many_is_the_concat_of_each_decode(rows):
     same_block(codec.decode_many(blobs, lambda i: f"row {i}"), expected)
 
 
+def test_decode_many_of_big_blobs_too(monkeypatch):
+    blobs = [codec.encode(codec.from_columns(list(range(k, k + 300)), [f"v{k % 3}"] * 300, [0] * 300))
+             for k in range(4)]
+    expected = codec.concat([codec.decode(b, "one") for b in blobs])
+    same_block(codec.decode_many(blobs, str), expected)           # blob by blob
+    monkeypatch.setattr(codec, "_ROW_BY_ROW", 10**9)
+    same_block(codec.decode_many(blobs, str), expected)           # vectorised
+
+
 def test_decode_many_cuts_slabs_anywhere(monkeypatch):
     blocks = [codec.from_columns([k * 10 + j for j in range(k % 4)],
                                  [f"s{k}" if j % 2 else float(j) for j in range(k % 4)],

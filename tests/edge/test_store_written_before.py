@@ -151,9 +151,10 @@ def test_any_batch_stores_its_rows_and_digests_as_its_rows_say(tmp_path_factory,
     assert np.all(np.array(list(progress.values())) >= DAY0_NS)
 
 
-def test_a_devices_series_read_at_once_are_each_series_read_alone(tmp_path):
-    """raw.device_series (one query and one decode for a roll-up's device) against raw.series,
-    over chunks, recent rows overlaying them, late samples and ranges cutting chunks."""
+def test_a_devices_chunks_read_at_once_give_what_each_series_read_alone_gives(tmp_path):
+    """raw.device_chunks (one query and one decode for a roll-up's device) against raw.series
+    and raw.last_before per series, over chunks, recent rows overlaying them, late samples,
+    BAD samples and ranges cutting chunks."""
     with Store.open(tmp_path / "s.db") as s:
         history(s, range(0, 200), late_every=15)
         for k in (150, 151, 152):       # redelivered over chunked samples, waiting in recent
@@ -165,12 +166,16 @@ def test_a_devices_series_read_at_once_are_each_series_read_alone(tmp_path):
                 recs = raw.split_by_series(raw.recent(conn, d))
                 sids = [r[0] for r in conn.execute("SELECT id FROM series WHERE device_id = ?", (d,))]
                 assert recs and sids
-                for lo_s, hi_s in ((0, 10_000), (-1300, -1100), (300, 1061), (1063, 1064), (5000, 6000)):
+                for lo_s, hi_s in ((0, 10_000), (-1300, -1100), (300, 1061), (1063, 1064),
+                                   (3599, 3700), (5000, 6000)):
                     lo, hi = DAY0_NS + lo_s * S_NS, DAY0_NS + hi_s * S_NS
-                    together = raw.device_series(conn, d, recs, lo, hi)
+                    chunks = raw.device_chunks(conn, d, lo, hi)
                     for sid in sids:
-                        alone = raw.series(conn, sid, recs.get(sid), lo, hi)
-                        got = together.get(sid, codec.empty())
-                        assert got.ts.tolist() == alone.ts.tolist()
-                        assert got.kq.tolist() == alone.kq.tolist()
-                        assert packed(got.values()) == packed(alone.values())
+                        rec, near = recs.get(sid, codec.empty()), chunks.get(sid, codec.empty())
+                        pairs = [(raw.overlay(near, rec, lo, hi), raw.series(conn, sid, rec, lo, hi))]
+                        pairs += [(raw.last_before(conn, sid, rec, lo, bad=bad, near=near),
+                                   raw.last_before(conn, sid, rec, lo, bad=bad)) for bad in (False, True)]
+                        for got, alone in pairs:
+                            assert got.ts.tolist() == alone.ts.tolist()
+                            assert got.kq.tolist() == alone.kq.tolist()
+                            assert packed(got.values()) == packed(alone.values())
