@@ -9,6 +9,14 @@ bytes written per value low.
 
 Value kinds keep the store's round-trip promise: ints stay ints, floats floats (NaN included, as
 bits), bools bools, strings strings.
+
+The store writes and compacts many small blobs at once (a write: one per device; a compaction:
+one per series and hour), so the hot paths work on all of them together: `encode_parts` encodes
+every part of a block in one vectorised pass, `decode_many` decodes many blobs in one, and
+`from_columns`/`Block.values` convert a column without a Python step per value. Each blob is an
+ordinary zlib stream whatever window it was written with; a blob's string table may hold
+strings its samples do not use (compaction before the vectorised paths kept a device's whole
+table in each chunk): only the indices say which string a sample has.
 """
 from __future__ import annotations
 
