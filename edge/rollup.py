@@ -79,6 +79,7 @@ Rules
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -191,8 +192,7 @@ def rollup_columns(signals: Mapping[str, SignalColumns], start_ns: int, n_minute
 
     state = cols.get(Role.STATE.value)
     if state is not None:
-        codes = np.array([_STATE_CODE.get(v, -1) if isinstance(v, str) else -1 for v in state.values],
-                         dtype=np.int64)
+        codes = _state_codes(state.values)
         m, sec, code = tl.held(Role.STATE.value, codes, codes >= 0)
         n_states = len(STATE_FIELDS)
         out[: n_states] = np.bincount(m * n_states + code, weights=sec,
@@ -240,6 +240,17 @@ def _dominant_code(tl: "_Timeline", c: SignalColumns, n_minutes: int) -> np.ndar
                        minlength=n_minutes * codes.size).reshape(n_minutes, codes.size)
     best = held.argmax(axis=1)   # first maximum: codes are sorted, so ties go to the smaller
     return np.where(held.max(axis=1) > 0, codes[best], 0.0)
+
+
+def _state_codes(values: np.ndarray) -> np.ndarray:
+    """Each state value's index in STATES, -1 for anything else (a raw code, not text)."""
+    try:
+        # A C-level pass: a non-str value never equals a state name's key.
+        return np.fromiter(map(_STATE_CODE.get, values, repeat(-1)), dtype=np.int64,
+                           count=len(values))
+    except TypeError:       # an unhashable value
+        return np.array([_STATE_CODE.get(v, -1) if isinstance(v, str) else -1 for v in values],
+                        dtype=np.int64)
 
 
 def _in_time_order(c: SignalColumns) -> SignalColumns:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .model import NS_PER_S, Role
-from .rollup import NS_PER_MIN, SignalColumns, rollup_columns
+from .rollup import NS_PER_MIN, SignalColumns, numeric, rollup_columns
 from .rollup_codec import pack_day, summarize_day, unpack_day, upsert_day
 from .rollup_layout import MINUTES_PER_DAY, empty_day
 from .store import codec
@@ -173,17 +173,38 @@ def _read_columns(conn: sqlite3.Connection, device_id: str, start_ns: int, end_n
     # One decode of the device's recent rows serves every signal (roll_up compacts first, so
     # there are few).
     recent = raw.split_by_series(raw.recent(conn, device_id, None, end_ns))
+    # The device's chunks in the range in one query and one decode; they usually hold each
+    # signal's history too.
+    chunks = raw.device_chunks(conn, device_id, start_ns, end_ns)
     empty = codec.empty()
     for sid, signal in conn.execute("SELECT id, signal FROM series WHERE device_id = ?",
                                     (device_id,)).fetchall():
         rec = recent.get(sid, empty)
-        history = [raw.last_before(conn, sid, rec, start_ns, bad=False),
-                   raw.last_before(conn, sid, rec, start_ns, bad=True)]
+        near = chunks.get(sid, empty)
+        history = [raw.last_before(conn, sid, rec, start_ns, bad=False, near=near),
+                   raw.last_before(conn, sid, rec, start_ns, bad=True, near=near)]
         history.sort(key=lambda b: int(b.ts[0]) if len(b) else 0)
-        block = codec.concat([h for h in history if len(h)] + [raw.series(conn, sid, rec, start_ns, end_ns)])
+        block = codec.concat([h for h in history if len(h)]
+                             + [raw.overlay(near, rec, start_ns, end_ns)])
         if not len(block):
             continue
-        values = block.values() if signal in _VALUED else [None] * len(block)
-        out[signal] = SignalColumns.from_lists(block.ts, values, block.quality,
-                                               state=signal == Role.STATE.value)
+        if signal == Role.STATE.value:
+            out[signal] = SignalColumns.from_lists(block.ts, block.values(), block.quality,
+                                                   state=True)
+        else:
+            values = _numbers(block) if signal in _VALUED else np.full(len(block), np.nan)
+            out[signal] = SignalColumns(block.ts, values, block.quality.astype(np.int8))
+    return out
+
+
+def _numbers(block: codec.Block) -> np.ndarray:
+    """edge.rollup.numeric(block.values()), without making a Python object per value."""
+    kinds = block.kq >> 2
+    if (kinds == codec.STR).any():
+        return numeric(block.values())      # text: numeric's own rules for it
+    out = block.bits.astype(np.float64)
+    is_float = kinds == codec.FLOAT
+    out[is_float] = block.bits[is_float].view(np.float64)
+    is_bool = kinds == codec.BOOL
+    out[is_bool] = block.bits[is_bool] != 0
     return out

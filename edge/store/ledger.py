@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..model import NS_PER_S, DeviceSpec, IdentityEvidence
+from . import db
 from .batch_digest import SeriesHashes, digest_block
 from .codec import Block
 
@@ -330,19 +331,8 @@ _CAPTURE_UPSERT = """INSERT INTO capture_stats (device_id, hour, samples, backfi
       backfilled = backfilled + excluded.backfilled,
       first_capture_ns = min(first_capture_ns, excluded.first_capture_ns),
       last_capture_ns = max(last_capture_ns, excluded.last_capture_ns)"""
-_CAPTURE_UPSERTS = {k: _CAPTURE_UPSERT.format(", ".join(["(?, ?, ?, ?, ?, ?)"] * k))
-                    for k in (1 << i for i in range(7))}
-
-
-def _upsert_capture_stats(conn: sqlite3.Connection, stats: list[tuple]) -> None:
-    """One multi-row statement per power of two of the rows (64 at most): half the cost of
-    executemany's statement step per row, and at most 7 distinct statements in sqlite3's
-    statement cache, whatever the number of devices in a batch."""
-    at = 0
-    while at < len(stats):
-        k = min(64, 1 << ((len(stats) - at).bit_length() - 1))
-        conn.execute(_CAPTURE_UPSERTS[k], [x for row in stats[at:at + k] for x in row])
-        at += k
+# Per device and hour of a batch: one multi-row statement, not a step per row.
+_upsert_capture_stats = db.many_rows(_CAPTURE_UPSERT, 6)
 
 
 def _hour_counts(ts: Sequence[int], cutoff: int) -> list[tuple[int, int, int]]:

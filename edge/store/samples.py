@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from itertools import accumulate, chain
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -38,30 +37,21 @@ _GOOD = int(Quality.GOOD)
 _I64_MAX = 2**63 - 1
 
 
-@dataclass(frozen=True)
-class Batch:
-    """One device's part of a write, as columns."""
-    device_id: str
-    sid: list[int]
-    ts: list[int]
-    values: list
-    quality: list[int]
-
-
-def insert(conn: sqlite3.Connection, batches: Sequence[Batch]) -> Block:
-    """Append the batches, one `recent` row each; returns them as one block in that order
-    (the ledger digests it). The columns are converted once for the whole write, not per
-    device: numpy's per-call cost is most of a ten-sample device's."""
-    whole = codec.from_columns(list(chain.from_iterable(b.ts for b in batches)),
-                               list(chain.from_iterable(b.values for b in batches)),
-                               list(chain.from_iterable(b.quality for b in batches)),
-                               list(chain.from_iterable(b.sid for b in batches)))
-    ends = list(accumulate(len(b.ts) for b in batches))
-    rows = [(b.device_id, min(b.ts), max(b.ts), len(b.ts), codec.encode(part))
-            for b, part in zip(batches, codec.split(whole, ends))]
+def insert(conn: sqlite3.Connection, devices: Sequence[str], counts: Sequence[int],
+           block: Block) -> list[tuple[int, int]]:
+    """Append a write, one `recent` row per device: `block` holds the devices' samples one
+    device after the other, counts[i] of devices[i] (at least one each). Returns each device's
+    (min ts, max ts). The rows are encoded in one pass (codec.encode_parts): numpy's per-call
+    cost is most of a ten-sample device's."""
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    spans = list(zip(np.minimum.reduceat(block.ts, starts).tolist(),
+                     np.maximum.reduceat(block.ts, starts).tolist()))
     conn.executemany("INSERT INTO recent (device_id, min_ts, max_ts, n, data) VALUES (?, ?, ?, ?, ?)",
-                     rows)
-    return whole
+                     [(d, lo, hi, n, blob) for d, (lo, hi), n, blob
+                      in zip(devices, spans, np.asarray(counts).tolist(),
+                             codec.encode_parts(block, ends))])
+    return spans
 
 
 # ---------------------------------------------------------------------- reading
@@ -83,7 +73,7 @@ def recent_by_device(conn: sqlite3.Connection, device_id: str | None, start: int
             f"SELECT id, device_id, data FROM recent WHERE {where} ORDER BY id", params):
         blobs.setdefault(dev, []).append((rid, data))
     for dev, rows in blobs.items():
-        block = codec.concat([codec.decode(data, f"recent row {rid}") for rid, data in rows])
+        block = codec.decode_many([data for _, data in rows], lambda i: f"recent row {rows[i][0]}")
         yield dev, _in_range(codec.latest_wins(block), start, end)
 
 
@@ -105,16 +95,51 @@ def series(conn: sqlite3.Connection, sid: int, rec: Block | None, start: int | N
            end: int | None) -> Block:
     """One series' samples in [start, end), sorted, one per ts: its chunks overlaid with `rec`
     (its recent samples, from `recent` + `split_by_series`)."""
-    parts = [_in_range(codec.decode(data, f"chunk {cid}"), start, end)
-             for cid, data in _chunk_rows(conn, sid, start, end)]
-    parts = [p for p in parts if len(p)]
+    rows = _chunk_rows(conn, sid, start, end).fetchall()
+    chunked = codec.decode_many([data for _, data in rows], lambda i: f"chunk {rows[i][0]}")
+    return _overlay(_in_range(chunked, start, end), rec, start, end)
+
+
+def device_chunks(conn: sqlite3.Connection, device_id: str, start: int, end: int) -> dict[int, Block]:
+    """Samples of every chunk of a device starting in [start's bucket, end), by series id,
+    each series' in time order: what a roll-up of [start, end) reads (`overlay`, and
+    `last_before`'s `near`), in one query and one decode."""
+    rows = conn.execute(
+        "SELECT series_id, id, n, data FROM chunks WHERE series_id IN "
+        "(SELECT id FROM series WHERE device_id = ?) AND start_ns >= ? AND start_ns < ? "
+        "ORDER BY series_id, start_ns", (device_id, _bucket(start), end)).fetchall()
+    block = codec.decode_many([r[3] for r in rows], lambda i: f"chunk {rows[i][1]}")
+    ends = np.cumsum([r[2] for r in rows], dtype=np.int64)
+    if len(rows) and int(ends[-1]) != len(block):
+        # A chunk whose count is not what it holds: decode them one by one, trusting none.
+        parts: dict[int, list[Block]] = {}
+        for sid, cid, _, data in rows:
+            parts.setdefault(sid, []).append(codec.decode(data, f"chunk {cid}"))
+        return {sid: codec.concat(bs) for sid, bs in parts.items()}
+    out: dict[int, Block] = {}
+    lo = 0
+    for k, (sid, *_) in enumerate(rows):       # rows of one series are consecutive
+        if k + 1 == len(rows) or rows[k + 1][0] != sid:
+            out[sid] = block.take(np.arange(lo, int(ends[k])))
+            lo = int(ends[k])
+    return out
+
+
+def overlay(chunked: Block, rec: Block | None, start: int | None, end: int | None) -> Block:
+    """`series` from a series' chunk samples (those of `_chunk_rows`, or more): in [start,
+    end), overlaid with its recent ones."""
+    return _overlay(_in_range(chunked, start, end), rec, start, end)
+
+
+def _overlay(chunked: Block, rec: Block | None, start: int | None, end: int | None) -> Block:
+    """A series' chunked samples in [start, end) overlaid with its recent ones (newer)."""
     if rec is not None:
         rec = _in_range(rec, start, end)
     if rec is None or not len(rec):
-        return codec.concat(parts)
-    if not parts or rec.ts[0] > parts[-1].ts[-1]:
-        return codec.concat(parts + [rec])       # the usual case: nothing to overlay
-    return codec.latest_wins(codec.concat(parts + [rec]))
+        return chunked
+    if not len(chunked) or rec.ts[0] > chunked.ts[-1]:
+        return codec.concat([chunked, rec])       # the usual case: nothing to overlay
+    return codec.latest_wins(codec.concat([chunked, rec]))
 
 
 def latest(conn: sqlite3.Connection, device_id: str, sid: int,
@@ -153,16 +178,27 @@ def latest(conn: sqlite3.Connection, device_id: str, sid: int,
     return chunk.take(np.array([len(chunk) - 1]))
 
 
-def last_before(conn: sqlite3.Connection, sid: int, rec: Block, start: int, *, bad: bool) -> Block:
+def last_before(conn: sqlite3.Connection, sid: int, rec: Block, start: int, *, bad: bool,
+                near: Block | None = None) -> Block:
     """The series' last BAD sample (`bad`) or last GOOD/UNCERTAIN one before `start` (0 or 1
-    samples). `rec`: its recent samples, which override chunk samples at the same ts."""
+    samples). `rec`: its recent samples, which override chunk samples at the same ts. `near`:
+    the samples of its chunks starting at or after start's bucket (all of those starting
+    before `start`, in order; from `device_chunks`), so only older chunks need a query."""
     rec = _in_range(rec, None, start)
     hit = np.flatnonzero(rec.quality == _BAD if bad else rec.quality < _BAD)
     best = rec.take(hit[-1:])
+    upto = start
+    if near is not None:
+        b = _in_range(near, None, start)
+        hit = np.flatnonzero((b.quality == _BAD if bad else b.quality < _BAD) & ~np.isin(b.ts, rec.ts))
+        if len(hit):
+            # Chunks never overlap and lie within a bucket: older chunks hold nothing later.
+            return b.take(hit[-1:]) if not len(best) or b.ts[hit[-1]] > best.ts[0] else best
+        upto = min(start, _bucket(start))
     # The partial index keeps "last BAD" one seek even when a series never had a BAD sample.
     source, test = ("chunks INDEXED BY chunks_bad", "n_bad > 0") if bad else ("chunks", "n_bad < n")
     cur = conn.execute(f"SELECT id, end_ns, data FROM {source} WHERE series_id = ? AND start_ns < ? "
-                       f"AND {test} ORDER BY start_ns DESC", (sid, start))
+                       f"AND {test} ORDER BY start_ns DESC", (sid, upto))
     for cid, end_ns, data in cur:
         if len(best) and end_ns < best.ts[0]:
             break                        # everything further back is older than what we have
@@ -284,19 +320,45 @@ def compact_build(c: Compaction) -> Compaction:
     rows: list[tuple] = []
     merges: list[tuple[int, Block]] = []
     for device_id, blobs in c.blobs.items():
-        block = codec.latest_wins(codec.concat(
-            [codec.decode(data, f"recent row {rid}") for rid, data in blobs]))
+        block = codec.latest_wins(codec.decode_many(
+            [data for _, data in blobs], lambda i: f"recent row {blobs[i][0]}"))
         c.moved += len(block)
-        for sid, part in split_by_series(block).items():
-            edge = c.until.get(sid)
-            for piece in _by_bucket(part):
-                if edge is not None and edge >= int(piece.ts[0]):
-                    merges.append((sid, piece))   # late: merged with its chunk when written
-                else:
-                    rows.append(_chunk_row(sid, piece))
+        if not len(block):
+            continue
+        assert block.sid is not None
+        # Pieces: runs of one series within one bucket (the block is sorted by series and ts).
+        bucket = block.ts // BUCKET_NS
+        cuts = np.flatnonzero((block.sid[1:] != block.sid[:-1]) | (bucket[1:] != bucket[:-1])) + 1
+        starts, sizes = np.r_[0, cuts], np.diff(np.r_[0, cuts, len(block)])
+        sids = block.sid[starts].tolist()
+        late = np.array([edge is not None and edge >= t0 for edge, t0
+                         in zip(map(c.until.get, sids), block.ts[starts].tolist())], dtype=bool)
+        if late.any():
+            # Late pieces are merged with the chunks they fall in when written.
+            merges.extend((sid, block.take(np.arange(lo, lo + n))) for sid, lo, n, is_late
+                          in zip(sids, starts.tolist(), sizes.tolist(), late.tolist()) if is_late)
+            block = block.take(np.flatnonzero(np.repeat(~late, sizes)))
+            sids = [sid for sid, is_late in zip(sids, late.tolist()) if not is_late]
+            sizes = sizes[~late]
+        rows.extend(_chunk_rows_of(block, sids, sizes))
     c.blobs = {}
     c.rows, c.merges = rows, merges
     return c
+
+
+def _chunk_rows_of(block: Block, sids: list[int],
+                   sizes: np.ndarray) -> list[tuple[int, int, int, int, int, int, bytes]]:
+    """Chunk rows of `block` cut in consecutive pieces, piece i of sizes[i] samples of series
+    sids[i], all encoded in one pass."""
+    if not len(sids):
+        return []
+    ends = np.cumsum(sizes)
+    starts = ends - sizes
+    q = block.quality
+    good = np.add.reduceat((q == _GOOD).astype(np.int64), starts).tolist()
+    bad = np.add.reduceat((q == _BAD).astype(np.int64), starts).tolist()
+    return list(zip(sids, block.ts[starts].tolist(), block.ts[ends - 1].tolist(), sizes.tolist(),
+                    good, bad, codec.encode_parts(block, ends)))
 
 
 def compact_write(conn: sqlite3.Connection, c: Compaction) -> int:
@@ -364,7 +426,7 @@ def _recent_where(device_id: str | None, start: int | None, end: int | None) -> 
 
 
 def _chunk_rows(conn: sqlite3.Connection, sid: int, start: int | None,
-                end: int | None) -> Iterator[tuple[int, bytes]]:
+                end: int | None) -> sqlite3.Cursor:
     # A chunk lies within one bucket, so none starting before start's bucket can reach start.
     where, params = ["series_id = ?"], [sid]
     if start is not None:
