@@ -32,7 +32,7 @@ class Answer:
     """One response, shaped as the source reads pymodbus's."""
 
     function_code: int
-    registers: list[int] = field(default_factory=list)
+    data: bytes = b""          # a register read's words, big-endian, 2 bytes each
     bits: list[bool] = field(default_factory=list)
     exception_code: int | None = None
     information: dict[int, bytes] = field(default_factory=dict)
@@ -41,6 +41,10 @@ class Answer:
 
     def isError(self) -> bool:  # noqa: N802 - the name pymodbus's responses use
         return self.exception_code is not None
+
+    @property
+    def registers(self) -> list[int]:
+        return list(struct.unpack(f">{len(self.data) // 2}H", self.data))
 
 
 class MbapLink(asyncio.BufferedProtocol):
@@ -190,8 +194,10 @@ def _parse(pdu: bytes, count: int) -> Answer:
     if function & 0x80:
         return Answer(function & 0x7F, exception_code=pdu[1])
     if function in (3, 4):
-        n = pdu[1] // 2
-        return Answer(function, registers=list(struct.unpack_from(f">{n}H", pdu, 2)))
+        size = pdu[1] // 2 * 2
+        if len(pdu) < 2 + size:
+            raise ValueError(f"{len(pdu) - 2} bytes of registers where the answer says {pdu[1]}")
+        return Answer(function, data=pdu[2:2 + size])
     if function in (1, 2):
         data = pdu[2:2 + pdu[1]]
         return Answer(function, bits=[bool(byte >> i & 1) for byte in data for i in range(8)])

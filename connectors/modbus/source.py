@@ -24,8 +24,9 @@ from pymodbus.exceptions import ModbusException
 from connectors.modbus.bus import BUSES, Bus, BusTimeout, bus_key
 
 from connectors.modbus.config import ModbusAddress, ModbusConnection
-from connectors.modbus.decode import BlockDecoder, block_decoder, decode
-from connectors.modbus.mbap import MbapLink
+from connectors.modbus.block import BAD_VALUE, BlockReader, words
+from connectors.modbus.decode import decode
+from connectors.modbus.mbap import Answer, MbapLink
 from connectors.modbus.planner import Field, Request, plan
 from connectors.reporting import PayloadErrorReporter, ReportsPayloadErrors
 from connectors.validation import address_of, connection_of
@@ -36,8 +37,6 @@ log = logging.getLogger("shangyun.connectors.modbus")
 
 # pymodbus logs every failed connect and unanswered read; the application quiets it with
 # connectors.logs.quiet_libraries (a level set here at import would override that).
-
-BAD_VALUE = ""  # value of a BAD sample: there is no reading, and "" cannot pass for one
 
 # Exception codes meaning "not here": illegal data address (2), and illegal data value (3),
 # which some devices answer for a read whose range runs into addresses they lack. Other codes
@@ -54,6 +53,8 @@ def _answers_count(rr: Any, table: str, count: int) -> bool:
     """Whether the answer holds exactly `count` values (bits come padded to whole bytes)."""
     if table in ("coil", "discrete"):
         return len(rr.bits) == (count + 7) // 8 * 8
+    if type(rr) is Answer:
+        return len(rr.data) == 2 * count
     return len(rr.registers) == count
 
 
@@ -88,7 +89,7 @@ class ModbusSource(ReportsPayloadErrors):
         self._refused: list[Field] = []
         self._reported_refused: set[Hashable] = set()
         self._reprobe = False
-        self._compiled: dict[int, tuple[Request, list[tuple[Field, BlockDecoder, int]]]] = {}
+        self._readers: dict[int, BlockReader] = {}   # by id() of the planned Request
         self.skipped_polls = 0         # polls not made at their time (see samples())
         self.poll_due_s = 0.0          # monotonic time the latest poll was due
         self.last_lateness_s = 0.0     # how late it started against that
@@ -156,7 +157,7 @@ class ModbusSource(ReportsPayloadErrors):
             await self.close()
             raise
         self._reprobe = bool(self._refused)
-        self._compiled.clear()   # the reprobe plans new reads
+        self._readers.clear()   # the reprobe plans new reads
         return identity
 
     async def samples(self) -> AsyncIterator[list[Sample]]:
@@ -217,7 +218,7 @@ class ModbusSource(ReportsPayloadErrors):
             learned.extend(kept)
             batch.extend(samples)
         if learned != self._requests:
-            self._compiled.clear()
+            self._readers.clear()
             log.info("device %s: reads planned around refused addresses: %s; refused: %s", self.device.id,
                      ", ".join(f"{r.table} {r.start}+{r.count}" for r in learned) or "none",
                      ", ".join(self.refused_signals) or "none")
@@ -252,17 +253,15 @@ class ModbusSource(ReportsPayloadErrors):
             return kept, samples
         except PayloadError as err:
             return [req], self._bad(req, err)
-        return [req], [self._sample(f, decoder, values, begin, ts_ns)
-                       for f, decoder, begin in self._decoders(req)]
+        return [req], self._reader(req).samples(values, ts_ns)
 
-    def _decoders(self, req: Request) -> list[tuple[Field, BlockDecoder, int]]:
-        """Each field of `req` with its decoder and where it begins in the answer; made once
-        per planned read (keyed by identity: hashing a Request hashes every address)."""
-        cached = self._compiled.get(id(req))
-        if cached is None or cached[0] is not req:
-            cached = self._compiled[id(req)] = (req, [
-                (f, block_decoder(f.address), f.address.offset - req.start) for f in req.fields])
-        return cached[1]
+    def _reader(self, req: Request) -> BlockReader:
+        """`req`'s BlockReader, made once per planned read (keyed by identity: hashing a
+        Request hashes every address)."""
+        reader = self._readers.get(id(req))
+        if reader is None or reader.request is not req:
+            reader = self._readers[id(req)] = BlockReader(self.device.id, req, self._signals, self._errors)
+        return reader
 
     def _split(self, req: Request) -> list[Request]:
         touching = plan(req.fields, max_gap=0, max_registers=self.config.max_registers_per_read)
@@ -284,21 +283,9 @@ class ModbusSource(ReportsPayloadErrors):
             self._reported_refused.add(f.key)
             self._errors.report_distinct(err, signal=f.key, table=f.address.table, offset=f.address.offset)
 
-    def _sample(self, f: Field, decoder: BlockDecoder, values: list[int], begin: int,
-                ts_ns: int) -> Sample:
-        name = str(f.key)
-        try:
-            raw = decoder(values, begin)
-        except PayloadError as err:
-            self._errors.report(err, signal=name, registers=values[begin:begin + f.address.count])
-            return Sample(self.device.id, name, ts_ns, BAD_VALUE, Quality.BAD)
-        value, quality, problem = self._signals[name].check(raw)
-        if problem is not None:   # wrong type or range for the signal's role: counted, not GOOD
-            self._errors.report(problem, signal=name, registers=values[begin:begin + f.address.count])
-        return Sample(self.device.id, name, ts_ns, value, quality)
-
-    async def _read(self, table: str, start: int, count: int) -> tuple[list[int], int]:
-        """Registers (bits as 0/1) and the receive time; SourceError when the link fails,
+    async def _read(self, table: str, start: int, count: int) -> tuple[bytes | list[int], int]:
+        """The registers (as the answer's bytes from a Modbus TCP link, a list of words from
+        pymodbus; bits as a list of 0/1) and the receive time; SourceError when the link fails,
         PayloadError when the device answers with an exception response."""
         bus = self._bus
         if bus is None or not bus.link.connected:
@@ -326,13 +313,15 @@ class ModbusSource(ReportsPayloadErrors):
                                f"another request's (function {rr.function_code}), discarded")
         if table in ("coil", "discrete"):
             return [int(b) for b in rr.bits[:count]], ts_ns
+        if type(rr) is Answer:
+            return rr.data, ts_ns
         return list(rr.registers), ts_ns
 
     async def read_value(self, address: ModbusAddress) -> Value:
         """One value read on its own (discovery's probes): SourceError when the unit is silent,
         PayloadError when it answers with an exception or the registers do not decode."""
         regs, _ = await self._read(address.table, address.offset, address.count)
-        return decode(regs, address)
+        return decode(list(words(regs)), address)
 
     async def _identity(self) -> IdentityEvidence:
         objects = await self._device_identification() if self.config.device_identification else {}
@@ -344,7 +333,7 @@ class ModbusSource(ReportsPayloadErrors):
             addr = self.config.serial_registers
             try:
                 regs, _ = await self._read(addr.table, addr.offset, addr.count)
-                serial = str(decode(regs, addr)).strip()
+                serial = str(decode(list(words(regs)), addr)).strip()
             except PayloadError as err:
                 self._errors.report(err, what="serial registers")
             details["serial_registers"] = serial
