@@ -21,7 +21,10 @@ import asyncio
 import struct
 from dataclasses import dataclass, field
 
+from connectors.modbus.bus import Job
+
 _MBAP = struct.Struct(">HHHB")       # transaction id, protocol id (0), length, unit id
+_READ = struct.Struct(">BHH")        # function, start, count
 _MAX_TID = 0xFFFF
 _MAX_FRAME = 260                     # MBAP header + the largest PDU (253 bytes)
 _BUFFER = 8192                       # receive buffer: 31 whole answers, and any partial one
@@ -57,7 +60,7 @@ class MbapLink(asyncio.BufferedProtocol):
         self.most_in_flight = 0   # the most requests that were waiting for answers at once
         self.writes = 0           # socket writes made (several requests may share one)
         self._transport: asyncio.Transport | None = None
-        self._pending: dict[int, tuple[asyncio.Future[Answer], int, int]] = {}  # tid: (future, unit, count)
+        self._pending: dict[int, Job] = {}   # by transaction id
         self._next_tid = 0
         # Answers are received into this buffer (BufferedProtocol): a plain Protocol's transport
         # allocates a 256 KiB bytes object per read (mmap, page faults, mremap, munmap: three
@@ -123,70 +126,66 @@ class MbapLink(asyncio.BufferedProtocol):
                 buf[:rest] = buf[used:filled]
             self._filled = rest
 
-    # requests
+    # requests (started by the bus: Bus.submit(link.send, (unit, pdu, count), ...))
 
-    async def _request(self, unit: int, pdu: bytes, count: int) -> Answer:
+    def send(self, job: Job) -> None:
+        """Send `job.request` = (unit, pdu, count of values asked for); the answer resolves the
+        job from `buffer_updated`."""
         if not self.connected:
             raise ConnectionError("not connected")
+        unit, pdu, _ = job.request
         tid = self._next_tid = self._next_tid % _MAX_TID + 1
-        loop = self._loop or asyncio.get_running_loop()
-        fut: asyncio.Future[Answer] = loop.create_future()
-        self._pending[tid] = (fut, unit, count)
-        self.most_in_flight = max(self.most_in_flight, len(self._pending))
+        self._pending[tid] = job
+        job.token, job.owner = tid, self
+        if len(self._pending) > self.most_in_flight:
+            self.most_in_flight = len(self._pending)
         if not self._out:
-            loop.call_soon(self._flush)
+            # Requests started in this loop iteration (units due at the same instant) leave
+            # in one write.
+            (self._loop or asyncio.get_running_loop()).call_soon(self._flush)
         self._out.append(_MBAP.pack(tid, 0, len(pdu) + 1, unit) + pdu)
-        try:
-            return await fut
-        finally:
-            if not fut.done():   # timed out or cancelled: its late answer will be stale
-                fut.cancel()
-                self._pending.pop(tid, None)
+
+    def forget(self, job: Job) -> None:
+        """The job timed out: its answer, if it still comes, is stale."""
+        if self._pending.get(job.token) is job:
+            del self._pending[job.token]
 
     def _flush(self) -> None:
         out, self._out = self._out, []
         if out and self._transport is not None and not self._transport.is_closing():
             self.writes += 1
-            self._transport.write(b"".join(out))
-
-    async def _read(self, function: int, start: int, count: int, unit: int) -> Answer:
-        return await self._request(unit, struct.pack(">BHH", function, start, count), count)
-
-    async def read_holding_registers(self, start: int, *, count: int, device_id: int) -> Answer:
-        return await self._read(3, start, count, device_id)
-
-    async def read_input_registers(self, start: int, *, count: int, device_id: int) -> Answer:
-        return await self._read(4, start, count, device_id)
-
-    async def read_coils(self, start: int, *, count: int, device_id: int) -> Answer:
-        return await self._read(1, start, count, device_id)
-
-    async def read_discrete_inputs(self, start: int, *, count: int, device_id: int) -> Answer:
-        return await self._read(2, start, count, device_id)
-
-    async def read_device_information(self, *, read_code: int, object_id: int, device_id: int) -> Answer:
-        return await self._request(device_id, bytes((0x2B, 0x0E, read_code, object_id)), 0)
+            self._transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     # answers
 
     def _answer(self, tid: int, pdu: bytes) -> None:
-        pending = self._pending.pop(tid, None)
-        if pending is None or pending[0].done():
+        job = self._pending.pop(tid, None)
+        if job is None:
             self.stale_answers += 1
             return
-        fut, _, count = pending
         try:
-            fut.set_result(_parse(pdu, count))
+            answer = _parse(pdu, job.request[2])
         except (ValueError, IndexError, struct.error) as err:
-            fut.set_exception(ConnectionError(f"malformed answer: {err}"))
+            job.fail(ConnectionError(f"malformed answer: {err}"))
+            return
+        job.resolve(answer)
 
     def _lost(self, exc: Exception) -> None:
         self._transport = None
         pending, self._pending = self._pending, {}
         self._out.clear()
-        for fut, _, _ in pending.values():
-            if not fut.done():
-                fut.set_exception(ConnectionError(str(exc)))
+        for job in pending.values():
+            job.fail(ConnectionError(str(exc)))
+
+
+def read_pdu(function: int, start: int, count: int) -> bytes:
+    """The PDU of a read (functions 1-4)."""
+    return _READ.pack(function, start, count)
+
+
+def device_information_pdu(read_code: int, object_id: int) -> bytes:
+    """The PDU of Read Device Identification (43/14)."""
+    return bytes((0x2B, 0x0E, read_code, object_id))
 
 
 def _parse(pdu: bytes, count: int) -> Answer:
