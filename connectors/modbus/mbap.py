@@ -3,11 +3,13 @@ several requests in flight on one connection, matched to their answers by transa
 
 Why not pymodbus's client here: it takes one lock per client around every request, so the unit
 ids behind one endpoint could never have more than one request in flight, and it costs a future,
-a timer and a framer pass per request on top of ours. This link keeps a dict of pending
-transaction ids. Requests made in the same event-loop iteration (the units of an endpoint are
-due at the same instant, see ModbusSource.samples) leave in ONE socket write, and answers that
-arrive together are parsed in one pass. An answer whose transaction id is not pending (the
-late answer to a request that timed out) is discarded and counted in `stale_answers`.
+a timer and a framer pass per request on top of ours. The bus (bus.py) starts each request
+with `send(job)` and times it out; this link keeps a dict of pending transaction ids and
+resolves each job from the answer, in the callback that received it. Requests made in the
+same event-loop iteration (the units of an endpoint are due at the same instant, see
+ModbusSource.samples) leave in ONE socket write, and answers that arrive together are parsed
+in one pass, from a receive buffer of its own. An answer whose transaction id is not pending
+(the late answer to a request that timed out) is discarded and counted in `stale_answers`.
 
 The object answers with the few attributes of pymodbus's responses the source reads
 (`isError()`, `function_code`, `registers`, `bits`, `exception_code`, and for 43/14

@@ -1,13 +1,12 @@
 """The Modbus TCP link (connectors/modbus/mbap.py) on the wire: answers cut anywhere by TCP or
 several in one segment, a frame that is not MBAP, and what receiving an answer costs in memory.
 
-The framing tests talk to a small MBAP responder written here (asyncio streams on loopback),
-because only a server we control can cut its answers at every byte; the memory test talks to
+The framing tests talk to a small MBAP responder (modbus_rig.Responder, asyncio streams on
+loopback), because only a server we control can cut its answers at every byte; the memory test talks to
 modbus-serial's ServerTCP (npm, a separate process), so that no server in this process allocates."""
 from __future__ import annotations
 
 import asyncio
-import struct
 import tracemalloc
 from typing import AsyncIterator, Iterator
 
@@ -16,61 +15,8 @@ import pytest
 from connectors.modbus.mbap import MbapLink
 from connectors.modbus.source import ModbusSource
 from tests.connectors.devices import device
-from tests.connectors.modbus_rig import ModbusSerialPeer
+from tests.connectors.modbus_rig import ModbusSerialPeer, Responder, register
 from tests.connectors.servers import free_port
-
-
-def register(unit: int, address: int) -> int:
-    return (unit * 1000 + address) % 65536
-
-
-class Responder:
-    """Answers reads of holding registers (function 3) with `register(unit, address)`; answers
-    are held until `batch` requests are in, then written `chunk` bytes at a time (0: all the
-    held answers in one write), so the link sees answers cut mid-header, mid-PDU, or several at
-    once. `garbage` answers the next request with a frame whose length field is 0."""
-
-    def __init__(self, *, chunk: int, batch: int = 1):
-        self.chunk, self.batch = chunk, batch
-        self.garbage = False
-        self.port = 0
-        self._server: asyncio.base_events.Server | None = None
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held = b""
-        held_n = 0
-        try:
-            while True:
-                header = await reader.readexactly(7)
-                tid, _, length, unit = struct.unpack(">HHHB", header)
-                pdu = await reader.readexactly(length - 1)
-                if self.garbage:
-                    held += struct.pack(">HHHB", tid, 0, 0, unit)
-                else:
-                    _, start, count = struct.unpack(">BHH", pdu)
-                    data = struct.pack(f">{count}H", *(register(unit, start + i) for i in range(count)))
-                    answer = bytes((3, len(data))) + data
-                    held += struct.pack(">HHHB", tid, 0, len(answer) + 1, unit) + answer
-                held_n += 1
-                if held_n < self.batch:
-                    continue
-                step = self.chunk or len(held)
-                for i in range(0, len(held), step):
-                    writer.write(held[i:i + step])
-                    await writer.drain()
-                    await asyncio.sleep(0)   # one segment per piece, as far as loopback allows
-                held, held_n = b"", 0
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
 
 
 def unit(port: int, u: int, *, offset: int = 0, count: int = 3, in_flight: int = 1,
