@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping, Sequence
 
 from connectors.modbus.bus import Job
 
@@ -30,19 +31,26 @@ _READ = struct.Struct(">BHH")        # function, start, count
 _MAX_TID = 0xFFFF
 _MAX_FRAME = 260                     # MBAP header + the largest PDU (253 bytes)
 _BUFFER = 8192                       # receive buffer: 31 whole answers, and any partial one
+_NO_OBJECTS: Mapping[int, bytes] = MappingProxyType({})
 
 
-@dataclass(slots=True)
 class Answer:
-    """One response, shaped as the source reads pymodbus's."""
+    """One response, shaped as the source reads pymodbus's (a plain class: made per answer, its
+    defaults shared rather than built each time)."""
 
-    function_code: int
-    data: bytes = b""          # a register read's words, big-endian, 2 bytes each
-    bits: list[bool] = field(default_factory=list)
-    exception_code: int | None = None
-    information: dict[int, bytes] = field(default_factory=dict)
-    more_follows: bool = False
-    next_object_id: int = 0
+    __slots__ = ("function_code", "data", "bits", "exception_code", "information", "more_follows",
+                 "next_object_id")
+
+    def __init__(self, function_code: int, *, data: bytes = b"", bits: Sequence[bool] = (),
+                 exception_code: int | None = None, information: Mapping[int, bytes] = _NO_OBJECTS,
+                 more_follows: bool = False, next_object_id: int = 0):
+        self.function_code = function_code
+        self.data = data              # a register read's words, big-endian, 2 bytes each
+        self.bits = bits
+        self.exception_code = exception_code
+        self.information = information
+        self.more_follows = more_follows
+        self.next_object_id = next_object_id
 
     def isError(self) -> bool:  # noqa: N802 - the name pymodbus's responses use
         return self.exception_code is not None
@@ -55,8 +63,11 @@ class Answer:
 class MbapLink(asyncio.BufferedProtocol):
     """One Modbus TCP connection shared by every unit id behind host:port."""
 
-    def __init__(self, host: str, port: int, *, connect_timeout_s: float):
+    def __init__(self, host: str, port: int, *, connect_timeout_s: float, coalesce: bool = True):
         self.host, self.port = host, port
+        # Several requests in flight: those started in one loop iteration leave in one write.
+        # One at a time (max_in_flight 1): each is written at once, without a callback's wait.
+        self.coalesce = coalesce
         self.connect_timeout_s = connect_timeout_s
         self.stale_answers = 0
         self.most_in_flight = 0   # the most requests that were waiting for answers at once
@@ -141,11 +152,17 @@ class MbapLink(asyncio.BufferedProtocol):
         job.token, job.owner = tid, self
         if len(self._pending) > self.most_in_flight:
             self.most_in_flight = len(self._pending)
+        frame = _MBAP.pack(tid, 0, len(pdu) + 1, unit) + pdu
+        if not self.coalesce:
+            assert self._transport is not None
+            self.writes += 1
+            self._transport.write(frame)
+            return
         if not self._out:
             # Requests started in this loop iteration (units due at the same instant) leave
             # in one write.
             (self._loop or asyncio.get_running_loop()).call_soon(self._flush)
-        self._out.append(_MBAP.pack(tid, 0, len(pdu) + 1, unit) + pdu)
+        self._out.append(frame)
 
     def forget(self, job: Job) -> None:
         """The job timed out: its answer, if it still comes, is stale."""

@@ -132,7 +132,7 @@ class ModbusSource(ReportsPayloadErrors):
         c = self.config
         if c.transport == "tcp":
             assert c.host is not None
-            return MbapLink(c.host, c.port, connect_timeout_s=c.timeout_s * 2)
+            return MbapLink(c.host, c.port, connect_timeout_s=c.timeout_s * 2, coalesce=c.max_in_flight > 1)
         # The bus applies each unit's own timeout; pymodbus's must be longer so that it never
         # fires first (and never counts a silent unit against the shared link). reconnect_delay=0:
         # the supervisor owns retrying, pymodbus must not reconnect behind it.
