@@ -269,7 +269,7 @@ async def measure(servers: Servers | PeerServers, plan: str, *, devices: int, in
         tally.first.setdefault(device_id, mark)
         tally.last[device_id] = mark
         tally.lateness_s.append(source.last_lateness_s)
-        if len(kept) < 2000:
+        if len(kept) < 500:
             kept.append(batch)
         names, values = expected_batch[device_id]
         if ([s.value for s in batch] == values and [s.signal for s in batch] == names
