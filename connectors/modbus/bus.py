@@ -180,8 +180,11 @@ class Bus:
         if not self._dispatching:
             self._dispatch()
 
-    def _dispatch(self) -> None:
+    def _pause_over(self) -> None:
         self._pause_timer = None
+        self._dispatch()
+
+    def _dispatch(self) -> None:
         self._dispatching = True
         try:
             queue, flying = self._queue, self._flying
@@ -190,7 +193,7 @@ class Bus:
                 ready_at = self._quiet_from + self.pause_s
                 if ready_at > now:
                     if self._pause_timer is None:
-                        self._pause_timer = self._loop.call_at(ready_at, self._dispatch)
+                        self._pause_timer = self._loop.call_at(ready_at, self._pause_over)
                     return
                 job = queue.popleft()
                 if job.future.done():   # cancelled while it waited for its turn
@@ -254,13 +257,19 @@ class Bus:
                 self._arm(earliest)
 
     def close(self) -> None:
-        """The last unit left: stop the timers and close the link."""
+        """The last unit left: stop the timers, close the link, and fail what still waits for
+        its turn (a poll of a unit that left while it was queued must not wait forever)."""
         for timer in (self._pause_timer, self._watchdog):
             if timer is not None:
                 timer.cancel()
         self._pause_timer = self._watchdog = None
         self._watchdog_at = math.inf
         self.link.close()
+        queued, self._queue = self._queue, deque()
+        for job in queued:
+            job.finished = True
+            if not job.future.done():
+                job.future.set_exception(ConnectionError("bus closed"))
 
 
 class Buses:

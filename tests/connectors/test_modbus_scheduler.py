@@ -165,3 +165,22 @@ async def test_units_on_lines_that_take_one_request_share_a_few_slots_of_the_int
     # monotonic due times on the grid: phase = due mod interval (rounded against float noise)
     phases = {round(due % interval, 6) % interval for due in dues}
     assert 2 <= len(phases) <= 20, sorted(phases)
+
+
+async def test_a_poll_queued_when_the_bus_closes_fails_instead_of_waiting_forever(responder):
+    """The last unit leaving closes the bus; a poll still waiting for its turn (here behind
+    the inter-frame pause) gets an error."""
+    first = unit(responder.port, 1, inter_frame_s=1.0)   # the bus keeps the first unit's pause
+    second = unit(responder.port, 2)
+    try:
+        await first.connect()
+        await second.connect()
+        assert len(await first.poll()) == 4
+        queued = asyncio.ensure_future(second.poll())
+        await asyncio.sleep(0)          # queued behind the pause
+        assert not queued.done()
+    finally:
+        await first.close()
+        await second.close()
+    with pytest.raises(SourceError):
+        await asyncio.wait_for(queued, 10)   # a deadline for a hang, not a measured time
