@@ -3,11 +3,13 @@ several requests in flight on one connection, matched to their answers by transa
 
 Why not pymodbus's client here: it takes one lock per client around every request, so the unit
 ids behind one endpoint could never have more than one request in flight, and it costs a future,
-a timer and a framer pass per request on top of ours. This link keeps a dict of pending
-transaction ids. Requests made in the same event-loop iteration (the units of an endpoint are
-due at the same instant, see ModbusSource.samples) leave in ONE socket write, and answers that
-arrive together are parsed in one pass. An answer whose transaction id is not pending (the
-late answer to a request that timed out) is discarded and counted in `stale_answers`.
+a timer and a framer pass per request on top of ours. The bus (bus.py) starts each request
+with `send(job)` and times it out; this link keeps a dict of pending transaction ids and
+resolves each job from the answer, in the callback that received it. Requests made in the
+same event-loop iteration (the units of an endpoint are due at the same instant, see
+ModbusSource.samples) leave in ONE socket write, and answers that arrive together are parsed
+in one pass, from a receive buffer of its own. An answer whose transaction id is not pending
+(the late answer to a request that timed out) is discarded and counted in `stale_answers`.
 
 The object answers with the few attributes of pymodbus's responses the source reads
 (`isError()`, `function_code`, `registers`, `bits`, `exception_code`, and for 43/14
@@ -19,42 +21,66 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping, Sequence
+
+from connectors.modbus.bus import Job
 
 _MBAP = struct.Struct(">HHHB")       # transaction id, protocol id (0), length, unit id
+_READ = struct.Struct(">BHH")        # function, start, count
 _MAX_TID = 0xFFFF
 _MAX_FRAME = 260                     # MBAP header + the largest PDU (253 bytes)
+_BUFFER = 8192                       # receive buffer: 31 whole answers, and any partial one
+_NO_OBJECTS: Mapping[int, bytes] = MappingProxyType({})
 
 
-@dataclass(slots=True)
 class Answer:
-    """One response, shaped as the source reads pymodbus's."""
+    """One response, shaped as the source reads pymodbus's (a plain class: made per answer, its
+    defaults shared rather than built each time)."""
 
-    function_code: int
-    registers: list[int] = field(default_factory=list)
-    bits: list[bool] = field(default_factory=list)
-    exception_code: int | None = None
-    information: dict[int, bytes] = field(default_factory=dict)
-    more_follows: bool = False
-    next_object_id: int = 0
+    __slots__ = ("function_code", "data", "bits", "exception_code", "information", "more_follows",
+                 "next_object_id")
+
+    def __init__(self, function_code: int, *, data: bytes = b"", bits: Sequence[bool] = (),
+                 exception_code: int | None = None, information: Mapping[int, bytes] = _NO_OBJECTS,
+                 more_follows: bool = False, next_object_id: int = 0):
+        self.function_code = function_code
+        self.data = data              # a register read's words, big-endian, 2 bytes each
+        self.bits = bits
+        self.exception_code = exception_code
+        self.information = information
+        self.more_follows = more_follows
+        self.next_object_id = next_object_id
 
     def isError(self) -> bool:  # noqa: N802 - the name pymodbus's responses use
         return self.exception_code is not None
 
+    @property
+    def registers(self) -> list[int]:
+        return list(struct.unpack(f">{len(self.data) // 2}H", self.data))
 
-class MbapLink(asyncio.Protocol):
+
+class MbapLink(asyncio.BufferedProtocol):
     """One Modbus TCP connection shared by every unit id behind host:port."""
 
-    def __init__(self, host: str, port: int, *, connect_timeout_s: float):
+    def __init__(self, host: str, port: int, *, connect_timeout_s: float, coalesce: bool = True):
         self.host, self.port = host, port
+        # Several requests in flight: those started in one loop iteration leave in one write.
+        # One at a time (max_in_flight 1): each is written at once, without a callback's wait.
+        self.coalesce = coalesce
         self.connect_timeout_s = connect_timeout_s
         self.stale_answers = 0
         self.most_in_flight = 0   # the most requests that were waiting for answers at once
         self.writes = 0           # socket writes made (several requests may share one)
         self._transport: asyncio.Transport | None = None
-        self._pending: dict[int, tuple[asyncio.Future[Answer], int, int]] = {}  # tid: (future, unit, count)
+        self._pending: dict[int, Job] = {}   # by transaction id
         self._next_tid = 0
-        self._buffer = bytearray()
+        # Answers are received into this buffer (BufferedProtocol): a plain Protocol's transport
+        # allocates a 256 KiB bytes object per read (mmap, page faults, mremap, munmap: three
+        # system calls per answer on top of the recv, measured in bench_modbus).
+        self._buffer = bytearray(_BUFFER)
+        self._view = memoryview(self._buffer)
+        self._filled = 0
         self._out: list[bytes] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -78,94 +104,107 @@ class MbapLink(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
-        self._buffer.clear()
+        self._filled = 0
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost(exc or ConnectionError("connection closed by the device"))
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        # A partial frame left at the front is shorter than _MAX_FRAME: room always remains.
+        return self._view[self._filled:]
+
+    def buffer_updated(self, nbytes: int) -> None:
         buf = self._buffer
-        buf += data
+        filled = self._filled + nbytes
         used = 0
-        while len(buf) - used >= 7:
+        while filled - used >= 7:
             tid, _, length, _ = _MBAP.unpack_from(buf, used)
             end = used + 6 + length
             if length < 2 or end - used > _MAX_FRAME:
                 # Not MBAP framing: nothing after this can be trusted; the source reconnects.
+                self._filled = 0
                 self._lost(ConnectionError(f"invalid Modbus TCP frame (length {length})"))
                 if self._transport is not None:
                     self._transport.close()
                 return
-            if end > len(buf):
+            if end > filled:
                 break
             self._answer(tid, bytes(buf[used + 7:end]))
             used = end
-        del buf[:used]
+        if used == filled:
+            self._filled = 0
+        else:
+            rest = filled - used
+            if used:
+                buf[:rest] = buf[used:filled]
+            self._filled = rest
 
-    # requests
+    # requests (started by the bus: Bus.submit(link.send, (unit, pdu, count), ...))
 
-    async def _request(self, unit: int, pdu: bytes, count: int) -> Answer:
+    def send(self, job: Job) -> None:
+        """Send `job.request` = (unit, pdu, count of values asked for); the answer resolves the
+        job from `buffer_updated`."""
         if not self.connected:
             raise ConnectionError("not connected")
+        unit, pdu, _ = job.request
         tid = self._next_tid = self._next_tid % _MAX_TID + 1
-        loop = self._loop or asyncio.get_running_loop()
-        fut: asyncio.Future[Answer] = loop.create_future()
-        self._pending[tid] = (fut, unit, count)
-        self.most_in_flight = max(self.most_in_flight, len(self._pending))
+        self._pending[tid] = job
+        job.token, job.owner = tid, self
+        if len(self._pending) > self.most_in_flight:
+            self.most_in_flight = len(self._pending)
+        frame = _MBAP.pack(tid, 0, len(pdu) + 1, unit) + pdu
+        if not self.coalesce:
+            assert self._transport is not None
+            self.writes += 1
+            self._transport.write(frame)
+            return
         if not self._out:
-            loop.call_soon(self._flush)
-        self._out.append(_MBAP.pack(tid, 0, len(pdu) + 1, unit) + pdu)
-        try:
-            return await fut
-        finally:
-            if not fut.done():   # timed out or cancelled: its late answer will be stale
-                fut.cancel()
-                self._pending.pop(tid, None)
+            # Requests started in this loop iteration (units due at the same instant) leave
+            # in one write.
+            (self._loop or asyncio.get_running_loop()).call_soon(self._flush)
+        self._out.append(frame)
+
+    def forget(self, job: Job) -> None:
+        """The job timed out: its answer, if it still comes, is stale."""
+        if self._pending.get(job.token) is job:
+            del self._pending[job.token]
 
     def _flush(self) -> None:
         out, self._out = self._out, []
         if out and self._transport is not None and not self._transport.is_closing():
             self.writes += 1
-            self._transport.write(b"".join(out))
-
-    async def _read(self, function: int, start: int, count: int, unit: int) -> Answer:
-        return await self._request(unit, struct.pack(">BHH", function, start, count), count)
-
-    async def read_holding_registers(self, start: int, *, count: int, device_id: int) -> Answer:
-        return await self._read(3, start, count, device_id)
-
-    async def read_input_registers(self, start: int, *, count: int, device_id: int) -> Answer:
-        return await self._read(4, start, count, device_id)
-
-    async def read_coils(self, start: int, *, count: int, device_id: int) -> Answer:
-        return await self._read(1, start, count, device_id)
-
-    async def read_discrete_inputs(self, start: int, *, count: int, device_id: int) -> Answer:
-        return await self._read(2, start, count, device_id)
-
-    async def read_device_information(self, *, read_code: int, object_id: int, device_id: int) -> Answer:
-        return await self._request(device_id, bytes((0x2B, 0x0E, read_code, object_id)), 0)
+            self._transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     # answers
 
     def _answer(self, tid: int, pdu: bytes) -> None:
-        pending = self._pending.pop(tid, None)
-        if pending is None or pending[0].done():
+        job = self._pending.pop(tid, None)
+        if job is None:
             self.stale_answers += 1
             return
-        fut, _, count = pending
         try:
-            fut.set_result(_parse(pdu, count))
+            answer = _parse(pdu, job.request[2])
         except (ValueError, IndexError, struct.error) as err:
-            fut.set_exception(ConnectionError(f"malformed answer: {err}"))
+            job.fail(ConnectionError(f"malformed answer: {err}"))
+            return
+        job.resolve(answer)
 
     def _lost(self, exc: Exception) -> None:
         self._transport = None
         pending, self._pending = self._pending, {}
         self._out.clear()
-        for fut, _, _ in pending.values():
-            if not fut.done():
-                fut.set_exception(ConnectionError(str(exc)))
+        for job in pending.values():
+            job.fail(ConnectionError(str(exc)))
+
+
+def read_pdu(function: int, start: int, count: int) -> bytes:
+    """The PDU of a read (functions 1-4)."""
+    return _READ.pack(function, start, count)
+
+
+def device_information_pdu(read_code: int, object_id: int) -> bytes:
+    """The PDU of Read Device Identification (43/14)."""
+    return bytes((0x2B, 0x0E, read_code, object_id))
 
 
 def _parse(pdu: bytes, count: int) -> Answer:
@@ -173,8 +212,10 @@ def _parse(pdu: bytes, count: int) -> Answer:
     if function & 0x80:
         return Answer(function & 0x7F, exception_code=pdu[1])
     if function in (3, 4):
-        n = pdu[1] // 2
-        return Answer(function, registers=list(struct.unpack_from(f">{n}H", pdu, 2)))
+        size = pdu[1] // 2 * 2
+        if len(pdu) < 2 + size:
+            raise ValueError(f"{len(pdu) - 2} bytes of registers where the answer says {pdu[1]}")
+        return Answer(function, data=pdu[2:2 + size])
     if function in (1, 2):
         data = pdu[2:2 + pdu[1]]
         return Answer(function, bits=[bool(byte >> i & 1) for byte in data for i in range(8)])

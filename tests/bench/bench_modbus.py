@@ -251,22 +251,34 @@ async def measure(servers: Servers | PeerServers, plan: str, *, devices: int, in
     for i, spec in enumerate(specs):
         endpoint, unit = divmod(i, servers.units)
         expected[spec.id] = {f"r{r}": expected_value(endpoint, unit + 1, r) for r in range(servers.registers)}
+    # the whole batch as the source builds it (signals in address order), for one comparison
+    expected_batch = {d: ([f"r{r}" for r in range(servers.registers)], list(want.values()))
+                      for d, want in expected.items()}
     tally = Tally()
     sources: dict[str, ModbusSource] = {}
+    kept: list[list[Sample]] = []   # batches of the window, to time emit alone afterwards
+    good = Quality.GOOD
 
     async def emit(batch: list[Sample]) -> None:
         if not tally.measuring or not batch:
             return
         device_id = batch[0].device_id
-        want = expected[device_id]
         source = sources[device_id]
         polls = tally.polls[device_id] = tally.polls.get(device_id, 0) + 1
         mark = (source.poll_due_s, source.skipped_polls, polls)
         tally.first.setdefault(device_id, mark)
         tally.last[device_id] = mark
         tally.lateness_s.append(source.last_lateness_s)
+        if len(kept) < 500:
+            kept.append(batch)
+        names, values = expected_batch[device_id]
+        if ([s.value for s in batch] == values and [s.signal for s in batch] == names
+                and all(s.quality is good for s in batch)):
+            tally.values += len(batch)
+            return
+        want = expected[device_id]
         for s in batch:
-            if s.quality is not Quality.GOOD:
+            if s.quality is not good:
                 tally.bad += 1
             elif s.value != want[s.signal]:
                 tally.wrong += 1
@@ -284,16 +296,19 @@ async def measure(servers: Servers | PeerServers, plan: str, *, devices: int, in
         await asyncio.sleep(warmup_s)
         online = sum(1 for sup in running if sup.state.value == "online")
         skipped_before = {d: s.skipped_polls for d, s in sources.items()}
-        cpu0, t0 = time.process_time(), time.monotonic()
+        ru0, cpu0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.process_time(), time.monotonic()
         tally.measuring = True
         await asyncio.sleep(duration_s)
         tally.measuring = False
         cpu, elapsed = time.process_time() - cpu0, time.monotonic() - t0
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        user_s, sys_s = ru1.ru_utime - ru0.ru_utime, ru1.ru_stime - ru0.ru_stime
         rss, peak = _rss_mb()
         connections = len(BUSES)
         skipped = {d: s.skipped_polls - skipped_before[d] for d, s in sources.items()}
     finally:
         await stop_all(running)
+    emit_us = await _emit_cost(emit, tally, kept)
     # Nothing lost: between a device's first and latest poll of the window, every slot of its
     # schedule (due times on the grid) was polled, and seen here, or counted as skipped. The
     # skip counter at a poll covers the slots before that poll's due time.
@@ -322,6 +337,13 @@ async def measure(servers: Servers | PeerServers, plan: str, *, devices: int, in
         "cpu_s": round(cpu, 2),
         "cpu_s_per_10k_values": round(cpu / values * 10_000, 4) if values else None,
         "us_per_value": round(cpu / values * 1e6, 2) if values else None,
+        # user: Python (the loop, the source, emit); sys: the kernel (a send and a receive per
+        # read at in-flight 1, epoll)
+        "us_per_value_user": round(user_s / values * 1e6, 2) if values else None,
+        "us_per_value_sys": round(sys_s / values * 1e6, 2) if values else None,
+        # of us_per_value, the bench's own emit (it checks every value), timed on its own
+        # afterwards over batches kept from the window
+        "emit_us_per_value": emit_us,
         "lateness_p50_s": _round(_percentile(tally.lateness_s, 0.50)),
         "lateness_p99_s": _round(_percentile(tally.lateness_s, 0.99)),
         "polls": sum(tally.polls.values()),
@@ -332,6 +354,27 @@ async def measure(servers: Servers | PeerServers, plan: str, *, devices: int, in
                   "devices_unaccounted": unaccounted,
                   "ok": tally.wrong == 0 and tally.bad == 0 and not unaccounted},
     }
+
+
+async def _emit_cost(emit: Any, tally: Tally, batches: list[list[Sample]]) -> float | None:
+    """CPU per value of `emit` alone, over `batches` (its tallies restored afterwards)."""
+    n = sum(len(b) for b in batches)
+    if not n:
+        return None
+    saved = (tally.values, tally.wrong, tally.bad, dict(tally.polls), len(tally.lateness_s),
+             dict(tally.first), dict(tally.last))
+    tally.measuring = True
+    rounds = max(1, 200_000 // n)
+    cpu0 = time.process_time()
+    for _ in range(rounds):
+        for batch in batches:
+            await emit(batch)
+    cpu = time.process_time() - cpu0
+    tally.measuring = False
+    tally.values, tally.wrong, tally.bad, tally.polls = saved[:4]
+    del tally.lateness_s[saved[4]:]
+    tally.first, tally.last = saved[5], saved[6]
+    return round(cpu / (n * rounds) * 1e6, 3)
 
 
 def _round(x: float | None) -> float | None:

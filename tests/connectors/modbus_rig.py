@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -202,3 +203,62 @@ class SlowLine:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+
+def register(unit: int, address: int) -> int:
+    return (unit * 1000 + address) % 65536
+
+
+class Responder:
+    """Answers reads of holding registers (function 3) with `register(unit, address)`; answers
+    are held until `batch` requests are in, then written `chunk` bytes at a time (0: all the
+    held answers in one write), so the link sees answers cut mid-header, mid-PDU, or several at
+    once. `garbage` answers the next request with a frame whose length field is 0; the
+    `silent` units never answer."""
+
+    def __init__(self, *, chunk: int = 0, batch: int = 1, silent: tuple[int, ...] = ()):
+        self.chunk, self.batch = chunk, batch
+        self.garbage = False
+        self.silent = set(silent)
+        self.requests = 0
+        self.port = 0
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held = b""
+        held_n = 0
+        try:
+            while True:
+                header = await reader.readexactly(7)
+                tid, _, length, unit = struct.unpack(">HHHB", header)
+                pdu = await reader.readexactly(length - 1)
+                self.requests += 1
+                if unit in self.silent:
+                    continue
+                if self.garbage:
+                    held += struct.pack(">HHHB", tid, 0, 0, unit)
+                else:
+                    _, start, count = struct.unpack(">BHH", pdu)
+                    data = struct.pack(f">{count}H", *(register(unit, start + i) for i in range(count)))
+                    answer = bytes((3, len(data))) + data
+                    held += struct.pack(">HHHB", tid, 0, len(answer) + 1, unit) + answer
+                held_n += 1
+                if held_n < self.batch:
+                    continue
+                step = self.chunk or len(held)
+                for i in range(0, len(held), step):
+                    writer.write(held[i:i + step])
+                    await writer.drain()
+                    await asyncio.sleep(0)   # one segment per piece, as far as loopback allows
+                held, held_n = b"", 0
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
