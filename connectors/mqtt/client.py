@@ -2,7 +2,8 @@
 connection (connectors/mqtt/source.py) and the shared broker connection (shared.py)."""
 from __future__ import annotations
 
-from typing import Any, Callable
+import struct
+from typing import Any, Callable, Sequence
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -121,6 +122,26 @@ def refusal(cfg: MqttConnection, reason: Any) -> str:
     return f"broker refused: {reason}{hint}"
 
 
-def send_ack(client: mqtt.Client, mid: int) -> None:
-    # Thread-safe with loop_start(): paho only queues the PUBACK and wakes its network thread.
-    client.ack(mid, 1)
+_PUBACK = 0x40
+_PUBACK_HEAD = 0x4002_0000    # a PUBACK as a big-endian word: 0x40, remaining length 2, the packet id
+
+
+def send_acks(client: mqtt.Client, mids: Sequence[int]) -> None:
+    """PUBACKs (QoS 1) for `mids`, in this order, as ONE packet on paho's out-queue.
+
+    paho's `ack()` queues each PUBACK on its own: a wake-up write to its self-pipe and a send()
+    per message, a tenth of the gateway's CPU at 10,000 messages/s (py-spy, bench_mqtt). A
+    commit settles hundreds at once, so they are joined here into one buffer (4 bytes each:
+    MQTT 3.1.1 and MQTT 5 with reason Success and no properties, which may leave out reason and
+    properties, §3.4.2.1) and queued as one out-packet through paho's own `_packet_queue`, which
+    is what `ack()` uses: paho's thread writes out-packets one after the other (a partial send
+    resumes where it stopped), so nothing of PINGREQ, SUBSCRIBE or a PUBLISH can land inside
+    it. Thread-safe with loop_start() as `ack()` is. Inbound QoS 1 is not tracked by paho under
+    manual acks (`_in_messages` holds QoS 2 only), so there is no state to update."""
+    queue = getattr(client, "_packet_queue", None)
+    if queue is None:       # a paho without it: its public, per-message ack
+        for mid in mids:
+            client.ack(mid, 1)
+        return
+    if mids:
+        queue(_PUBACK, struct.pack(f">{len(mids)}I", *[_PUBACK_HEAD | mid for mid in mids]), 0, 0)

@@ -50,7 +50,7 @@ import paho.mqtt.client as mqtt
 
 from connectors.backoff import Backoff
 from connectors.mqtt.acks import InOrderAcks, Pending
-from connectors.mqtt.client import connect_blocking, new_client, refusal, send_ack
+from connectors.mqtt.client import connect_blocking, new_client, refusal, send_acks
 from connectors.mqtt.config import DEVICE_KEYS, MqttConnection
 from connectors.mqtt.handoff import Handoff
 from connectors.mqtt.routing import OVERSIZE, REJECT_HEAD_BYTES, Reject, Route, route_kind, route_kind_of
@@ -238,7 +238,7 @@ class SharedConnection:
         client.on_telemetry = functools.partial(self._on_telemetry, gen)
         client.on_subscribe = self._on_subscribe
         self._client = client
-        self.acks = InOrderAcks(functools.partial(send_ack, client))
+        self.acks = InOrderAcks(functools.partial(send_acks, client))
         try:
             await asyncio.to_thread(connect_blocking, client, cfg)
             client.loop_start()
