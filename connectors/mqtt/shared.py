@@ -50,7 +50,7 @@ import paho.mqtt.client as mqtt
 
 from connectors.backoff import Backoff
 from connectors.mqtt.acks import InOrderAcks, Pending
-from connectors.mqtt.client import connect_blocking, new_client, refusal, send_acks
+from connectors.mqtt.client import Telemetry, connect_blocking, new_client, refusal, send_acks
 from connectors.mqtt.config import DEVICE_KEYS, MqttConnection
 from connectors.mqtt.handoff import Handoff
 from connectors.mqtt.routing import OVERSIZE, REJECT_HEAD_BYTES, Reject, Route, route_kind, route_kind_of
@@ -333,8 +333,9 @@ class SharedConnection:
     def _on_message(self, client: mqtt.Client, gen: int, msg: mqtt.MQTTMessage) -> None:
         self._inbox.put((msg.topic, msg.payload, msg.qos, msg.mid, now_ns(), gen))
 
-    def _on_telemetry(self, gen: int, topic: str, payload: bytes, qos: int, mid: int) -> None:
-        self._inbox.put((topic, payload, qos, mid, now_ns(), gen))
+    def _on_telemetry(self, gen: int, messages: list[Telemetry]) -> None:
+        receive_ns = now_ns()     # read from the socket together: one arrival time
+        self._inbox.put_many([(topic, payload, qos, mid, receive_ns, gen) for topic, payload, qos, mid in messages])
 
     # --- the event loop's side ------------------------------------------------
 
