@@ -11,6 +11,7 @@ from paho.mqtt.properties import Properties
 
 from connectors.mqtt.config import MqttConnection
 from connectors.mqtt.security import credentials, tls_context
+from edge.model import now_ns
 
 # Maximum Packet Size counts the whole PUBLISH: fixed header, topic, packet id, properties.
 # This much room over max_payload_bytes covers any sane topic; the exact payload check is ours.
@@ -26,6 +27,14 @@ TelemetryFn = Callable[[list[Telemetry]], None]
 """Called on paho's network thread with the PUBLISHes read together (one or many), in order."""
 
 _PUBLISH = 0x30
+
+
+def arrival_times(count: int) -> range:
+    """Arrival times (ns) of `count` messages read from the socket together: now, then one
+    nanosecond apart. Each needs its own instant: a message without a timestamp is stored at
+    its arrival, and the store keeps one row per device, signal and time."""
+    now = now_ns()
+    return range(now, now + count)
 
 
 def parse_publish(header: int, buf: bytes | bytearray, start: int, end: int, v5: bool) -> Telemetry | None:

@@ -50,7 +50,7 @@ import paho.mqtt.client as mqtt
 
 from connectors.backoff import Backoff
 from connectors.mqtt.acks import InOrderAcks, Pending
-from connectors.mqtt.client import Telemetry, connect_blocking, new_client, refusal, send_acks
+from connectors.mqtt.client import Telemetry, arrival_times, connect_blocking, new_client, refusal, send_acks
 from connectors.mqtt.config import DEVICE_KEYS, MqttConnection
 from connectors.mqtt.handoff import Handoff
 from connectors.mqtt.routing import OVERSIZE, REJECT_HEAD_BYTES, Reject, Route, route_kind, route_kind_of
@@ -334,8 +334,8 @@ class SharedConnection:
         self._inbox.put((msg.topic, msg.payload, msg.qos, msg.mid, now_ns(), gen))
 
     def _on_telemetry(self, gen: int, messages: list[Telemetry]) -> None:
-        receive_ns = now_ns()     # read from the socket together: one arrival time
-        self._inbox.put_many([(topic, payload, qos, mid, receive_ns, gen) for topic, payload, qos, mid in messages])
+        self._inbox.put_many([(topic, payload, qos, mid, receive_ns, gen)
+                              for (topic, payload, qos, mid), receive_ns in zip(messages, arrival_times(len(messages)))])
 
     # --- the event loop's side ------------------------------------------------
 

@@ -43,7 +43,7 @@ import paho.mqtt.client as mqtt
 from connectors.base import AckedBatch
 from connectors.mqtt.acks import InOrderAcks, Pending
 from connectors.mqtt import rejects
-from connectors.mqtt.client import Telemetry, connect_blocking, new_client, refusal, send_acks
+from connectors.mqtt.client import Telemetry, arrival_times, connect_blocking, new_client, refusal, send_acks
 from connectors.mqtt.config import MqttConnection
 from connectors.mqtt.handoff import Handoff
 from connectors.mqtt.mapping import BAD_VALUE, DeviceMapping, birth_evidence, parse_birth
@@ -365,8 +365,8 @@ class MqttSource(ReportsPayloadErrors):
         self._inbox.put((userdata, msg.topic, msg.payload, msg.qos, msg.mid, now_ns()))
 
     def _on_telemetry(self, generation: int, messages: list[Telemetry]) -> None:
-        receive_ns = now_ns()     # read from the socket together: one arrival time
-        self._inbox.put_many([(generation, topic, payload, qos, mid, receive_ns) for topic, payload, qos, mid in messages])
+        self._inbox.put_many([(generation, topic, payload, qos, mid, receive_ns) for (topic, payload, qos, mid), receive_ns
+                              in zip(messages, arrival_times(len(messages)))])
 
     def _take_messages(self, inbox: collections.deque[tuple[int, str, bytes, int, int, int]]) -> None:
         while inbox:

@@ -3,6 +3,8 @@ the same byte stream from a real socket, cut anywhere, gives the same messages i
 and the same result codes, whatever mix of packets it holds."""
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 import struct
 
@@ -11,6 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.mqtt.client import BufferedClient
+from connectors.mqtt.source import MqttSource
+from tests.connectors.mqtt_rig import TOPIC, rig_device
 
 V5, V311 = mqtt.MQTTv5, mqtt.MQTTv311
 
@@ -127,3 +131,41 @@ def test_a_buffer_of_telemetry_is_handed_over_in_one_call():
         ours.close()
         theirs.close()
     assert sum(calls) == 50 and len(calls) <= 2, calls     # the first may come through paho's reader
+
+
+async def test_messages_read_together_keep_distinct_arrival_times(broker):
+    """Messages without a timestamp of their own are stamped with their arrival: those read from
+    the socket in one go must still get one instant each, or the store (one row per device,
+    signal and time) would keep one of them."""
+    n = 300
+    src = MqttSource(rig_device(broker.port, client_id="t-burst", receive_maximum=n))
+    await src.connect()     # creates the session: the broker queues what comes while we are away
+    await src.close()
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t-burst-pub")
+    pub.max_inflight_messages_set(n)
+    pub.connect("127.0.0.1", broker.port)
+    pub.loop_start()
+    try:
+        infos = [pub.publish(TOPIC, json.dumps({"n": i}), qos=1) for i in range(n)]
+        for info in infos:
+            info.wait_for_publish(30)
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+    await src.connect()     # the broker sends all of them at once
+    stamps: dict[int, int] = {}
+    try:
+        async def collect() -> None:
+            async for batch in src.samples():
+                stamps.update((int(s.value), s.ts_ns) for s in batch if s.signal == "count_total")
+                if batch.ack is not None:
+                    batch.ack()
+                if len(stamps) >= n:
+                    return
+
+        await asyncio.wait_for(collect(), 30)
+    finally:
+        await src.close()
+    assert sorted(stamps) == list(range(n))
+    times = [stamps[i] for i in range(n)]
+    assert len(set(times)) == n and times == sorted(times)
