@@ -47,6 +47,10 @@ class InOrderAcks:
         """Messages received and not acknowledged yet."""
         return len(self._queue)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def received(self, mid: int) -> Pending:
         entry = Pending(mid)
         self._queue.append(entry)
