@@ -1,6 +1,6 @@
 """Benchmark: the MQTT connector alone, socket bytes -> Samples -> PUBACKs, no store. Prints JSON.
 
-    .venv/bin/python tests/bench/bench_mqtt_connector.py [--messages 50000] [--devices 50]
+    .venv/bin/python tests/bench/bench_mqtt_connector.py [--messages 50000] [--devices 50] [--only PART]
 
 What the gateway's MQTT side costs per message, apart from the pipeline and the store
 (tests/bench/bench_mqtt.py measures the whole gateway). Two parts, each with its baseline in the
@@ -9,13 +9,14 @@ same run:
 - `connection`: a real Mosquitto holds `--messages` QoS 1 messages (10-field JSON, the bench_mqtt
   payload) queued for the shared connection's persistent session; the connection then reconnects
   and takes them all, every device's stream consumed by a task that acknowledges each batch at
-  once (as a commit would). CPU of this process from the reconnect until the broker has every
-  PUBACK, per message. Its baseline is a bare paho client taking the same queue with an empty
+  once (as a commit would). CPU of this process from the reconnect until every PUBACK is
+  written, per message. Its baseline is a bare paho client taking the same queue with an empty
   `on_message` (paho acknowledging by itself): what paho alone costs to read and acknowledge.
 - `mapping`: `DeviceMapping.samples` on the same payloads, the compiled flat-JSON plan against
   the general decoder (`decode_payload`), CPU per message.
 
-Broker and publishers run in other processes, so their CPU is not in these numbers.
+Broker and publishers run in other processes, so their CPU is not in these numbers. `--only
+connection|paho|mapping` runs one part (to profile it with py-spy).
 """
 from __future__ import annotations
 
