@@ -7,12 +7,14 @@ it is settled too. One `InOrderAcks` belongs to one connection: after the link i
 more is sent (`close()`), because the broker redelivers every unacknowledged message of the
 session on the next connection, where the message ids are new.
 
-Runs on the event loop thread only; `send` is what puts the PUBACK on the wire.
+Runs on the event loop thread only; `send(mids)` is what puts the PUBACKs on the wire. A commit
+settles many messages at once, so they go to `send` together, in order (one socket write:
+connectors/mqtt/client.py `send_acks`).
 """
 from __future__ import annotations
 
 import collections
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 
 class Pending:
@@ -34,7 +36,7 @@ class Pending:
 
 
 class InOrderAcks:
-    def __init__(self, send: Callable[[int], None]):
+    def __init__(self, send: Callable[[Sequence[int]], None]):
         self._send = send
         self._queue: collections.deque[Pending] = collections.deque()
         self._closed = False
@@ -44,6 +46,10 @@ class InOrderAcks:
     def in_flight(self) -> int:
         """Messages received and not acknowledged yet."""
         return len(self._queue)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def received(self, mid: int) -> Pending:
         entry = Pending(mid)
@@ -57,10 +63,13 @@ class InOrderAcks:
         for entry in entries:
             entry.waiting -= 1
         queue = self._queue
+        if not queue or queue[0].waiting > 0:
+            return
+        mids = []
         while queue and queue[0].waiting <= 0:
-            mid = queue.popleft().mid
-            if not self._closed:
-                self._send(mid)
+            mids.append(queue.popleft().mid)
+        if not self._closed:
+            self._send(mids)
 
     def close(self) -> None:
         """The connection is gone: acknowledge nothing more on it."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Callable, Generic, TypeVar
+from typing import Callable, Generic, Iterable, TypeVar
 
 T = TypeVar("T")
 
@@ -29,6 +29,14 @@ class Handoff(Generic[T]):
     def put(self, item: T) -> None:
         """From any thread."""
         self.items.append(item)
+        self._wake()
+
+    def put_many(self, items: Iterable[T]) -> None:
+        """From any thread: `items` in order, with one wake-up at most."""
+        self.items.extend(items)
+        self._wake()
+
+    def _wake(self) -> None:
         # drain() clears the flag before it looks at the deque, so an item appended after its
         # last look always finds the flag clear and schedules another drain.
         if not self._scheduled:

@@ -5,16 +5,17 @@ connection (connectors/mqtt/template_route.py), so a payload maps the same way o
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Callable, Mapping
 
 from connectors.mqtt.config import FieldPath, MqttConnection, split_path
-from connectors.mqtt.payload import _MISSING, Decoded, Limits, as_value, decode_payload, parse_json, parse_timestamp
+from connectors.mqtt.flat_json import BAD_VALUE, FlatPlan, parse_flat_object
+from connectors.mqtt.payload import Decoded, Limits, decode_payload, parse_json
 from connectors.validation import address_of
 from edge.errors import PayloadError
 from edge.model import DeviceSpec, IdentityEvidence, Quality, Sample
 
-BAD_VALUE = ""  # value of a BAD sample: there is no reading, and "" cannot pass for one
+__all__ = ["BAD_VALUE", "DeviceMapping", "FROM_DEVICE", "FROM_GATEWAY", "birth_evidence", "limits_of",
+           "parse_birth"]
 
 # Where a sample's timestamp came from (common convention: `time_sources()`).
 FROM_DEVICE = "device"      # the payload's timestamp field
@@ -42,17 +43,27 @@ class DeviceMapping:
         self._unmatched: set[str] | None = set(self.fields)   # None once checked
         self.time_sources = {FROM_DEVICE: 0, FROM_GATEWAY: 0}
         # The common case, a flat JSON object with every path one key, mapped without the
-        # general decoder's intermediate objects (same results: tests/connectors/test_mqtt_shared.py).
+        # general decoder's intermediate objects (same results: tests/connectors/test_mqtt_mapping.py).
         flat = all(len(p) == 1 for p in self.fields.values()) and (self._ts_path is None or len(self._ts_path) == 1)
-        self._flat = ([(name, parts[0], self._signals[name]) for name, parts in self.fields.items()]
-                      if flat and self._fmt in ("auto", "json") else None)
-        self._ts_key = self._ts_path[0] if self._ts_path else None
+        self._flat: FlatPlan | None = None
+        if flat and self._fmt in ("auto", "json"):
+            self._flat = FlatPlan(device.id, [(name, parts[0], self._signals[name]) for name, parts in self.fields.items()],
+                                  self._ts_path[0] if self._ts_path else None, self.limits)
+
+    def disable_fast_path(self) -> None:
+        """Map every payload with the general decoder (the fast path's reference, for tests and
+        tests/bench/bench_mqtt_connector.py)."""
+        self._flat = None
 
     def samples(self, payload: bytes, receive_ns: int, field_error: FieldErrorFn) -> list[Sample]:
         """The samples of one message; a message that cannot be read at all raises PayloadError."""
         if self._flat is not None:
-            out = self._flat_samples(payload, receive_ns, field_error)
-            if out is not None:
+            doc = parse_flat_object(payload)
+            if doc is not None:
+                out, from_payload = self._flat.samples(doc, receive_ns, field_error, self._unmatched)
+                if self._unmatched is not None:
+                    self._decoded += 1
+                self.time_sources[FROM_DEVICE if from_payload else FROM_GATEWAY] += len(out)
                 return out
         readings = decode_payload(payload, self.fields, ts_path=self._ts_path, receive_ns=receive_ns,
                                   limits=self.limits, fmt=self._fmt)  # type: ignore[arg-type]
@@ -63,48 +74,6 @@ class DeviceMapping:
             before = len(out)
             self._samples_of(decoded, out, field_error)
             self.time_sources[FROM_DEVICE if decoded.ts_from_payload else FROM_GATEWAY] += len(out) - before
-        return out
-
-    def _flat_samples(self, payload: bytes, receive_ns: int, field_error: FieldErrorFn) -> list[Sample] | None:
-        """Samples of a flat JSON object, or None for anything else (the general path decides)."""
-        try:
-            doc = json.loads(payload)
-        except (ValueError, RecursionError):     # incl. UnicodeDecodeError
-            return None
-        if type(doc) is not dict:
-            return None
-        for v in doc.values():
-            if type(v) is dict or type(v) is list:
-                return None     # nested: the general path checks max_json_depth
-        ts, from_payload = receive_ns, False
-        if self._ts_key is not None:
-            ts_raw = doc.get(self._ts_key, _MISSING)
-            if ts_raw is not _MISSING:
-                try:
-                    ts, from_payload = parse_timestamp(ts_raw), True
-                except PayloadError as err:
-                    field_error("ts", err)
-        device_id, limits, unmatched = self.device_id, self.limits, self._unmatched
-        out: list[Sample] = []
-        for name, key, signal in self._flat:
-            raw = doc.get(key, _MISSING)
-            if raw is _MISSING:
-                continue  # partial messages are normal: a device reports what changed
-            if unmatched is not None:
-                unmatched.discard(name)
-            try:
-                raw = as_value(raw, key, limits)
-            except PayloadError as err:
-                field_error(name, err)
-                out.append(Sample(device_id, name, ts, BAD_VALUE, Quality.BAD))
-                continue
-            value, quality, problem = signal.check(raw)
-            if problem is not None:
-                field_error(name, problem)
-            out.append(Sample(device_id, name, ts, value, quality))
-        if unmatched is not None:
-            self._decoded += 1
-        self.time_sources[FROM_DEVICE if from_payload else FROM_GATEWAY] += len(out)
         return out
 
     def unmatched_problems(self) -> list[PayloadError]:

@@ -50,7 +50,7 @@ import paho.mqtt.client as mqtt
 
 from connectors.backoff import Backoff
 from connectors.mqtt.acks import InOrderAcks, Pending
-from connectors.mqtt.client import connect_blocking, new_client, refusal, send_ack
+from connectors.mqtt.client import Telemetry, arrival_times, connect_blocking, new_client, refusal, send_acks
 from connectors.mqtt.config import DEVICE_KEYS, MqttConnection
 from connectors.mqtt.handoff import Handoff
 from connectors.mqtt.routing import OVERSIZE, REJECT_HEAD_BYTES, Reject, Route, route_kind, route_kind_of
@@ -238,7 +238,7 @@ class SharedConnection:
         client.on_telemetry = functools.partial(self._on_telemetry, gen)
         client.on_subscribe = self._on_subscribe
         self._client = client
-        self.acks = InOrderAcks(functools.partial(send_ack, client))
+        self.acks = InOrderAcks(functools.partial(send_acks, client))
         try:
             await asyncio.to_thread(connect_blocking, client, cfg)
             client.loop_start()
@@ -333,8 +333,9 @@ class SharedConnection:
     def _on_message(self, client: mqtt.Client, gen: int, msg: mqtt.MQTTMessage) -> None:
         self._inbox.put((msg.topic, msg.payload, msg.qos, msg.mid, now_ns(), gen))
 
-    def _on_telemetry(self, gen: int, topic: str, payload: bytes, qos: int, mid: int) -> None:
-        self._inbox.put((topic, payload, qos, mid, now_ns(), gen))
+    def _on_telemetry(self, gen: int, messages: list[Telemetry]) -> None:
+        self._inbox.put_many([(topic, payload, qos, mid, receive_ns, gen)
+                              for (topic, payload, qos, mid), receive_ns in zip(messages, arrival_times(len(messages)))])
 
     # --- the event loop's side ------------------------------------------------
 
@@ -354,17 +355,23 @@ class SharedConnection:
     def _route_messages(self, inbox: collections.deque[tuple[str, bytes, int, int, int, int]]) -> None:
         self.drains += 1
         acks, gen = self.acks, self.generation
-        live = acks is not None and self._up.is_set()
+        # Not `self.up`: a persistent session's queued messages arrive right after the CONNACK,
+        # before the SUBACK sets it; they are this connection's to acknowledge all the same (left
+        # unacknowledged they would fill the broker's Receive Maximum for the connection's life).
+        live = acks is not None and not acks.closed
         max_payload = self.config.max_payload_bytes
         cache = self._route_cache
         n = 0
-        mono = time.monotonic()
+        self._mono = time.monotonic()
+        held: list[Pending] = []    # the drain's own hold on each message, released at its end
         while inbox and n < DRAIN_MAX:
             topic, payload, qos, mid, receive_ns, msg_gen = inbox.popleft()
             n += 1
-            entry = acks.received(mid) if qos and live and msg_gen == gen else None  # type: ignore[union-attr]
-            self._entry = entry
-            self._mono = mono
+            if qos and live and msg_gen == gen:
+                entry = self._entry = acks.received(mid)  # type: ignore[union-attr]
+                held.append(entry)
+            else:
+                self._entry = None
             if len(payload) > max_payload:
                 self.reject(Reject(OVERSIZE, topic, payload[:REJECT_HEAD_BYTES], receive_ns,
                                    f"payload of {len(payload)} bytes exceeds max_payload_bytes {max_payload}",
@@ -380,8 +387,10 @@ class SharedConnection:
                         route.handle(topic, payload, receive_ns, self)
                     except Exception as err:  # noqa: BLE001 - a route's bug must not stop the connection
                         self._route_failed(route, err, topic, payload, receive_ns)
-            if entry is not None:
-                acks.settle((entry,))   # type: ignore[union-attr]  # the drain's own hold
+        if held:
+            # Messages that produced no samples are acknowledged now; the others wait for their
+            # devices' commits. One settle per drain: their PUBACKs leave together.
+            acks.settle(held)   # type: ignore[union-attr]
         self.messages += n
         self._entry = None
         for view in self._touched:

@@ -43,7 +43,7 @@ import paho.mqtt.client as mqtt
 from connectors.base import AckedBatch
 from connectors.mqtt.acks import InOrderAcks, Pending
 from connectors.mqtt import rejects
-from connectors.mqtt.client import connect_blocking, new_client, refusal, send_ack
+from connectors.mqtt.client import Telemetry, arrival_times, connect_blocking, new_client, refusal, send_acks
 from connectors.mqtt.config import MqttConnection
 from connectors.mqtt.handoff import Handoff
 from connectors.mqtt.mapping import BAD_VALUE, DeviceMapping, birth_evidence, parse_birth
@@ -124,7 +124,7 @@ class MqttSource(ReportsPayloadErrors):
             client = self._new_client(generation)
         except SourceError as err:
             raise SourceError(f"{self.endpoint}: {err}") from None
-        self._acks = InOrderAcks(functools.partial(send_ack, client))
+        self._acks = InOrderAcks(functools.partial(send_acks, client))
         self._client = client
         self._tls_details = {}
         try:
@@ -364,8 +364,9 @@ class MqttSource(ReportsPayloadErrors):
     def _on_message(self, client: mqtt.Client, userdata: int, msg: mqtt.MQTTMessage) -> None:
         self._inbox.put((userdata, msg.topic, msg.payload, msg.qos, msg.mid, now_ns()))
 
-    def _on_telemetry(self, generation: int, topic: str, payload: bytes, qos: int, mid: int) -> None:
-        self._inbox.put((generation, topic, payload, qos, mid, now_ns()))
+    def _on_telemetry(self, generation: int, messages: list[Telemetry]) -> None:
+        self._inbox.put_many([(generation, topic, payload, qos, mid, receive_ns) for (topic, payload, qos, mid), receive_ns
+                              in zip(messages, arrival_times(len(messages)))])
 
     def _take_messages(self, inbox: collections.deque[tuple[int, str, bytes, int, int, int]]) -> None:
         while inbox:

@@ -5,8 +5,9 @@
 A real Gateway (one `mqtt_brokers` connection, one topic-template block for `--devices` machines,
 10-field JSON, QoS 1 acknowledged after commit, bounded pipeline, SQLite store) and a private
 Mosquitto; publishers run in other processes, QoS 1: the flood from `mosquitto_pub -l`, one per
-device (`--flood-with paho` for Python publishers), the paced phase from `--publishers` paho
-processes (they set each payload's timestamp as they publish).
+device (`--flood-with paho` for Python publishers), the paced phase from `--publishers` processes
+feeding `mosquitto_pub -l` at the rate (`--paced-with paho`: paho publishers), each payload's
+timestamp set as it is handed to the publisher.
 
 Two phases in one run:
 - flood: `--messages` as fast as the publishers can send; messages/s from the first publish to
@@ -66,6 +67,41 @@ def publisher(host: str, port: int, devices: list[int], messages: int, rate: flo
     done.put(time.perf_counter() - t0)
     client.loop_stop()
     client.disconnect()
+
+
+def mosquitto_pub_paced(host: str, port: int, devices: list[int], messages: int, rate: float, seq0: int,
+                        done: Any) -> None:
+    """`publisher`'s job done by Mosquitto's C client: one `mosquitto_pub -l` per device fed
+    through its stdin at `rate` msg/s in 5 ms ticks, each line's timestamp taken as it is
+    written. A paho publisher costs ~30 us of Python per message: two of them cannot send
+    15,000 msg/s on two shared cores, and their own queueing would be counted as latency."""
+    import subprocess
+
+    procs = [subprocess.Popen(
+        ["mosquitto_pub", "-h", host, "-p", str(port), "-q", "1", "-M", "1000", "-l",
+         "-i", f"bench-paced-{d}", "-t", f"bench/L{d % 4}/m{d:03d}/telemetry"], stdin=subprocess.PIPE)
+        for d in devices]
+    pipes = [p.stdin for p in procs]
+    t0 = time.perf_counter()
+    i = 0
+    while i < messages:
+        due = min(messages, int((time.perf_counter() - t0) * rate) + 1)
+        # One microsecond apart: a device's readings of one tick need timestamps of their own.
+        now_us = time.time_ns() // 1000 - i
+        touched = set()
+        while i < due:
+            k = i % len(pipes)
+            pipes[k].write(payload(now_us + i, seq0 + i) + b"\n")   # type: ignore[union-attr]
+            touched.add(k)
+            i += 1
+        for k in touched:
+            pipes[k].flush()    # type: ignore[union-attr]
+        time.sleep(0.005)
+    for p in procs:
+        p.stdin.close()     # type: ignore[union-attr]  # mosquitto_pub sends what it read, then exits
+    for p in procs:
+        p.wait(timeout=300)
+    done.put(time.perf_counter() - t0)
 
 
 def mosquitto_pub_flood(host: str, port: int, devices: int, messages: int, seq0: int, tmp: str) -> list[Any]:
@@ -140,8 +176,9 @@ class Latency:
 
 
 async def phase(gw: Any, host: str, port: int, devices: int, messages: int, rate: float, publishers: int,
-                seq0: int, broker_pid: int, c_publishers: str = "") -> dict[str, Any]:
-    """`c_publishers`: a directory for mosquitto_pub's input files (flood only), or "" for paho."""
+                seq0: int, broker_pid: int, c_publishers: str = "", paced_with: str = "paho") -> dict[str, Any]:
+    """`c_publishers`: a directory for mosquitto_pub's input files (flood only), or "" for the
+    `publishers` processes, paho ones or (`paced_with="mosquitto_pub"`) feeding mosquitto_pub."""
     ctx = mp.get_context("spawn")
     done = ctx.Queue()
     groups = [list(range(devices))[k::publishers] for k in range(publishers)]
@@ -150,7 +187,8 @@ async def phase(gw: Any, host: str, port: int, devices: int, messages: int, rate
     written0 = gw.pipeline.stats().written
     expected = written0 + per * publishers * len(FIELDS)
     c_procs: list[Any] = []
-    procs = [ctx.Process(target=publisher, args=(host, port, g, per, rate / publishers, seq0 + k * per, done))
+    target = mosquitto_pub_paced if paced_with == "mosquitto_pub" else publisher
+    procs = [ctx.Process(target=target, args=(host, port, g, per, rate / publishers, seq0 + k * per, done))
              for k, g in enumerate(groups)] if not c_publishers else []
     broker0 = proc_cpu_s(broker_pid)
     cpu0, t0 = time.process_time(), time.perf_counter()
@@ -177,7 +215,7 @@ async def phase(gw: Any, host: str, port: int, devices: int, messages: int, rate
     return {"messages": msgs, "stored_messages": got, "lost": msgs - got, "elapsed_s": round(elapsed, 2),
             "messages_per_s": round(got / elapsed), "samples_per_s": round(got * len(FIELDS) / elapsed),
             "publish_s": round(max(pub_s), 2) if pub_s else None,
-            "publishers": f"{len(c_procs)} mosquitto_pub" if c_procs else f"{len(procs)} paho",
+            "publishers": f"{len(c_procs)} mosquitto_pub" if c_procs else f"{len(procs)} {paced_with}",
             "gateway_cpu_us_per_message": round(cpu / max(1, got) * 1e6, 1),
             "broker_cpu_us_per_message": round(broker_cpu / max(1, got) * 1e6, 1)}
 
@@ -202,7 +240,7 @@ async def run(args: argparse.Namespace, cfg_path: str, host: str, port: int, bro
         latency.recording = True
         paced_n = int(args.rate * args.paced_s)
         paced = await phase(gw, host, port, args.devices, paced_n, args.rate, args.publishers,
-                            args.messages + 1, broker_pid)
+                            args.messages + 1, broker_pid, paced_with=args.paced_with)
         latency.recording = False
         paced.update(latency.summary())
         paced["rate_asked"] = args.rate
@@ -241,6 +279,8 @@ def main() -> int:
     ap.add_argument("--publishers", type=int, default=2, help="publisher processes")
     ap.add_argument("--flood-with", choices=("paho", "mosquitto_pub"), default="mosquitto_pub",
                     help="flood publishers: mosquitto_pub (C, one per device) or paho processes")
+    ap.add_argument("--paced-with", choices=("paho", "mosquitto_pub"), default="mosquitto_pub",
+                    help="paced publishers: processes feeding mosquitto_pub at the rate, or paho publishers")
     ap.add_argument("--protocol", choices=("5", "3.1.1"), default="5", help="the gateway's MQTT version")
     args = ap.parse_args()
     from simulator.broker import MosquittoBroker

@@ -234,3 +234,38 @@ async def test_through_the_supervisor_and_pipeline_everything_is_stored_and_ackn
         await eventually(lambda: sup.source.in_flight == 0, what="all acknowledged")
         assert rec.offline == []
     store.close()
+
+
+async def test_acknowledgements_settled_together_leave_in_one_socket_write(broker, publisher):
+    """A commit settles many messages at once: their PUBACKs go out as one write (paho alone
+    makes a send() per PUBACK), and the broker takes every one of them (nothing comes again)."""
+    n = 200
+    src = MqttSource(rig_device(broker.port, client_id="t-one-write", receive_maximum=n))
+    await src.connect()
+    try:
+        await asyncio.to_thread(publisher.send, range(n))
+        held: list = []
+        assert await take(src, n, ack=False, keep=held) == list(range(n))
+        client = src._client
+        writes: list[bytes] = []
+        send = client._sock_send
+
+        def counting_send(buf):
+            writes.append(bytes(buf[:1]))   # the real socket still sends it; only counted here
+            return send(buf)
+
+        client._sock_send = counting_send
+        for batch in held[1:]:      # the oldest still holds every later one back...
+            batch.ack()
+        assert src.in_flight == n and writes == []
+        held[0].ack()               # ...until it is settled: all of them at once
+        await eventually(lambda: src.in_flight == 0 and not client.want_write(), what="acks written")
+        assert 1 <= len([w for w in writes if w == b"\x40"]) <= 2, writes[:10]
+    finally:
+        await src.close()
+    await src.connect()
+    try:
+        publisher.send([MARKER])
+        assert await take(src, 1, ack=True) == [MARKER]   # the 200 acknowledged ones are gone
+    finally:
+        await src.close()

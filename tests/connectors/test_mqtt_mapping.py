@@ -1,13 +1,16 @@
 """The flat-JSON fast path of DeviceMapping gives what the general payload decoder gives."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.mqtt.config import MqttConnection
+from connectors.mqtt.flat_json import passes_through
 from connectors.mqtt.mapping import DeviceMapping
+from edge.model import Quality, SignalSpec
 from tests.connectors.devices import device
 
 SIGNALS = [{"name": "state", "address": "state"}, {"name": "count_total", "address": "n"},
@@ -28,7 +31,7 @@ def mappings() -> tuple[DeviceMapping, DeviceMapping]:
     cfg = MqttConnection.model_validate(dict(spec.connection))
     fast, general = DeviceMapping(spec, cfg), DeviceMapping(spec, cfg)
     assert fast._flat is not None
-    general._flat = None
+    general.disable_fast_path()
     return fast, general
 
 
@@ -58,6 +61,39 @@ def test_fast_path_matches_on_arbitrary_bytes(raw):
     assert run(fast, raw) == run(general, raw)
 
 
+@settings(max_examples=200, deadline=None)
+@given(docs=st.lists(docs, min_size=2, max_size=8), spacing=st.sampled_from(["", " ", "\n", "\ufeff"]))
+def test_one_mapping_fed_many_payloads_matches_the_general_decoder(docs, spacing):
+    """The fast path remembers what `check` made of a text value (a state name): later messages
+    must come out as they would from a fresh check. Whitespace or a BOM around the object sends
+    it to the general decoder, which must agree too."""
+    fast, general = mappings()
+    for doc in docs:
+        payload = (spacing + json.dumps(doc)).encode()
+        assert run(fast, payload) == run(general, payload)
+    assert fast.time_sources == general.time_sources
+
+
+values = st.one_of(st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True), st.text())
+
+
+@given(raw=values, name=st.sampled_from(["label", "temp_c", "speed_rpm", "seq", "alarm_text"]))
+def test_a_signal_passing_through_has_an_identity_check(raw, name):
+    """The fast path stores such a signal's value without `SignalSpec.check`: that is right only
+    while `check` is the identity for it (a change to edge/model.py's check shows up here)."""
+    signal = SignalSpec(name)
+    assert passes_through(signal)
+    value, quality, problem = signal.check(raw)
+    assert (type(value), quality, problem) == (type(raw), Quality.GOOD, None)
+    assert value is raw or value == raw
+
+
+def test_roles_and_scaled_signals_do_not_pass_through():
+    assert not any(passes_through(SignalSpec(n)) for n in ("state", "count_total", "power_kw", "alarm"))
+    assert not passes_through(SignalSpec("temp", scale=0.1))
+    assert not passes_through(SignalSpec("temp", offset=-40.0))
+
+
 def test_nested_and_batch_payloads_take_the_general_path():
     fast, general = mappings()
     for payload in (b'{"n": 1, "p": {"x": 1}}', b'[{"ts": 1790000000, "n": 1}, {"ts": 1790000001, "n": 2}]',
@@ -73,3 +109,25 @@ def test_unmatched_signals_are_still_noticed():
     problems = [str(p) for p in fast.unmatched_problems()]
     assert problems == [f"signal {s}: path {a!r} matched nothing in 3 payloads"
                         for s, a in (("label", "label"), ("state", "state"), ("temp", "t"))]
+
+
+def test_the_fast_path_checks_only_what_needs_checking():
+    """Per message, `check` runs for the role signals only, and once per distinct state text:
+    a pass-through signal needs none, and a state name's check is remembered."""
+    calls: list[str] = []
+
+    class Counted(SignalSpec):
+        def check(self, raw):
+            calls.append(self.name)
+            return super().check(raw)
+
+    spec = device("mqtt", {"host": "h", "topic": "f/{device}/t"}, SIGNALS, device_id="d1")
+    spec = dataclasses.replace(spec, signals=tuple(
+        Counted(s.name, s.address, s.scale, s.offset, s.states) for s in spec.signals))
+    mapping = DeviceMapping(spec, MqttConnection.model_validate(dict(spec.connection)))
+    for i in range(10):
+        samples = mapping.samples(json.dumps({"state": "running", "n": i, "p": 1.5, "label": "x", "t": 3}).encode(),
+                                  RECEIVE_NS, lambda *a: None)
+        assert len(samples) == 5
+    assert sorted(set(calls)) == ["count_total", "power_kw", "state", "temp"]
+    assert calls.count("state") == 1 and calls.count("count_total") == 10
