@@ -213,6 +213,18 @@ class SignalSpec:
         """
         return self._checker(self, raw)
 
+    @property
+    def judged(self) -> bool:
+        """Whether `check` judges a value by the signal's role (`state`, the counters,
+        `power_kw`, `energy_kwh`); any other signal is kept as sent, numbers scaled."""
+        return self.name == Role.STATE.value or self.name in _COUNTERS or self.name in _MEASURES
+
+    @property
+    def passes_through(self) -> bool:
+        """Whether `check(v)` is `(v, GOOD, None)` for every value (not judged, no scale or
+        offset): a connector may then keep the value without calling `check`."""
+        return not self.judged and self.scale == 1.0 and self.offset == 0.0
+
     def _check_general(self, raw: Value) -> "Checked":
         """`check` for any value: the definition the fast checkers must agree with (each one
         handles the common exact types and hands everything else here)."""

@@ -4,7 +4,7 @@ a flat JSON object whose every signal path is one key, `{"ts": ..., "temp": 21.5
 A `FlatPlan` is compiled once per device. Per message it parses the object without
 `json.loads`' encoding detection and whitespace regex, and per field it does only what the
 field needs:
-- a signal whose `SignalSpec.check` is the identity (no role, no scale or offset: `passes_through`)
+- a signal whose `SignalSpec.check` is the identity (not judged by a role, no scale or offset: `SignalSpec.passes_through`)
   takes a value of the right type within the payload limits as it is, without `as_value` and
   `check` (tests/connectors/test_mqtt_mapping.py checks that identity on arbitrary values);
 - any other signal goes through `as_value` and `check`, whose result for a text value (a state
@@ -20,20 +20,14 @@ from typing import Any, Callable
 
 from connectors.mqtt.payload import _INT64, _MISSING, Limits, as_value, parse_timestamp
 from edge.errors import PayloadError
-from edge.model import Quality, Role, Sample, SignalSpec, Value
+from edge.model import Quality, Sample, SignalSpec, Value
 
 FieldErrorFn = Callable[[str, PayloadError], None]
 
 BAD_VALUE = ""          # value of a BAD sample: there is no reading, and "" cannot pass for one
 _MEMO_MAX = 64          # text values remembered per signal: state names, a handful
-_ROLES = frozenset(r.value for r in Role)
 _GOOD, _BAD = Quality.GOOD, Quality.BAD
 _scan = json.JSONDecoder().scan_once     # json.loads' own scanner, without the wrapping
-
-
-def passes_through(signal: SignalSpec) -> bool:
-    """`signal.check(v)` is `(v, GOOD, None)` for every value: no role, no scale, no offset."""
-    return signal.name not in _ROLES and signal.scale == 1.0 and signal.offset == 0.0
 
 
 def parse_flat_object(payload: bytes) -> dict[str, Any] | None:
@@ -58,7 +52,7 @@ class FlatPlan:
         self.device_id = device_id
         self.ts_key = ts_key
         self.limits = limits
-        self._steps = [(name, key, signal, passes_through(signal), {}) for name, key, signal in fields]
+        self._steps = [(name, key, signal, signal.passes_through, {}) for name, key, signal in fields]
 
     def samples(self, doc: dict[str, Any], receive_ns: int, field_error: FieldErrorFn,
                 matched: set[str] | None) -> tuple[list[Sample], bool]:

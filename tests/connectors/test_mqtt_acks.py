@@ -261,6 +261,13 @@ async def test_acknowledgements_settled_together_leave_in_one_socket_write(broke
         held[0].ack()               # ...until it is settled: all of them at once
         await eventually(lambda: src.in_flight == 0 and not client.want_write(), what="acks written")
         assert 1 <= len([w for w in writes if w == b"\x40"]) <= 2, writes[:10]
+        # The broker takes a connection's packets in order, so its PUBACK for a PUBLISH sent
+        # after ours says it has read them all. Closing at once may reset the connection before
+        # it has (seen under load): that is a redelivery after a restart, which this test is not
+        # about; a PUBACK lost or malformed in the batch still shows below.
+        sync = client.publish("rig/sync", b"", qos=1)
+        await asyncio.to_thread(sync.wait_for_publish, 10)
+        assert sync.is_published()
     finally:
         await src.close()
     await src.connect()

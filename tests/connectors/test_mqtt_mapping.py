@@ -8,7 +8,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.mqtt.config import MqttConnection
-from connectors.mqtt.flat_json import passes_through
 from connectors.mqtt.mapping import DeviceMapping
 from edge.model import Quality, SignalSpec
 from tests.connectors.devices import device
@@ -77,21 +76,24 @@ def test_one_mapping_fed_many_payloads_matches_the_general_decoder(docs, spacing
 values = st.one_of(st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True), st.text())
 
 
-@given(raw=values, name=st.sampled_from(["label", "temp_c", "speed_rpm", "seq", "alarm_text"]))
+@given(raw=values, name=st.sampled_from(["label", "temp_c", "speed_rpm", "seq", "alarm_text", "alarm",
+                                         "reason_code"]))
 def test_a_signal_passing_through_has_an_identity_check(raw, name):
     """The fast path stores such a signal's value without `SignalSpec.check`: that is right only
     while `check` is the identity for it (a change to edge/model.py's check shows up here)."""
     signal = SignalSpec(name)
-    assert passes_through(signal)
+    assert signal.passes_through
     value, quality, problem = signal.check(raw)
     assert (type(value), quality, problem) == (type(raw), Quality.GOOD, None)
     assert value is raw or value == raw
 
 
 def test_roles_and_scaled_signals_do_not_pass_through():
-    assert not any(passes_through(SignalSpec(n)) for n in ("state", "count_total", "power_kw", "alarm"))
-    assert not passes_through(SignalSpec("temp", scale=0.1))
-    assert not passes_through(SignalSpec("temp", offset=-40.0))
+    judged = ("state", "count_total", "count_good", "count_reject", "power_kw", "energy_kwh")
+    assert all(SignalSpec(n).judged for n in judged)
+    assert not any(SignalSpec(n).passes_through for n in judged)
+    assert not SignalSpec("temp", scale=0.1).passes_through
+    assert not SignalSpec("temp", offset=-40.0).passes_through
 
 
 def test_nested_and_batch_payloads_take_the_general_path():
