@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 import struct
+from functools import partial
+from itertools import repeat
 from typing import Mapping, Sequence
 
 from connectors.modbus.config import BIT_TABLES, TEXT_TYPES
@@ -29,6 +31,11 @@ from edge.errors import PayloadError
 from edge.model import COUNTER_ROLES, Quality, Role, Sample, SignalSpec
 
 BAD_VALUE = ""  # value of a BAD sample: there is no reading, and "" cannot pass for one
+
+# A Sample from a tuple of its five fields, all in C: what Sample(...) makes (a NamedTuple's
+# __new__ is tuple.__new__ on its fields), without a Python frame per value. A poll's samples
+# are `map(_as_sample, zip(...))` over the block's names and values.
+_as_sample = partial(tuple.__new__, Sample)
 
 # The roles SignalSpec.check judges; every other signal is kept as sent (numbers scaled).
 CHECKED_ROLES: frozenset[str] = frozenset(
@@ -102,12 +109,12 @@ class BlockReader:
                 return self.samples_by_field(words(registers), ts_ns)
         device_id, good = self._device_id, Quality.GOOD
         if not self._scaled and not self._checked:
-            return [Sample(device_id, name, ts_ns, raw, good) for name, raw in zip(self._names, raws)]
+            return list(map(_as_sample, zip(repeat(device_id), self._names, repeat(ts_ns), raws, repeat(good))))
         values = list(raws)
         for i, scale, offset in self._scaled:
             values[i] = values[i] * scale + offset
         if not self._checked:
-            return [Sample(device_id, name, ts_ns, value, good) for name, value in zip(self._names, values)]
+            return list(map(_as_sample, zip(repeat(device_id), self._names, repeat(ts_ns), values, repeat(good))))
         qualities = [good] * len(values)
         for i in self._checked:
             f, name, spec, begin = self._fields[i]

@@ -158,3 +158,18 @@ def test_a_non_finite_float_is_bad_and_counted_as_decode_reports_it():
     assert temp.quality is Quality.BAD and errors.count == 1
     assert speed.value == 42 and speed.quality is Quality.GOOD
     assert REGISTERS_OF["float32"] == 2
+
+
+def test_one_struct_path_builds_real_samples():
+    """The one-Struct path builds its Samples from tuples in C (block._as_sample): they must be
+    Samples as the constructor makes them (type, fields, defaults, _replace), scaled or not."""
+    signals = {"a": SignalSpec("a"), "b": SignalSpec("b", scale=0.5, offset=1.0)}
+    fields = [Field("a", ModbusAddress(table="holding", offset=0)),
+              Field("b", ModbusAddress(table="holding", offset=1, type="int16"))]
+    (req,) = plan(fields, max_gap=0, max_registers=125)
+    reader = BlockReader("dev", req, signals, PayloadErrorReporter(logging.getLogger("t"), "dev"))
+    out = reader.samples(struct.pack(">HH", 7, 0xFFFE), 42)
+    assert out == [Sample("dev", "a", 42, 7), Sample("dev", "b", 42, 0.0)]
+    assert all(type(s) is Sample and s.quality is Quality.GOOD for s in out)
+    assert out[1]._replace(value=3) == Sample("dev", "b", 42, 3, Quality.GOOD)
+    assert out[0]._asdict()["signal"] == "a"
