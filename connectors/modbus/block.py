@@ -28,7 +28,7 @@ from connectors.modbus.decode import BlockDecoder, block_decoder
 from connectors.modbus.planner import Field, Request
 from connectors.reporting import PayloadErrorReporter
 from edge.errors import PayloadError
-from edge.model import COUNTER_ROLES, Quality, Role, Sample, SignalSpec
+from edge.model import Quality, Sample, SignalSpec
 
 BAD_VALUE = ""  # value of a BAD sample: there is no reading, and "" cannot pass for one
 
@@ -37,9 +37,6 @@ BAD_VALUE = ""  # value of a BAD sample: there is no reading, and "" cannot pass
 # are `map(_as_sample, zip(...))` over the block's names and values.
 _as_sample = partial(tuple.__new__, Sample)
 
-# The roles SignalSpec.check judges; every other signal is kept as sent (numbers scaled).
-CHECKED_ROLES: frozenset[str] = frozenset(
-    {Role.STATE.value, Role.POWER_KW.value, Role.ENERGY_KWH.value, *(r.value for r in COUNTER_ROLES)})
 
 # struct codes reading a value as sent, per type and the byte orders that leave it as sent.
 _AS_SENT: dict[str, tuple[str, frozenset[str]]] = {
@@ -95,9 +92,9 @@ class BlockReader:
         self._floats = tuple(i for i, (f, _, _, _) in enumerate(self._fields) if f.address.type in _FLOATS)
         # (index, scale, offset) of the numbers to scale, the indexes of the signals to check
         self._scaled = tuple((i, spec.scale, spec.offset) for i, (f, _, spec, _) in enumerate(self._fields)
-                             if spec.name not in CHECKED_ROLES and f.address.type not in _NOT_SCALED
+                             if not spec.judged and f.address.type not in _NOT_SCALED
                              and (spec.scale != 1.0 or spec.offset != 0.0))
-        self._checked = tuple(i for i, (_, _, spec, _) in enumerate(self._fields) if spec.name in CHECKED_ROLES)
+        self._checked = tuple(i for i, (_, _, spec, _) in enumerate(self._fields) if spec.judged)
 
     def samples(self, registers: bytes | Sequence[int], ts_ns: int) -> list[Sample]:
         unpack = self._struct
