@@ -37,7 +37,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import operator
 import sqlite3
 import threading
 from pathlib import Path
@@ -289,18 +288,8 @@ class Store(LedgerFacade, DeadLetterFacade):
         if None in sids:
             sids = [self._series_id(conn, *key) if sid is None else sid
                     for sid, key in zip(sids, keys)]
-        # Store order (the ledger's digest is defined on it): grouped by device, devices in the
-        # order they first appear, each device's samples in batch order. Batches usually come
-        # grouped already (a message's samples are one device's).
-        order = {d: i for i, d in enumerate(dict.fromkeys(devices))}
-        device_of = np.fromiter(map(order.__getitem__, devices), dtype=np.int64, count=len(devices))
-        if len(order) > 1 and bool((device_of[1:] < device_of[:-1]).any()):
-            by = np.argsort(device_of, kind="stable").tolist()
-            pick = operator.itemgetter(*by)
-            ts, values, quality, sids = pick(ts), pick(values), pick(quality), pick(sids)
-        counts = np.bincount(device_of, minlength=len(order)).tolist()
+        names, counts, (ts, values, quality, sids) = raw.store_order(devices, ts, values, quality, sids)
         block = codec.from_columns(ts, values, quality, sids)
-        names = list(order)
         spans = raw.insert(conn, names, counts, block)
         # A sample below the watermark is late: the minutes from it on must be rolled up again.
         _upsert_progress(conn, [(d, lo, hi) for d, (lo, hi) in zip(names, spans)])

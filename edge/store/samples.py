@@ -21,6 +21,7 @@ edge.store holds the locks.
 """
 from __future__ import annotations
 
+import operator
 import sqlite3
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -35,6 +36,19 @@ BUCKET_NS = 3600 * NS_PER_S       # no chunk spans more: bounds range lookups an
 _BAD = int(Quality.BAD)
 _GOOD = int(Quality.GOOD)
 _I64_MAX = 2**63 - 1
+
+
+def store_order(devices: list[str], *columns: Sequence) -> tuple[list[str], list[int], tuple[Sequence, ...]]:
+    """(the write's devices in the order they first appear, each one's sample count, `columns` in
+    store order). Store order, on which the ledger's batch digest is defined: grouped by device,
+    devices in that order, each device's samples in batch order. Batches usually come grouped
+    already (a message's samples are one device's) and their columns are returned as given."""
+    order = {d: i for i, d in enumerate(dict.fromkeys(devices))}
+    device_of = np.fromiter(map(order.__getitem__, devices), dtype=np.int64, count=len(devices))
+    if len(order) > 1 and bool((device_of[1:] < device_of[:-1]).any()):
+        pick = operator.itemgetter(*np.argsort(device_of, kind="stable").tolist())
+        columns = tuple(pick(c) for c in columns)
+    return list(order), np.bincount(device_of, minlength=len(order)).tolist(), columns
 
 
 def insert(conn: sqlite3.Connection, devices: Sequence[str], counts: Sequence[int],
