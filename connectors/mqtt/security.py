@@ -116,3 +116,14 @@ def peer_certificate_sha256(sock: object) -> str:
             return hashlib.sha256(der).hexdigest()
     return ""
 
+
+
+def tls_evidence(cfg: "MqttConnection", sock: object) -> dict[str, str]:
+    """Identity details a TLS connection gives: the broker certificate's SHA-256 and our client
+    certificate's subject and fingerprint; {} without TLS."""
+    if not cfg.tls:
+        return {}
+    details = {"broker_certificate_sha256": peer_certificate_sha256(sock)}
+    if cfg.cert_file:
+        details.update(client_certificate_details(cfg.cert_file))
+    return details

@@ -54,7 +54,7 @@ from connectors.mqtt.client import Telemetry, arrival_times, connect_blocking, n
 from connectors.mqtt.config import DEVICE_KEYS, MqttConnection
 from connectors.mqtt.handoff import Handoff
 from connectors.mqtt.routing import OVERSIZE, REJECT_HEAD_BYTES, Reject, Route, route_kind, route_kind_of
-from connectors.mqtt.security import client_certificate_details, peer_certificate_sha256
+from connectors.mqtt.security import tls_evidence
 from connectors.mqtt.shared_device import SharedDeviceSource
 from connectors.mqtt.topics import topic_matches
 from connectors.validation import connection_of
@@ -243,7 +243,7 @@ class SharedConnection:
             await asyncio.to_thread(connect_blocking, client, cfg)
             client.loop_start()
             await self._wait("connack", "CONNACK")
-            self.tls_details = self._tls_evidence(client)
+            self.tls_details = tls_evidence(self.config, client.socket())
             result, mid = client.subscribe([(f, min(cfg.qos, 1)) for f in self.filters])
             if result != mqtt.MQTT_ERR_SUCCESS:
                 raise SourceError(f"{self.endpoint}: subscribe: {mqtt.error_string(result)}")
@@ -255,14 +255,6 @@ class SharedConnection:
         self._up.set()
         for route in self._routes.values():
             route.connected(self)
-
-    def _tls_evidence(self, client: mqtt.Client) -> dict[str, str]:
-        if not self.config.tls:
-            return {}
-        details = {"broker_certificate_sha256": peer_certificate_sha256(client.socket())}
-        if self.config.cert_file:
-            details.update(client_certificate_details(self.config.cert_file))
-        return details
 
     async def _wait(self, key: str, what: str) -> Any:
         try:

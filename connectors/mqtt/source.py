@@ -47,7 +47,7 @@ from connectors.mqtt.client import Telemetry, arrival_times, connect_blocking, n
 from connectors.mqtt.config import MqttConnection
 from connectors.mqtt.handoff import Handoff
 from connectors.mqtt.mapping import BAD_VALUE, DeviceMapping, birth_evidence, parse_birth
-from connectors.mqtt.security import client_certificate_details, peer_certificate_sha256
+from connectors.mqtt.security import tls_evidence
 from connectors.reporting import PayloadErrorReporter, ReportsPayloadErrors
 from connectors.validation import connection_of
 from edge.errors import PayloadError, SourceError
@@ -131,7 +131,7 @@ class MqttSource(ReportsPayloadErrors):
             await asyncio.to_thread(self._connect_blocking, client)
             client.loop_start()
             await self._wait("connack", "CONNACK")
-            self._tls_details = self._tls_evidence(client)
+            self._tls_details = tls_evidence(self.config, client.socket())
             topics = [t for t in (cfg.identity_topic, cfg.topic) if t]
             for topic in topics:
                 result, mid = client.subscribe(topic, qos=min(cfg.qos, 1))
@@ -288,14 +288,6 @@ class MqttSource(ReportsPayloadErrors):
 
     def _evidence(self, birth: dict[str, Any]) -> IdentityEvidence:
         return birth_evidence(birth, self.endpoint, self._tls_details)
-
-    def _tls_evidence(self, client: mqtt.Client) -> dict[str, str]:
-        if not self.config.tls:
-            return {}
-        details = {"broker_certificate_sha256": peer_certificate_sha256(client.socket())}
-        if self.config.cert_file:
-            details.update(client_certificate_details(self.config.cert_file))
-        return details
 
     def _resolve(self, key: str, value: Any) -> None:
         fut = self._pending.get(key)
