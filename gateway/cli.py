@@ -39,10 +39,12 @@ def _setup_logging(level: str) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from . import gc_policy
     from .config import load_config
     from .runner import Gateway
 
     config = load_config(args.config)
+    gc_policy.apply()   # a long-running process: see gc_policy for why and what it measured
 
     async def main() -> None:
         stop = asyncio.Event()

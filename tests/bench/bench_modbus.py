@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/bench/bench_modbus.py [--devices 1000] [--duration 60]
         [--units-per-server 20] [--processes 10] [--registers 20] [--interval 1] [--in-flight 1]
-        [--server pymodbus|modbus-serial]
+        [--server pymodbus|modbus-serial] [--gc gateway,default]
 
 Simulated devices: `--devices / --units-per-server` pymodbus TCP servers (endpoints), each
 serving `--units-per-server` unit ids as a serial server does, spread over `--processes` child
@@ -18,14 +18,19 @@ store's share is its own benchmark, bench_store.py). Two plans in the same run:
 
 Reported per plan, over the measured window after a warm-up: values/s sustained, gateway
 CPU-seconds per 10k values and µs per value (this process is one event loop, so this is the
-loop's cost), poll-cycle lateness p50/p99 (start of a poll against its schedule), skipped polls,
+loop's cost), poll-cycle lateness p50/p99 (a poll joining its line's queue against its
+schedule, and its first request going on the line, which includes the wait behind the other
+units due at the same instant), skipped polls,
 connections held, RSS. `check` says whether anything was lost: every poll of the window is
-either made (with all its values, each the right one) or counted as skipped.
+either made (with all its values, each the right one) or counted as skipped. `--gc default`
+adds a run of each plan under CPython's default collector schedule, against the one `shangyun
+run` sets (gateway/gc_policy.py), as `PLAN/default-gc`.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -33,6 +38,7 @@ import resource
 import socket
 import sys
 import time
+from operator import attrgetter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +49,11 @@ from connectors import registry                      # noqa: E402
 from connectors.modbus.bus import BUSES              # noqa: E402
 from connectors.modbus.source import ModbusSource    # noqa: E402
 from connectors.supervisor import DeviceSupervisor, stop_all   # noqa: E402
+from gateway import gc_policy                        # noqa: E402
 from edge.model import DeviceSpec, Quality, Sample, SignalSpec  # noqa: E402
+
+
+_SIGNAL, _VALUE, _QUALITY = attrgetter("signal"), attrgetter("value"), attrgetter("quality")
 
 
 def expected_value(endpoint: int, unit: int, register: int) -> int:
@@ -216,6 +226,7 @@ class Tally:
     bad: int = 0
     polls: dict[str, int] = field(default_factory=dict)
     lateness_s: list[float] = field(default_factory=list)
+    start_lateness_s: list[float] = field(default_factory=list)
     # per device, at its first and latest poll of the window: (due time, skipped so far, polls)
     first: dict[str, tuple[float, int, int]] = field(default_factory=dict)
     last: dict[str, tuple[float, int, int]] = field(default_factory=dict)
@@ -245,7 +256,8 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 async def measure(servers: Servers | PeerServers, plan: str, *, devices: int, interval_s: float,
-                  warmup_s: float, duration_s: float, in_flight: int = 1) -> dict[str, Any]:
+                  warmup_s: float, duration_s: float, in_flight: int = 1,
+                  gc_schedule: str = "gateway") -> dict[str, Any]:
     specs = device_specs(servers, plan, interval_s, devices, in_flight)
     expected = {}
     for i, spec in enumerate(specs):
@@ -269,11 +281,13 @@ async def measure(servers: Servers | PeerServers, plan: str, *, devices: int, in
         tally.first.setdefault(device_id, mark)
         tally.last[device_id] = mark
         tally.lateness_s.append(source.last_lateness_s)
+        tally.start_lateness_s.append(source.last_started_s - source.poll_due_s)
         if len(kept) < 500:
             kept.append(batch)
         names, values = expected_batch[device_id]
-        if ([s.value for s in batch] == values and [s.signal for s in batch] == names
-                and all(s.quality is good for s in batch)):
+        # in C (no Python step per value): this check is the bench's, not the gateway's cost
+        if (list(map(_VALUE, batch)) == values and list(map(_SIGNAL, batch)) == names
+                and list(map(_QUALITY, batch)).count(good) == len(batch)):
             tally.values += len(batch)
             return
         want = expected[device_id]
@@ -286,6 +300,9 @@ async def measure(servers: Servers | PeerServers, plan: str, *, devices: int, in
                 tally.values += 1
 
     observer = NoObserver()
+    # "gateway": the collector's schedule `shangyun run` sets (gateway/gc_policy.py);
+    # "default": CPython's, for comparison in the same run
+    gc_before = gc_policy.apply() if gc_schedule == "gateway" else gc.get_threshold()
     running: dict[DeviceSupervisor, asyncio.Task[None]] = {}
     for spec in specs:
         source = ModbusSource(spec)
@@ -308,6 +325,7 @@ async def measure(servers: Servers | PeerServers, plan: str, *, devices: int, in
         skipped = {d: s.skipped_polls - skipped_before[d] for d, s in sources.items()}
     finally:
         await stop_all(running)
+        gc.set_threshold(*gc_before)
     emit_us = await _emit_cost(emit, tally, kept)
     # Nothing lost: between a device's first and latest poll of the window, every slot of its
     # schedule (due times on the grid) was polled, and seen here, or counted as skipped. The
@@ -325,6 +343,8 @@ async def measure(servers: Servers | PeerServers, plan: str, *, devices: int, in
     values = tally.values
     return {
         "plan": plan,
+        "gc": gc_schedule,
+        "gc_threshold": gc_policy.YOUNG_THRESHOLD if gc_schedule == "gateway" else gc_before[0],
         "devices": devices,
         "online_after_warmup": online,
         "reads_per_poll": len(next(iter(sources.values())).requests),
@@ -346,6 +366,10 @@ async def measure(servers: Servers | PeerServers, plan: str, *, devices: int, in
         "emit_us_per_value": emit_us,
         "lateness_p50_s": _round(_percentile(tally.lateness_s, 0.50)),
         "lateness_p99_s": _round(_percentile(tally.lateness_s, 0.99)),
+        # when the poll's first request went on the line: also the wait behind the other units
+        # of its line that are due at the same instant
+        "start_lateness_p50_s": _round(_percentile(tally.start_lateness_s, 0.50)),
+        "start_lateness_p99_s": _round(_percentile(tally.start_lateness_s, 0.99)),
         "polls": sum(tally.polls.values()),
         "skipped_polls": sum(skipped.values()),
         "rss_mb": round(rss, 1),
@@ -362,7 +386,7 @@ async def _emit_cost(emit: Any, tally: Tally, batches: list[list[Sample]]) -> fl
     if not n:
         return None
     saved = (tally.values, tally.wrong, tally.bad, dict(tally.polls), len(tally.lateness_s),
-             dict(tally.first), dict(tally.last))
+             dict(tally.first), dict(tally.last), len(tally.start_lateness_s))
     tally.measuring = True
     rounds = max(1, 200_000 // n)
     cpu0 = time.process_time()
@@ -373,6 +397,7 @@ async def _emit_cost(emit: Any, tally: Tally, batches: list[list[Sample]]) -> fl
     tally.measuring = False
     tally.values, tally.wrong, tally.bad, tally.polls = saved[:4]
     del tally.lateness_s[saved[4]:]
+    del tally.start_lateness_s[saved[7]:]
     tally.first, tally.last = saved[5], saved[6]
     return round(cpu / (n * rounds) * 1e6, 3)
 
@@ -384,7 +409,8 @@ def _round(x: float | None) -> float | None:
 def run(*, devices: int = 1000, units_per_server: int = 20, registers: int = 20,
         processes: int = 10, interval_s: float = 1.0, warmup_s: float = 10.0,
         duration_s: float = 60.0, plans: tuple[str, ...] = ("coalesced", "per_signal"),
-        in_flight: int = 1, server: str = "pymodbus") -> dict[str, Any]:
+        in_flight: int = 1, server: str = "pymodbus",
+        gc_schedules: tuple[str, ...] = ("gateway",)) -> dict[str, Any]:
     import logging
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     endpoints = -(-devices // units_per_server)
@@ -394,8 +420,8 @@ def run(*, devices: int = 1000, units_per_server: int = 20, registers: int = 20,
             with plant(endpoints, units_per_server, registers, processes) as servers:
                 results = [asyncio.run(measure(servers, plan, devices=devices, interval_s=interval_s,
                                                warmup_s=warmup_s, duration_s=duration_s,
-                                               in_flight=in_flight))
-                           for plan in plans]
+                                               in_flight=in_flight, gc_schedule=schedule))
+                           for plan in plans for schedule in gc_schedules]
             break
         except PortTaken:
             if attempt == 2:
@@ -407,7 +433,9 @@ def run(*, devices: int = 1000, units_per_server: int = 20, registers: int = 20,
             # the simulated devices' CPU over the whole run (all plans), for scale
             "servers_cpu_s": round(sum(getattr(resource.getrusage(resource.RUSAGE_CHILDREN), f)
                                        for f in ("ru_utime", "ru_stime")), 1),
-            "results": {r["plan"]: r for r in results}}
+            # keyed by plan; a run under CPython's default collector schedule as "plan/default-gc"
+            "results": {r["plan"] + ("" if r["gc"] == "gateway" else f"/{r['gc']}-gc"): r
+                        for r in results}}
 
 
 def main() -> None:
@@ -424,10 +452,14 @@ def main() -> None:
                    help="simulated endpoints: pymodbus (in --processes) or modbus-serial (node, one each)")
     p.add_argument("--in-flight", type=int, default=1,
                    help="max_in_flight of every device: requests pipelined per endpoint")
+    p.add_argument("--gc", default="gateway",
+                   help="collector schedules to measure, comma-separated: gateway (what `shangyun "
+                        "run` sets, gateway/gc_policy.py) and/or default (CPython's)")
     a = p.parse_args()
     out = run(devices=a.devices, units_per_server=a.units_per_server, registers=a.registers,
               processes=a.processes, interval_s=a.interval, warmup_s=a.warmup,
-              duration_s=a.duration, plans=tuple(a.plans.split(",")), in_flight=a.in_flight, server=a.server)
+              duration_s=a.duration, plans=tuple(a.plans.split(",")), in_flight=a.in_flight, server=a.server,
+              gc_schedules=tuple(a.gc.split(",")))
     print(json.dumps(out, indent=2))
     sys.exit(0 if all(r["check"]["ok"] for r in out["results"].values()) else 1)
 

@@ -140,10 +140,10 @@ async def test_a_poll_with_every_signal_refused_still_waits_for_its_slot():
         await server.stop()
 
 
-async def test_units_on_lines_that_take_one_request_share_a_few_slots_of_the_interval(responder):
-    """Each unit with a phase of its own woke the loop once per unit and poll; their phases now
-    fall on a grid of a few slots of the interval (units due together are started in one
-    wake-up), still spread over it so that the units of one line do not all queue at once."""
+async def test_units_are_due_on_one_grid_of_the_interval(responder):
+    """Each unit with a phase of its own woke the loop once per unit and poll; every unit with
+    the same interval is now due at the same instants (whole multiples of the interval), so
+    their requests are started in one wake-up and their answers come back to a busy loop."""
     interval = 0.5
     units = [unit(responder.port, u, poll_interval_s=interval) for u in range(1, 42) if u != SILENT]
 
@@ -164,7 +164,7 @@ async def test_units_on_lines_that_take_one_request_share_a_few_slots_of_the_int
             await s.close()
     # monotonic due times on the grid: phase = due mod interval (rounded against float noise)
     phases = {round(due % interval, 6) % interval for due in dues}
-    assert 2 <= len(phases) <= 20, sorted(phases)
+    assert phases == {0.0}, sorted(phases)
 
 
 async def test_a_poll_queued_when_the_bus_closes_fails_instead_of_waiting_forever(responder):
