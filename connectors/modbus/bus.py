@@ -27,7 +27,7 @@ for a library's coroutine (pymodbus, RTU), in a task (`Bus.start_call`). A finis
 the next one at once, from the callback that finished it. One watchdog timer per bus, armed
 for the earliest deadline in flight, times requests out. A job may be given a start time
 (`at`): the poll schedule's next slot, so a unit's task wakes once per poll (for its answer),
-not also to send. `accept` checks an answer is its request's before the next request goes, so
+not also to send; the jobs of a bus due at the same instant share one timer. `accept` checks an answer is its request's before the next request goes, so
 that the line is held quiet (see above) before anything else is sent.
 
 No protocol library here: the link (connect, close, connected) is made by the source, which is
@@ -116,6 +116,7 @@ class Bus:
         self._connecting = asyncio.Lock()
         self._loop = asyncio.get_running_loop()
         self._queue: deque[Job] = deque()
+        self._due: dict[float, list[Job]] = {}   # jobs waiting for their start time, by that time
         self._flying: set[Job] = set()
         self._quiet_from = 0.0  # monotonic time the line went quiet (end of the last answer)
         self._dispatching = False
@@ -139,7 +140,13 @@ class Bus:
         holds the line until its answer or its timeout (the unit may still be answering)."""
         job = Job(self, start, request, timeout_s, accept, self._loop.create_future())
         if at is not None and at > time.monotonic():
-            self._loop.call_at(at, self._enqueue, job)
+            # Units polled on the same grid are due at the same instant: one timer per instant
+            # and bus starts them all (not a timer, heap entry and callback per request).
+            due = self._due.get(at)
+            if due is None:
+                due = self._due[at] = []
+                self._loop.call_at(at, self._start_due, at)
+            due.append(job)
         else:
             self._enqueue(job)
         return job
@@ -173,6 +180,10 @@ class Bus:
         self._quiet_from = max(self._quiet_from, time.monotonic() + drain_s)
 
     # the queue
+
+    def _start_due(self, at: float) -> None:
+        for job in self._due.pop(at, ()):
+            self._enqueue(job)
 
     def _enqueue(self, job: Job) -> None:
         job.queued_at = time.monotonic()
@@ -265,7 +276,10 @@ class Bus:
         self._pause_timer = self._watchdog = None
         self._watchdog_at = math.inf
         self.link.close()
-        queued, self._queue = self._queue, deque()
+        queued, self._queue = list(self._queue), deque()
+        for waiting in self._due.values():   # their timers find nothing left to start
+            queued.extend(waiting)
+        self._due.clear()
         for job in queued:
             job.finished = True
             if not job.future.done():

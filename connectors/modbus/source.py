@@ -189,6 +189,7 @@ class ModbusSource(ReportsPayloadErrors):
             raise SourceError(f"{self.endpoint}: samples() before connect()")
         interval = self.config.poll_interval_s
         due = time.monotonic()
+        slot = 0   # due = slot * interval: the same float for every unit due then
         first = True
         while True:
             self.poll_due_s = due
@@ -196,13 +197,14 @@ class ModbusSource(ReportsPayloadErrors):
             now = time.monotonic()
             if first:   # onto the grid: the first slot after now
                 first = False
-                due = math.ceil(now / interval) * interval
+                slot = math.ceil(now / interval)
             else:
-                due += interval
-                if due < now:
-                    missed = math.floor((now - due) / interval) + 1
+                slot += 1
+                if slot * interval < now:
+                    missed = math.floor((now - slot * interval) / interval) + 1
                     self._skipped(missed)
-                    due += missed * interval
+                    slot += missed
+            due = slot * interval
 
     def _skipped(self, missed: int) -> None:
         # Once per source, and at info: the counter (in status) keeps the tally, and a stalled

@@ -71,6 +71,44 @@ async def test_a_request_arms_no_timer_of_its_own(responder):
         await b.close()
 
 
+async def test_units_due_at_the_same_instant_share_one_start_timer(responder):
+    """Twenty units of one line polled at the same slot of the grid: one timer starts all
+    their requests (it was a timer, a heap entry and a callback per request), in the order
+    they were asked for, and each gets its own answer."""
+    units = [unit(responder.port, u) for u in range(1, 21) if u != SILENT]
+    loop = asyncio.get_running_loop()
+    try:
+        for s in units:
+            await s.connect()
+        at = loop.time() + 0.2
+        with TimerCount() as timers:
+            batches = await asyncio.gather(*(s.poll(at=at) for s in units))
+        # the start timer and the bus's watchdog (a timer per request was 20)
+        assert timers.calls <= 2, f"{timers.calls} timers for {len(units)} requests due at once"
+        for s, batch in zip(units, batches):
+            u = s.config.device_id
+            assert [x.value for x in batch] == [register(u, i) for i in range(4)]
+            assert s.last_started_s >= at   # not before its slot
+        starts = [s.last_started_s for s in units]
+        assert starts == sorted(starts)   # served in the order asked, one at a time
+    finally:
+        for s in units:
+            await s.close()
+
+
+async def test_a_poll_waiting_for_its_slot_fails_when_the_bus_closes(responder):
+    """The last unit leaves while a poll waits for its start time: the poll fails at once
+    instead of waiting for a slot on a closed line."""
+    lone = unit(responder.port, 1)
+    await lone.connect()
+    loop = asyncio.get_running_loop()
+    waiting = asyncio.ensure_future(lone.poll(at=loop.time() + 60))
+    await asyncio.sleep(0.01)
+    await lone.close()
+    with pytest.raises(SourceError):
+        await asyncio.wait_for(waiting, 10)   # a deadline for a hang, not a measured time
+
+
 async def test_a_short_timeout_is_not_held_up_by_a_longer_one_in_flight(responder):
     """Two silent units in flight at once, the longer timeout first: the watchdog, armed for
     the first deadline, is re-armed for the earlier one."""
