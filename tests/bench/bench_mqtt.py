@@ -1,6 +1,7 @@
 """Benchmark: MQTT telemetry through the whole gateway on ONE shared connection. Prints JSON.
 
     .venv/bin/python tests/bench/bench_mqtt.py [--devices 50] [--messages 60000] [--rate 15000]
+        [--gc gateway|default]
 
 A real Gateway (one `mqtt_brokers` connection, one topic-template block for `--devices` machines,
 10-field JSON, QoS 1 acknowledged after commit, bounded pipeline, SQLite store) and a private
@@ -282,7 +283,12 @@ def main() -> int:
     ap.add_argument("--paced-with", choices=("paho", "mosquitto_pub"), default="mosquitto_pub",
                     help="paced publishers: processes feeding mosquitto_pub at the rate, or paho publishers")
     ap.add_argument("--protocol", choices=("5", "3.1.1"), default="5", help="the gateway's MQTT version")
+    ap.add_argument("--gc", choices=("gateway", "default"), default="gateway",
+                    help="the collector's schedule: what `shangyun run` sets (gateway/gc_policy.py) or CPython's")
     args = ap.parse_args()
+    if args.gc == "gateway":
+        from gateway import gc_policy
+        gc_policy.apply()
     from simulator.broker import MosquittoBroker
 
     with tempfile.TemporaryDirectory() as tmp, MosquittoBroker() as broker:
@@ -293,7 +299,7 @@ def main() -> int:
     base = baseline(args.messages)
     flood = result["flood"]
     out = {"benchmark": "mqtt_shared_connection_end_to_end", "devices": args.devices,
-           "fields_per_message": len(FIELDS), "publishers": args.publishers, "protocol": args.protocol, "cores": os.cpu_count(),
+           "fields_per_message": len(FIELDS), "publishers": args.publishers, "protocol": args.protocol, "gc": args.gc, "cores": os.cpu_count(),
            "loadavg_1m": os.getloadavg()[0], **result, "baseline_store": base,
            "flood_over_baseline": round(flood["messages_per_s"] / base["messages_per_s"], 3)}
     print(json.dumps(out, indent=1))
