@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from edge.model import NS_PER_S, Sample, now_ns
+from edge.rejects import Reject
 from gateway import api
 from gateway.config import load_config
 from gateway.runner import Gateway
@@ -120,3 +121,21 @@ async def test_an_offline_machine_and_a_nan_reading_do_not_break_the_page(live_p
     assert tiles[gone] == "offline"
     assert tiles[broken] in STATES and tiles[specs[2].id] in STATES
     assert re.search(r'id="k-online">2/3<', dom)
+
+
+async def test_a_machine_sending_payloads_that_are_refused_says_so_on_its_tile(live_plant, tmp_path):
+    """Payloads a connector refused never become samples, so nothing else on the page would
+    show them: the tile counts them (the API's `payload_rejects_total`), and only on the
+    machine that sent them."""
+    assert CHROMIUM, "needs Debian's chromium: `make test` installs it (apt-get install chromium)"
+    base, specs, _factory, gateway = live_plant
+    noisy = specs[0].id
+    gateway.store.add_rejects([Reject.of(b"{not json", arrived_ns=now_ns(), source="mqtt",
+                                         topic=f"plant/{noisy}", device_id=noisy, reason="json",
+                                         detail="Expecting property name") for _ in range(3)])
+    result = await asyncio.to_thread(chromium, base + "/", tmp_path, "--dump-dom")
+    dom = result.stdout
+    assert 'data-loaded="1"' in dom, result.stderr[-2000:]
+    tiles = dict(re.findall(r'<section class="tile" data-device="([^"]+)"(.*?)</section>', dom, re.S))
+    assert "payload rejects 3" in tiles[noisy], tiles[noisy][-600:]
+    assert all("payload rejects" not in tiles[s.id] for s in specs[1:])
