@@ -276,3 +276,40 @@ async def test_acknowledgements_settled_together_leave_in_one_socket_write(broke
         assert await take(src, 1, ack=True) == [MARKER]   # the 200 acknowledged ones are gone
     finally:
         await src.close()
+
+
+async def test_a_clean_close_right_after_acknowledging_lets_the_broker_read_the_acks(broker, publisher):
+    """Closing the connection right after queueing PUBACKs could reset it before Mosquitto had
+    read them, and the broker then sent those messages again on the next connect with the same
+    session (3 of 8 runs of the test above, under load). A clean close now waits for an
+    UNSUBSCRIBE round trip first (connectors/mqtt/client.broker_has_read_all): twenty rounds
+    of acknowledge-and-close at once, and nothing acknowledged ever comes again."""
+    spec = rig_device(broker.port, client_id="t-close-barrier")
+    src = MqttSource(spec)
+    for round_ in range(20):
+        await src.connect()
+        try:
+            values = range(round_ * 100, round_ * 100 + 50)
+            publisher.send(values)
+            got = await take(src, 50, ack=True)
+            # every message once: none of an earlier round came again
+            assert got == list(values), f"round {round_}: {got[:5]}..."
+        finally:
+            await src.close()   # at once: no wait for the acks to leave
+
+
+async def test_the_close_barrier_is_a_round_trip_on_a_live_link_and_nothing_on_a_dead_one(broker):
+    from connectors.mqtt.client import broker_has_read_all
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t-barrier",
+                         protocol=mqtt.MQTTv5)
+    assert await broker_has_read_all(client, 1.0) is False   # never connected: nothing to wait for
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        await eventually(client.is_connected, what="connected")
+        assert await broker_has_read_all(client, 5.0) is True
+        assert client.on_unsubscribe is None                  # its callback is not left behind
+    finally:
+        client.disconnect()
+        client.loop_stop()
