@@ -27,8 +27,9 @@ for a library's coroutine (pymodbus, RTU), in a task (`Bus.start_call`). A finis
 the next one at once, from the callback that finished it. One watchdog timer per bus, armed
 for the earliest deadline in flight, times requests out. A job may be given a start time
 (`at`): the poll schedule's next slot, so a unit's task wakes once per poll (for its answer),
-not also to send; the jobs of a bus due at the same instant share one timer. `accept` checks an answer is its request's before the next request goes, so
-that the line is held quiet (see above) before anything else is sent.
+not also to send; the jobs of a bus due at the same instant share one timer. `accept` checks
+an answer is its request's before the next request goes, so that the line is held quiet (see
+above) before anything else is sent.
 
 No protocol library here: the link (connect, close, connected) is made by the source, which is
 the one module importing pymodbus.
