@@ -3,6 +3,7 @@ connection (connectors/mqtt/source.py) and the shared broker connection (shared.
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 from typing import Any, Callable, Sequence
 
@@ -13,6 +14,8 @@ from paho.mqtt.properties import Properties
 from connectors.mqtt.config import MqttConnection
 from connectors.mqtt.security import credentials, tls_context
 from edge.model import now_ns
+
+log = logging.getLogger("shangyun.connectors.mqtt")
 
 # Maximum Packet Size counts the whole PUBLISH: fixed header, topic, packet id, properties.
 # This much room over max_payload_bytes covers any sane topic; the exact payload check is ours.
@@ -218,7 +221,7 @@ def send_acks(client: mqtt.Client, mids: Sequence[int]) -> None:
 BARRIER_TOPIC = "shangyun/close-barrier"
 # The longest a clean close waits for that round trip (a healthy broker answers in milliseconds;
 # a link that died unnoticed must not hold up a stop for long).
-CLOSE_BARRIER_S = 2.0
+_CLOSE_BARRIER_S = 2.0
 
 
 async def broker_has_read_all(client: mqtt.Client, timeout_s: float) -> bool:
@@ -256,3 +259,15 @@ async def broker_has_read_all(client: mqtt.Client, timeout_s: float) -> bool:
         return False
     finally:
         client.on_unsubscribe = None
+
+
+async def close_cleanly(client: mqtt.Client, cfg: MqttConnection, what: str) -> None:
+    """Close `client` (per device or shared): the broker reads the PUBACKs queued so far
+    (`broker_has_read_all`, at most 2 s or `cfg.timeout_s`), then DISCONNECT, then paho's
+    thread is stopped. `what` names the connection in the debug line of a failed DISCONNECT."""
+    await broker_has_read_all(client, min(_CLOSE_BARRIER_S, cfg.timeout_s))
+    try:
+        client.disconnect()
+    except Exception:  # noqa: BLE001 - the link is gone anyway
+        log.debug("%s: disconnect failed", what, exc_info=True)
+    await asyncio.to_thread(client.loop_stop)

@@ -50,8 +50,8 @@ import paho.mqtt.client as mqtt
 
 from connectors.backoff import Backoff
 from connectors.mqtt.acks import InOrderAcks, Pending
-from connectors.mqtt.client import (CLOSE_BARRIER_S, Telemetry, arrival_times, broker_has_read_all,
-                                    connect_blocking, new_client, refusal, send_acks)
+from connectors.mqtt.client import (Telemetry, arrival_times, close_cleanly, connect_blocking, new_client,
+                                    refusal, send_acks)
 from connectors.mqtt.config import DEVICE_KEYS, MqttConnection
 from connectors.mqtt.handoff import Handoff
 from connectors.mqtt.routing import OVERSIZE, REJECT_HEAD_BYTES, Reject, Route, route_kind, route_kind_of
@@ -279,13 +279,7 @@ class SharedConnection:
     async def _teardown(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            # The PUBACKs of what was stored reach the broker before the connection goes.
-            await broker_has_read_all(client, min(CLOSE_BARRIER_S, self.config.timeout_s))
-            try:
-                client.disconnect()
-            except Exception:  # noqa: BLE001 - the link is gone anyway
-                log.debug("shared connection %s: disconnect failed", self.name, exc_info=True)
-            await asyncio.to_thread(client.loop_stop)
+            await close_cleanly(client, self.config, f"shared connection {self.name}")
 
     async def close(self) -> None:
         self._closing = True

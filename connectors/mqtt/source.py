@@ -43,8 +43,8 @@ import paho.mqtt.client as mqtt
 from connectors.base import AckedBatch
 from connectors.mqtt.acks import InOrderAcks, Pending
 from connectors.mqtt import rejects
-from connectors.mqtt.client import (CLOSE_BARRIER_S, Telemetry, arrival_times, broker_has_read_all,
-                                    connect_blocking, new_client, refusal, send_acks)
+from connectors.mqtt.client import (Telemetry, arrival_times, close_cleanly, connect_blocking, new_client,
+                                    refusal, send_acks)
 from connectors.mqtt.config import MqttConnection
 from connectors.mqtt.handoff import Handoff
 from connectors.mqtt.mapping import BAD_VALUE, DeviceMapping, birth_evidence, parse_birth
@@ -198,13 +198,7 @@ class MqttSource(ReportsPayloadErrors):
         if self._acks is not None:
             self._acks.close()
         if client is not None:
-            # The PUBACKs of what was stored reach the broker before the connection goes.
-            await broker_has_read_all(client, min(CLOSE_BARRIER_S, self.config.timeout_s))
-            try:
-                client.disconnect()
-            except Exception:
-                log.debug("device %s: disconnect failed", self.device.id, exc_info=True)
-            await asyncio.to_thread(client.loop_stop)
+            await close_cleanly(client, self.config, f"device {self.device.id}")
         for fut in self._pending.values():
             fut.cancel()
 

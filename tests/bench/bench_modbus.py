@@ -38,7 +38,6 @@ import resource
 import socket
 import sys
 import time
-from operator import attrgetter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,9 +50,6 @@ from connectors.modbus.source import ModbusSource    # noqa: E402
 from connectors.supervisor import DeviceSupervisor, stop_all   # noqa: E402
 from gateway import gc_policy                        # noqa: E402
 from edge.model import DeviceSpec, Quality, Sample, SignalSpec  # noqa: E402
-
-
-_SIGNAL, _VALUE, _QUALITY = attrgetter("signal"), attrgetter("value"), attrgetter("quality")
 
 
 def expected_value(endpoint: int, unit: int, register: int) -> int:
@@ -285,9 +281,8 @@ async def measure(servers: Servers | PeerServers, plan: str, *, devices: int, in
         if len(kept) < 500:
             kept.append(batch)
         names, values = expected_batch[device_id]
-        # in C (no Python step per value): this check is the bench's, not the gateway's cost
-        if (list(map(_VALUE, batch)) == values and list(map(_SIGNAL, batch)) == names
-                and list(map(_QUALITY, batch)).count(good) == len(batch)):
+        if ([s.value for s in batch] == values and [s.signal for s in batch] == names
+                and all(s.quality is good for s in batch)):
             tally.values += len(batch)
             return
         want = expected[device_id]
@@ -456,6 +451,9 @@ def main() -> None:
                    help="collector schedules to measure, comma-separated: gateway (what `shangyun "
                         "run` sets, gateway/gc_policy.py) and/or default (CPython's)")
     a = p.parse_args()
+    unknown = set(a.gc.split(",")) - {"gateway", "default"}
+    if unknown:
+        p.error(f"--gc: unknown schedule(s) {', '.join(sorted(unknown))}; use gateway and/or default")
     out = run(devices=a.devices, units_per_server=a.units_per_server, registers=a.registers,
               processes=a.processes, interval_s=a.interval, warmup_s=a.warmup,
               duration_s=a.duration, plans=tuple(a.plans.split(",")), in_flight=a.in_flight, server=a.server,
